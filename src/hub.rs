@@ -1,0 +1,163 @@
+//! Who is online: the registry of logged-in WebSocket connections and the
+//! fan-out of pushes to them.
+//!
+//! A push is serialized once by the caller and shared (`Utf8Bytes` is a
+//! reference-counted buffer), so a message to a thousand members costs one
+//! encoding. Each connection has a bounded queue; a push that finds it full
+//! does not wait: the connection is told to close (it is too slow to keep up,
+//! and will catch up through replay at its next login). The registry lock is a
+//! std `Mutex` held only to look up and enqueue, never across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hyper_tungstenite::tungstenite::Utf8Bytes;
+use tokio::sync::{Notify, mpsc};
+
+/// A frame to push to a connection.
+#[derive(Debug, Clone)]
+pub struct Push {
+    /// The message id for `Msg` pushes, 0 for other events. Lets a connection
+    /// drop live pushes its login replay already covered.
+    pub msg_id: u64,
+    pub sender: u64,
+    pub frame: Utf8Bytes,
+}
+
+/// Why a connection was told to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickReason {
+    /// Its queue overflowed.
+    TooSlow = 1,
+    /// Its session was revoked or its account removed.
+    SessionEnded = 2,
+    /// The server is going away.
+    Shutdown = 3,
+}
+
+/// The "please close" signal a connection task listens to.
+#[derive(Debug, Default)]
+pub struct Kick {
+    notify: Notify,
+    reason: AtomicU8,
+}
+
+impl Kick {
+    pub fn fire(&self, reason: KickReason) {
+        self.reason.store(reason as u8, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+
+    /// Waits until fired; returns why.
+    pub async fn fired(&self) -> KickReason {
+        self.notify.notified().await;
+        match self.reason.load(Ordering::Relaxed) {
+            1 => KickReason::TooSlow,
+            3 => KickReason::Shutdown,
+            _ => KickReason::SessionEnded,
+        }
+    }
+}
+
+struct Peer {
+    conn: u64,
+    session: i64,
+    tx: mpsc::Sender<Push>,
+    kick: Arc<Kick>,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    peers: Mutex<HashMap<u64, Vec<Peer>>>,
+    next_conn: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl Hub {
+    pub fn new() -> Hub {
+        Hub::default()
+    }
+
+    /// A process-unique id for a new connection.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn peers(&self) -> MutexGuard<'_, HashMap<u64, Vec<Peer>>> {
+        // Nothing panics while holding this lock, but if something ever did,
+        // the map is still consistent: keep serving rather than poison everyone.
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn register(&self, uid: u64, conn: u64, session: i64, tx: mpsc::Sender<Push>, kick: Arc<Kick>) {
+        self.peers().entry(uid).or_default().push(Peer {
+            conn,
+            session,
+            tx,
+            kick,
+        });
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn unregister(&self, uid: u64, conn: u64) {
+        let mut peers = self.peers();
+        if let Some(list) = peers.get_mut(&uid) {
+            let before = list.len();
+            list.retain(|p| p.conn != conn);
+            if list.len() < before {
+                self.connections.fetch_sub(1, Ordering::Relaxed);
+            }
+            if list.is_empty() {
+                peers.remove(&uid);
+            }
+        }
+    }
+
+    /// Queues `push` for every connection of every user in `uids`, except the
+    /// connection `skip` (the one that sent it). Returns how many were queued.
+    pub fn send(&self, uids: &[u64], push: &Push, skip: Option<u64>) -> usize {
+        let peers = self.peers();
+        let mut queued = 0;
+        for uid in uids {
+            let Some(list) = peers.get(uid) else { continue };
+            for peer in list {
+                if Some(peer.conn) == skip {
+                    continue;
+                }
+                match peer.tx.try_send(push.clone()) {
+                    Ok(()) => queued += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => peer.kick.fire(KickReason::TooSlow),
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        queued
+    }
+
+    /// Closes every connection logged in with this session.
+    pub fn end_session(&self, session: i64) {
+        for list in self.peers().values() {
+            for peer in list.iter().filter(|p| p.session == session) {
+                peer.kick.fire(KickReason::SessionEnded);
+            }
+        }
+    }
+
+    /// Tells every logged-in connection the server is going away.
+    pub fn shutdown_all(&self) {
+        for list in self.peers().values() {
+            for peer in list {
+                peer.kick.fire(KickReason::Shutdown);
+            }
+        }
+    }
+
+    pub fn online_users(&self) -> usize {
+        self.peers().len()
+    }
+
+    pub fn online_connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}

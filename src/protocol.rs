@@ -1,0 +1,608 @@
+//! The wire format: every JSON field name rim clients see lives here.
+//!
+//! Inbound, it turns request bodies and WebSocket frames into plain Rust
+//! values (or a 400 saying which field is wrong). Outbound, it turns storage
+//! types into rim's JSON objects: the REST wrapper `{"ok","code","msg","data"}`,
+//! User, Group, Message, and the WebSocket acks and pushes. Nothing outside
+//! this module names a JSON field.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::store::{ChatRow, Group, Kind, Message, Role, User};
+use crate::time::format_wire;
+
+// ---- REST: the wrapper ---------------------------------------------------------
+
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    ok: bool,
+    code: u16,
+    msg: Option<&'a str>,
+    data: Option<T>,
+}
+
+/// `{"ok":true,"code":200,"msg":null,"data":...}`
+pub fn success<T: Serialize>(data: &T) -> Vec<u8> {
+    serde_json::to_vec(&Envelope {
+        ok: true,
+        code: 200,
+        msg: None,
+        data: Some(data),
+    })
+    .unwrap_or_else(|_| failure(&Error::Internal("cannot encode the answer".into())))
+}
+
+/// `{"ok":false,"code":<status>,"msg":"<reason>","data":null}`
+pub fn failure(err: &Error) -> Vec<u8> {
+    serde_json::to_vec(&Envelope::<()> {
+        ok: false,
+        code: err.code(),
+        msg: Some(err.message()),
+        data: None,
+    })
+    .unwrap_or_else(|_| br#"{"ok":false,"code":500,"msg":"internal error","data":null}"#.to_vec())
+}
+
+/// Decodes a JSON request body into `T`, with a 400 that names the problem.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::bad_request("the request body is empty; send a JSON object"));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Error::bad_request(match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                format!("the request body is not valid JSON: {e}")
+            }
+            _ => format!("invalid request: {e}"),
+        })
+    })
+}
+
+// ---- REST: request bodies ------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct CreateUser {
+    pub account: String,
+    pub password: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub avatar: String,
+    #[serde(default)]
+    pub email: String,
+}
+
+#[derive(Deserialize)]
+pub struct Login {
+    pub account: String,
+    pub password: String,
+}
+
+#[derive(Deserialize)]
+pub struct GroupCreate {
+    pub group: GroupFields,
+    #[serde(default)]
+    pub users: Vec<MemberIn>,
+}
+
+#[derive(Deserialize)]
+pub struct GroupFields {
+    pub name: String,
+    #[serde(default)]
+    pub avatar: String,
+    /// Accepted for rim compatibility; `group/create` always makes a group.
+    #[serde(default)]
+    pub mode: Option<u8>,
+}
+
+#[derive(Deserialize)]
+pub struct MemberIn {
+    pub uid: u64,
+    #[serde(default)]
+    pub role: Option<u8>,
+}
+
+impl MemberIn {
+    pub fn role(&self) -> Result<Role> {
+        match self.role {
+            None => Ok(Role::Member),
+            Some(r) => Role::from_u8(r).ok_or_else(|| {
+                Error::bad_request(format!("role {r} is not valid: use 1 (member) or 2 (admin)"))
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct GroupUpdate {
+    pub id: u64,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub avatar: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct MemberChange {
+    pub gid: u64,
+    pub uids: Vec<u64>,
+    #[serde(rename = "opType")]
+    pub op_type: u8,
+}
+
+#[derive(Deserialize)]
+pub struct Direct {
+    pub uid: u64,
+}
+
+#[derive(Deserialize)]
+pub struct ChatListQuery {
+    #[serde(default)]
+    pub page: Option<i64>,
+    #[serde(default)]
+    pub size: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    pub gid: u64,
+    #[serde(default)]
+    pub page: Option<i64>,
+    #[serde(default)]
+    pub size: Option<i64>,
+    #[serde(default, rename = "beforeId")]
+    pub before_id: Option<u64>,
+}
+
+#[derive(Deserialize)]
+pub struct GroupRead {
+    pub gid: u64,
+}
+
+#[derive(Deserialize)]
+pub struct FriendAdd {
+    pub fid: u64,
+}
+
+#[derive(Deserialize)]
+pub struct FriendModify {
+    pub fid: u64,
+    pub status: u8,
+}
+
+// ---- REST: objects -------------------------------------------------------------
+
+#[derive(Serialize)]
+pub struct UserOut<'a> {
+    id: u64,
+    name: &'a str,
+    avatar: &'a str,
+    email: &'a str,
+    account: &'a str,
+    /// Always empty: rim clients expect the key.
+    password: &'static str,
+}
+
+impl<'a> UserOut<'a> {
+    /// `viewer` decides whether the email is shown: only to its owner.
+    pub fn new(u: &'a User, viewer: u64) -> Self {
+        UserOut {
+            id: u.id,
+            name: &u.name,
+            avatar: &u.avatar,
+            email: if u.id == viewer { &u.email } else { "" },
+            account: &u.account,
+            password: "",
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct GroupOut<'a> {
+    id: u64,
+    name: &'a str,
+    avatar: &'a str,
+    mode: u8,
+    #[serde(rename = "creatorUid")]
+    creator_uid: u64,
+}
+
+impl<'a> From<&'a Group> for GroupOut<'a> {
+    fn from(g: &'a Group) -> Self {
+        GroupOut {
+            id: g.id,
+            name: &g.name,
+            avatar: &g.avatar,
+            mode: g.mode.as_u8(),
+            creator_uid: g.creator_uid,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MessageOut<'a> {
+    id: u64,
+    /// 0 Text, 1 RichText, 2 Image.
+    kind: u8,
+    content: &'a str,
+    gid: u64,
+    uid: u64,
+    client_msg_id: &'a str,
+    #[serde(rename = "createTime")]
+    create_time: String,
+    #[serde(rename = "updateTime")]
+    update_time: String,
+}
+
+impl<'a> From<&'a Message> for MessageOut<'a> {
+    fn from(m: &'a Message) -> Self {
+        MessageOut {
+            id: m.id,
+            kind: m.kind.as_u8(),
+            content: &m.content,
+            gid: m.gid,
+            uid: m.uid,
+            client_msg_id: &m.client_msg_id,
+            create_time: format_wire(m.created_at),
+            update_time: format_wire(m.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MemberOut<'a> {
+    role: u8,
+    user: UserOut<'a>,
+}
+
+impl<'a> MemberOut<'a> {
+    pub fn new(role: Role, user: &'a User, viewer: u64) -> Self {
+        MemberOut {
+            role: role.as_u8(),
+            user: UserOut::new(user, viewer),
+        }
+    }
+}
+
+/// A row of `chat/list` (`unread` = count) or `history` (`unread` = null).
+#[derive(Serialize)]
+pub struct ChatRowOut<'a> {
+    group: GroupOut<'a>,
+    msg: MessageOut<'a>,
+    user: UserOut<'a>,
+    unread: Option<u64>,
+}
+
+impl<'a> ChatRowOut<'a> {
+    pub fn chat(row: &'a ChatRow, viewer: u64) -> Self {
+        ChatRowOut {
+            group: (&row.group).into(),
+            msg: (&row.last).into(),
+            user: UserOut::new(&row.user, viewer),
+            unread: Some(row.unread),
+        }
+    }
+
+    pub fn history(group: &'a Group, msg: &'a Message, sender: &'a User, viewer: u64) -> Self {
+        ChatRowOut {
+            group: group.into(),
+            msg: msg.into(),
+            user: UserOut::new(sender, viewer),
+            unread: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub schema: i64,
+}
+
+// ---- WebSocket: client frames --------------------------------------------------
+
+#[derive(Deserialize)]
+struct RawFrame {
+    event: String,
+    #[serde(default)]
+    body: Option<RawBody>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawBody {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    uid: Option<u64>,
+    #[serde(default)]
+    gid: Option<u64>,
+    #[serde(default)]
+    content: Option<String>,
+    /// Read from the raw JSON before typing (see [`parse_frame`]); declared so a
+    /// non-string clientMsgId is refused.
+    #[allow(dead_code)]
+    #[serde(default, rename = "clientMsgId")]
+    client_msg_id: Option<String>,
+    #[serde(default, rename = "msgId")]
+    msg_id: Option<u64>,
+}
+
+/// A client frame, checked for the fields its event needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// `content` = the REST token; `after` = the client's resume cursor.
+    Login {
+        token: String,
+        uid: Option<u64>,
+        after: Option<u64>,
+    },
+    Msg {
+        gid: u64,
+        kind: Kind,
+        content: String,
+        uid: Option<u64>,
+    },
+    Ack {
+        gid: u64,
+        msg_id: u64,
+        uid: Option<u64>,
+    },
+    Read {
+        gid: u64,
+        msg_id: u64,
+        uid: Option<u64>,
+    },
+    Heart,
+    Logout {
+        uid: Option<u64>,
+    },
+}
+
+/// A parsed frame, plus the `clientMsgId` to echo in its answer (which is
+/// known even when the rest of the frame is unusable).
+pub struct Parsed {
+    pub client_msg_id: String,
+    pub frame: Result<ClientFrame>,
+}
+
+pub fn parse_kind(s: &str) -> Result<Kind> {
+    match s {
+        "Text" => Ok(Kind::Text),
+        "RichText" => Ok(Kind::RichText),
+        "Image" => Ok(Kind::Image),
+        other => Err(Error::bad_request(format!(
+            "unknown message kind {other:?}: use Text, RichText or Image"
+        ))),
+    }
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Text => "Text",
+        Kind::RichText => "RichText",
+        Kind::Image => "Image",
+    }
+}
+
+pub fn parse_frame(text: &str) -> Parsed {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Parsed {
+                client_msg_id: String::new(),
+                frame: Err(Error::bad_request(format!("the frame is not valid JSON: {e}"))),
+            };
+        }
+    };
+    let client_msg_id = value
+        .get("body")
+        .and_then(|b| b.get("clientMsgId"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let frame = serde_json::from_value::<RawFrame>(value)
+        .map_err(|e| Error::bad_request(format!("invalid frame: {e}")))
+        .and_then(check_frame);
+    Parsed {
+        client_msg_id,
+        frame,
+    }
+}
+
+fn required<T>(v: Option<T>, event: &str, field: &str) -> Result<T> {
+    v.ok_or_else(|| Error::bad_request(format!("{event} needs body.{field}")))
+}
+
+fn check_frame(raw: RawFrame) -> Result<ClientFrame> {
+    let event = raw.event.as_str();
+    let body = raw.body.unwrap_or_default();
+    match event {
+        "Login" => Ok(ClientFrame::Login {
+            token: required(body.content, event, "content (the login token)")?,
+            uid: body.uid,
+            after: body.msg_id,
+        }),
+        "Msg" => Ok(ClientFrame::Msg {
+            gid: required(body.gid, event, "gid")?,
+            kind: parse_kind(&required(body.kind, event, "kind")?)?,
+            content: required(body.content, event, "content")?,
+            uid: body.uid,
+        }),
+        "Ack" => Ok(ClientFrame::Ack {
+            gid: required(body.gid, event, "gid")?,
+            msg_id: required(body.msg_id, event, "msgId")?,
+            uid: body.uid,
+        }),
+        "Read" => Ok(ClientFrame::Read {
+            gid: required(body.gid, event, "gid")?,
+            msg_id: required(body.msg_id, event, "msgId")?,
+            uid: body.uid,
+        }),
+        "Heart" => Ok(ClientFrame::Heart),
+        "Logout" => Ok(ClientFrame::Logout { uid: body.uid }),
+        "Notify" => Err(Error::bad_request("Notify is sent by the server, not by clients")),
+        other => Err(Error::bad_request(format!(
+            "unknown event {other:?}: use Login, Msg, Ack, Read, Heart or Logout"
+        ))),
+    }
+}
+
+// ---- WebSocket: server frames --------------------------------------------------
+
+#[derive(Serialize)]
+struct Answer<'a> {
+    #[serde(rename = "clientMsgId")]
+    client_msg_id: &'a str,
+    #[serde(rename = "serverMsgId")]
+    server_msg_id: Option<u64>,
+    kind: &'static str,
+    content: &'a str,
+    code: u16,
+}
+
+/// The rim acknowledgement: `{"clientMsgId","serverMsgId","kind":"Ack","content":"Ok","code":200}`.
+pub fn ack(client_msg_id: &str, server_msg_id: Option<u64>) -> String {
+    encode(&Answer {
+        client_msg_id,
+        server_msg_id,
+        kind: "Ack",
+        content: "Ok",
+        code: 200,
+    })
+}
+
+/// The refusal of a frame: the ack's shape with `kind:"Error"`, the reason and its code.
+pub fn error_answer(client_msg_id: &str, err: &Error) -> String {
+    encode(&Answer {
+        client_msg_id,
+        server_msg_id: None,
+        kind: "Error",
+        content: err.message(),
+        code: err.code(),
+    })
+}
+
+#[derive(Serialize)]
+struct Push<'a> {
+    event: &'static str,
+    body: PushBody<'a>,
+}
+
+#[derive(Serialize)]
+struct PushBody<'a> {
+    kind: &'a str,
+    uid: u64,
+    gid: Option<u64>,
+    content: &'a str,
+    #[serde(rename = "clientMsgId")]
+    client_msg_id: &'a str,
+    #[serde(rename = "msgId")]
+    msg_id: Option<u64>,
+    #[serde(rename = "createTime", skip_serializing_if = "Option::is_none")]
+    create_time: Option<String>,
+}
+
+/// A stored message pushed to members: `{"event":"Msg","body":{...,"msgId":id}}`.
+pub fn push_message(m: &Message) -> String {
+    encode(&Push {
+        event: "Msg",
+        body: PushBody {
+            kind: kind_name(m.kind),
+            uid: m.uid,
+            gid: Some(m.gid),
+            content: &m.content,
+            client_msg_id: &m.client_msg_id,
+            msg_id: Some(m.id),
+            create_time: Some(format_wire(m.created_at)),
+        },
+    })
+}
+
+/// A read receipt: `reader` read `gid` up to `msg_id`.
+pub fn push_read(reader: u64, gid: u64, msg_id: u64) -> String {
+    encode(&Push {
+        event: "Read",
+        body: PushBody {
+            kind: "Read",
+            uid: reader,
+            gid: Some(gid),
+            content: "",
+            client_msg_id: "",
+            msg_id: Some(msg_id),
+            create_time: None,
+        },
+    })
+}
+
+/// What a `Notify` push is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Notice {
+    /// `uid` sent you a friend request.
+    FriendRequest,
+    /// `uid` accepted your friend request.
+    FriendAccept,
+    /// The login replay stopped at its limit; `msgId` is the last replayed id,
+    /// fetch older unread messages with `/api/message/history`.
+    ReplayTruncated,
+}
+
+pub fn push_notify(notice: Notice, uid: u64, content: &str, msg_id: Option<u64>) -> String {
+    let kind = match notice {
+        Notice::FriendRequest => "FriendRequest",
+        Notice::FriendAccept => "FriendAccept",
+        Notice::ReplayTruncated => "ReplayTruncated",
+    };
+    encode(&Push {
+        event: "Notify",
+        body: PushBody {
+            kind,
+            uid,
+            gid: None,
+            content,
+            client_msg_id: "",
+            msg_id,
+            create_time: None,
+        },
+    })
+}
+
+fn encode<T: Serialize>(v: &T) -> String {
+    // Our own structs of strings and numbers always serialize.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapper_has_rims_fields_in_order() {
+        assert_eq!(
+            String::from_utf8(success(&true)).unwrap(),
+            r#"{"ok":true,"code":200,"msg":null,"data":true}"#
+        );
+        assert_eq!(
+            String::from_utf8(failure(&Error::not_found("user 7 not found"))).unwrap(),
+            r#"{"ok":false,"code":404,"msg":"user 7 not found","data":null}"#
+        );
+    }
+
+    #[test]
+    fn frames_need_their_fields() {
+        let p = parse_frame(r#"{"event":"Msg","body":{"gid":1,"kind":"Text","content":"hi","clientMsgId":"c1"}}"#);
+        assert_eq!(p.client_msg_id, "c1");
+        assert!(matches!(p.frame, Ok(ClientFrame::Msg { gid: 1, .. })));
+
+        let p = parse_frame(r#"{"event":"Msg","body":{"kind":"Text","content":"hi","clientMsgId":"c2"}}"#);
+        assert_eq!(p.client_msg_id, "c2");
+        assert_eq!(p.frame.unwrap_err().code(), 400);
+
+        assert!(parse_frame("{not json").frame.is_err());
+        assert!(parse_frame(r#"{"event":"Fly"}"#).frame.is_err());
+        assert!(parse_frame(r#"{"event":"Msg","body":{"gid":"x"}}"#).frame.is_err());
+        assert_eq!(parse_frame(r#"{"event":"Heart"}"#).frame, Ok(ClientFrame::Heart));
+    }
+}

@@ -1,0 +1,94 @@
+//! `/api/group/*`: creating groups and direct chats, members and roles.
+
+use super::Ctx;
+use crate::app::validate_text;
+use crate::error::{Error, Result};
+use crate::protocol::{self, GroupOut, MemberOut};
+use crate::store::MemberOp;
+
+pub async fn create(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let req: protocol::GroupCreate = ctx.json()?;
+    if req.group.mode == Some(1) {
+        return Err(Error::bad_request(
+            "group/create makes groups only; use /api/group/direct for a direct chat",
+        ));
+    }
+    let name = req.group.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(Error::bad_request("a group needs a name"));
+    }
+    validate_text("name", &name, 64)?;
+    validate_text("avatar", &req.group.avatar, 1024)?;
+    let members = req
+        .users
+        .iter()
+        .map(|m| Ok((m.uid, m.role()?)))
+        .collect::<Result<Vec<_>>>()?;
+    let gid = ctx
+        .app
+        .db
+        .create_group(ctx.uid, name, req.group.avatar, members)
+        .await?;
+    Ok(protocol::success(&gid))
+}
+
+pub async fn update(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let req: protocol::GroupUpdate = ctx.json()?;
+    let name = req.name.map(|n| n.trim().to_owned());
+    if let Some(name) = &name {
+        if name.is_empty() {
+            return Err(Error::bad_request("a group needs a name"));
+        }
+        validate_text("name", name, 64)?;
+    }
+    if let Some(avatar) = &req.avatar {
+        validate_text("avatar", avatar, 1024)?;
+    }
+    ctx.app.db.update_group(ctx.uid, req.id, name, req.avatar).await?;
+    Ok(protocol::success(&true))
+}
+
+/// The caller's conversations. A `uid` in the query is ignored: nobody can
+/// list another user's groups.
+pub async fn list(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let groups = ctx.app.db.groups_of(ctx.uid).await?;
+    let out: Vec<GroupOut> = groups.iter().map(GroupOut::from).collect();
+    Ok(protocol::success(&out))
+}
+
+pub async fn members(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let gid = ctx.query_u64("gid")?;
+    let members = ctx.app.db.group_members(ctx.uid, gid).await?;
+    let out: Vec<MemberOut> = members
+        .iter()
+        .map(|(role, user)| MemberOut::new(*role, user, ctx.uid))
+        .collect();
+    Ok(protocol::success(&out))
+}
+
+pub async fn change_members(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let req: protocol::MemberChange = ctx.json()?;
+    let op = match req.op_type {
+        1 => MemberOp::Add,
+        2 => MemberOp::Remove,
+        other => {
+            return Err(Error::bad_request(format!(
+                "opType {other} is not valid: use 1 (add) or 2 (remove)"
+            )));
+        }
+    };
+    if req.uids.is_empty() {
+        return Err(Error::bad_request("uids is empty"));
+    }
+    if req.uids.len() > ctx.app.config.max_group_members {
+        return Err(Error::bad_request("too many uids in one request"));
+    }
+    ctx.app.db.change_members(ctx.uid, req.gid, req.uids, op).await?;
+    Ok(protocol::success(&true))
+}
+
+pub async fn direct(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let req: protocol::Direct = ctx.json()?;
+    let gid = ctx.app.db.direct_group(ctx.uid, req.uid).await?;
+    Ok(protocol::success(&gid))
+}

@@ -1,0 +1,35 @@
+//! `/api/message/*`: the conversation list, history and read marks.
+
+use super::{Ctx, paging};
+use crate::error::Result;
+use crate::protocol::{self, ChatRowOut};
+
+pub async fn chat_list(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let req: protocol::ChatListQuery = ctx.json()?;
+    let (page, size) = paging(req.page, req.size)?;
+    let rows = ctx.app.db.chat_list(ctx.uid, page, size).await?;
+    let out: Vec<ChatRowOut> = rows.iter().map(|r| ChatRowOut::chat(r, ctx.uid)).collect();
+    Ok(protocol::success(&out))
+}
+
+pub async fn history(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let req: protocol::HistoryQuery = ctx.json()?;
+    let (page, size) = paging(req.page, req.size)?;
+    let h = ctx
+        .app
+        .db
+        .history(ctx.uid, req.gid, page, size, req.before_id)
+        .await?;
+    let out: Vec<ChatRowOut> = h
+        .rows
+        .iter()
+        .map(|(m, u)| ChatRowOut::history(&h.group, m, u, ctx.uid))
+        .collect();
+    Ok(protocol::success(&out))
+}
+
+pub async fn group_read(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let req: protocol::GroupRead = ctx.json()?;
+    ctx.app.mark_read(ctx.uid, req.gid, None, None).await?;
+    Ok(protocol::success(&true))
+}

@@ -1,0 +1,71 @@
+//! `/api/user/*`: registration, login, logout and profiles.
+
+use super::Ctx;
+use crate::app::Registration;
+use crate::error::{Error, Result};
+use crate::protocol::{self, UserOut};
+
+pub async fn create(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let req: protocol::CreateUser = ctx.json()?;
+    let uid = ctx
+        .app
+        .register(Registration {
+            account: req.account,
+            password: req.password,
+            name: req.name,
+            avatar: req.avatar,
+            email: req.email,
+        })
+        .await?;
+    crate::log_info!("user registered", uid = uid);
+    Ok(protocol::success(&uid))
+}
+
+pub async fn login(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let req: protocol::Login = ctx.json()?;
+    let (uid, token) = ctx.app.login(req.account, req.password).await?;
+    crate::log_info!("login", uid = uid);
+    Ok(protocol::success(&token))
+}
+
+pub async fn logout(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    ctx.app.logout(&ctx.token).await?;
+    Ok(protocol::success(&true))
+}
+
+/// The user owning the token in `?token=`; that token is the credential.
+pub async fn by_token(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let session = ctx.app.authenticate(ctx.query("token")?).await?;
+    let user = ctx
+        .app
+        .db
+        .user(session.uid)
+        .await?
+        .ok_or_else(|| Error::Unauthorized("the token's account no longer exists".into()))?;
+    Ok(protocol::success(&UserOut::new(&user, session.uid)))
+}
+
+pub async fn get(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let uid = ctx.query_u64("uid")?;
+    let user = ctx
+        .app
+        .db
+        .user(uid)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("user {uid} not found")))?;
+    Ok(protocol::success(&UserOut::new(&user, ctx.uid)))
+}
+
+pub async fn search(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let account = ctx.query("account")?.trim().to_owned();
+    if account.is_empty() || account.len() > 64 {
+        return Err(Error::bad_request("account must be 1 to 64 characters"));
+    }
+    let user = ctx
+        .app
+        .db
+        .user_by_account(account.clone())
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no user with account {account:?}")))?;
+    Ok(protocol::success(&UserOut::new(&user, ctx.uid)))
+}

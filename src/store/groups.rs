@@ -1,0 +1,233 @@
+//! Conversations and their members.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{GROUP_COLS, Group, MemberOp, Mode, Role, USER_COLS, User, friends, group_from_row, user_from_row, users};
+use crate::error::{Error, Result};
+
+pub fn get(c: &Connection, gid: u64) -> Result<Option<Group>> {
+    let sql = format!("SELECT {GROUP_COLS} FROM groups g WHERE g.id = ?1");
+    Ok(c
+        .prepare_cached(&sql)?
+        .query_row([gid], |r| group_from_row(r, 0))
+        .optional()?)
+}
+
+pub fn role(c: &Connection, gid: u64, uid: u64) -> Result<Option<Role>> {
+    Ok(c
+        .prepare_cached("SELECT role FROM members WHERE gid = ?1 AND uid = ?2")?
+        .query_row([gid, uid], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(Role::from_db))
+}
+
+/// The group and the caller's role in it: 404 when the group does not exist,
+/// 403 when the caller is not a member.
+pub fn require_member(c: &Connection, gid: u64, uid: u64) -> Result<(Group, Role)> {
+    let group = get(c, gid)?.ok_or_else(|| Error::not_found(format!("group {gid} not found")))?;
+    match role(c, gid, uid)? {
+        Some(role) => Ok((group, role)),
+        None => Err(Error::forbidden(format!("you are not a member of group {gid}"))),
+    }
+}
+
+pub fn member_ids(c: &Connection, gid: u64) -> Result<Vec<u64>> {
+    let mut stmt = c.prepare_cached("SELECT uid FROM members WHERE gid = ?1")?;
+    let rows = stmt.query_map([gid], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn add_member(c: &Connection, gid: u64, uid: u64, role: Role, now: i64) -> Result<bool> {
+    // delivered_id/read_id start at the group's newest message: a new member
+    // is not flooded with unread history, but may still page back through it.
+    let n = c
+        .prepare_cached(
+            "INSERT INTO members (gid, uid, role, delivered_id, read_id, joined_at)
+             SELECT ?1, ?2, ?3, coalesce(last_msg_id, 0), coalesce(last_msg_id, 0), ?4
+             FROM groups WHERE id = ?1
+             ON CONFLICT (gid, uid) DO NOTHING",
+        )?
+        .execute(params![gid, uid, role.as_u8(), now])?;
+    Ok(n > 0)
+}
+
+fn count_members(c: &Connection, gid: u64) -> Result<usize> {
+    Ok(c
+        .prepare_cached("SELECT count(*) FROM members WHERE gid = ?1")?
+        .query_row([gid], |r| r.get::<_, i64>(0))? as usize)
+}
+
+pub fn create(
+    c: &Connection,
+    creator: u64,
+    name: &str,
+    avatar: &str,
+    members: &[(u64, Role)],
+    max_members: usize,
+    now: i64,
+) -> Result<u64> {
+    // Duplicates collapse, keeping the highest role asked for; the creator is
+    // always an admin.
+    let mut wanted: Vec<(u64, Role)> = vec![(creator, Role::Admin)];
+    for &(uid, role) in members {
+        match wanted.iter_mut().find(|(u, _)| *u == uid) {
+            Some(slot) => slot.1 = slot.1.max(role),
+            None => wanted.push((uid, role)),
+        }
+    }
+    if wanted.len() > max_members {
+        return Err(Error::bad_request(format!(
+            "a group may have at most {max_members} members"
+        )));
+    }
+    for &(uid, _) in &wanted {
+        if !users::exists(c, uid)? {
+            return Err(Error::not_found(format!("user {uid} not found")));
+        }
+    }
+    c.prepare_cached(
+        "INSERT INTO groups (name, avatar, mode, creator_uid, created_at) VALUES (?1, ?2, 0, ?3, ?4)",
+    )?
+    .execute(params![name, avatar, creator, now])?;
+    let gid = c.last_insert_rowid() as u64;
+    for (uid, role) in wanted {
+        add_member(c, gid, uid, role, now)?;
+    }
+    Ok(gid)
+}
+
+fn share_a_group(c: &Connection, a: u64, b: u64) -> Result<bool> {
+    Ok(c
+        .prepare_cached(
+            "SELECT 1 FROM members x JOIN members y ON y.gid = x.gid AND y.uid = ?2
+             JOIN groups g ON g.id = x.gid AND g.mode = 0
+             WHERE x.uid = ?1 LIMIT 1",
+        )?
+        .exists([a, b])?)
+}
+
+pub fn direct(c: &Connection, me: u64, other: u64, now: i64) -> Result<u64> {
+    if me == other {
+        return Err(Error::bad_request("a direct chat needs another user"));
+    }
+    let key = if me < other {
+        format!("{me}:{other}")
+    } else {
+        format!("{other}:{me}")
+    };
+    if let Some(gid) = c
+        .prepare_cached("SELECT id FROM groups WHERE direct_key = ?1")?
+        .query_row([&key], |r| r.get(0))
+        .optional()?
+    {
+        return Ok(gid);
+    }
+    if !users::exists(c, other)? {
+        return Err(Error::not_found(format!("user {other} not found")));
+    }
+    if !friends::are_friends(c, me, other)? && !share_a_group(c, me, other)? {
+        return Err(Error::forbidden(format!(
+            "user {other} is neither your friend nor in a group with you"
+        )));
+    }
+    c.prepare_cached(
+        "INSERT INTO groups (name, avatar, mode, creator_uid, direct_key, created_at)
+         VALUES ('', '', 1, ?1, ?2, ?3)",
+    )?
+    .execute(params![me, key, now])?;
+    let gid = c.last_insert_rowid() as u64;
+    add_member(c, gid, me, Role::Member, now)?;
+    add_member(c, gid, other, Role::Member, now)?;
+    Ok(gid)
+}
+
+pub fn update(c: &Connection, me: u64, gid: u64, name: Option<&str>, avatar: Option<&str>) -> Result<()> {
+    let (group, role) = require_member(c, gid, me)?;
+    if group.mode == Mode::Direct {
+        return Err(Error::bad_request("a direct chat has no name or avatar to change"));
+    }
+    if role != Role::Admin {
+        return Err(Error::forbidden("only an admin can change the group"));
+    }
+    c.prepare_cached(
+        "UPDATE groups SET name = coalesce(?2, name), avatar = coalesce(?3, avatar) WHERE id = ?1",
+    )?
+    .execute(params![gid, name, avatar])?;
+    Ok(())
+}
+
+pub fn of_user(c: &Connection, me: u64) -> Result<Vec<Group>> {
+    let sql = format!(
+        "SELECT {GROUP_COLS} FROM members mb JOIN groups g ON g.id = mb.gid
+         WHERE mb.uid = ?1 ORDER BY g.id"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map([me], |r| group_from_row(r, 0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn members(c: &Connection, me: u64, gid: u64) -> Result<Vec<(Role, User)>> {
+    require_member(c, gid, me)?;
+    let sql = format!(
+        "SELECT mb.role, {USER_COLS} FROM members mb JOIN users u ON u.id = mb.uid
+         WHERE mb.gid = ?1 ORDER BY mb.joined_at, u.id"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map([gid], |r| Ok((Role::from_db(r.get(0)?), user_from_row(r, 1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn change_members(
+    c: &Connection,
+    me: u64,
+    gid: u64,
+    uids: &[u64],
+    op: MemberOp,
+    max_members: usize,
+    now: i64,
+) -> Result<()> {
+    let (group, role) = require_member(c, gid, me)?;
+    if group.mode == Mode::Direct {
+        return Err(Error::bad_request("the members of a direct chat cannot change"));
+    }
+    let only_self = uids.iter().all(|&u| u == me);
+    if role != Role::Admin && !(op == MemberOp::Remove && only_self) {
+        return Err(Error::forbidden(
+            "only an admin can change members (anyone may remove themselves)",
+        ));
+    }
+    match op {
+        MemberOp::Add => {
+            for &uid in uids {
+                if !users::exists(c, uid)? {
+                    return Err(Error::not_found(format!("user {uid} not found")));
+                }
+                add_member(c, gid, uid, Role::Member, now)?;
+            }
+            if count_members(c, gid)? > max_members {
+                return Err(Error::bad_request(format!(
+                    "a group may have at most {max_members} members"
+                )));
+            }
+        }
+        MemberOp::Remove => {
+            for &uid in uids {
+                c.prepare_cached("DELETE FROM members WHERE gid = ?1 AND uid = ?2")?
+                    .execute([gid, uid])?;
+            }
+            // A group is never left without an admin while it has members:
+            // the longest-standing member takes over.
+            let admins: i64 = c
+                .prepare_cached("SELECT count(*) FROM members WHERE gid = ?1 AND role = 2")?
+                .query_row([gid], |r| r.get(0))?;
+            if admins == 0 {
+                c.prepare_cached(
+                    "UPDATE members SET role = 2 WHERE gid = ?1 AND uid =
+                     (SELECT uid FROM members WHERE gid = ?1 ORDER BY joined_at, uid LIMIT 1)",
+                )?
+                .execute([gid])?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! Messages, read and delivery positions, conversation lists and replay.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    ChatRow, GROUP_COLS, History, Kind, MESSAGE_COLS, Message, ReadMark, USER_COLS,
+    group_from_row, groups, message_from_row, user_from_row,
+};
+use crate::error::{Error, Result};
+
+/// A message as a client sent it; `uid` comes from the session, never the frame.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub gid: u64,
+    pub uid: u64,
+    pub kind: Kind,
+    pub content: String,
+    pub client_msg_id: String,
+}
+
+/// The result of storing a message.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub message: Message,
+    /// True when this was a resend of a stored message: nothing new was written
+    /// and nothing must be pushed again.
+    pub duplicate: bool,
+    /// Every member of the conversation, the sender included.
+    pub members: Vec<u64>,
+}
+
+/// Messages to push to a device at login.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub messages: Vec<Message>,
+    /// The newest message id that existed when the replay was read; live pushes
+    /// at or below it are already covered (or deliberately left to paging).
+    pub snapshot: u64,
+    /// More messages were waiting than the limit allowed.
+    pub truncated: bool,
+}
+
+fn by_sender_and_client_id(c: &Connection, uid: u64, client_msg_id: &str) -> Result<Option<Message>> {
+    let sql = format!("SELECT {MESSAGE_COLS} FROM messages m WHERE m.uid = ?1 AND m.client_msg_id = ?2");
+    Ok(c
+        .prepare_cached(&sql)?
+        .query_row(params![uid, client_msg_id], |r| message_from_row(r, 0))
+        .optional()?)
+}
+
+pub fn insert(c: &Connection, new: &NewMessage, now: i64) -> Result<Stored> {
+    groups::require_member(c, new.gid, new.uid)?;
+    if !new.client_msg_id.is_empty() {
+        if let Some(message) = by_sender_and_client_id(c, new.uid, &new.client_msg_id)? {
+            if message.gid != new.gid {
+                return Err(Error::conflict(format!(
+                    "clientMsgId {:?} was already used for another conversation",
+                    new.client_msg_id
+                )));
+            }
+            return Ok(Stored {
+                message,
+                duplicate: true,
+                members: Vec::new(),
+            });
+        }
+    }
+    c.prepare_cached(
+        "INSERT INTO messages (gid, uid, kind, content, client_msg_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    )?
+    .execute(params![new.gid, new.uid, new.kind.as_u8(), new.content, new.client_msg_id, now])?;
+    let id = c.last_insert_rowid() as u64;
+    c.prepare_cached("UPDATE groups SET last_msg_id = ?2 WHERE id = ?1")?
+        .execute([new.gid, id])?;
+    // The sender has obviously seen their own message.
+    c.prepare_cached(
+        "UPDATE members SET read_id = max(read_id, ?3), delivered_id = max(delivered_id, ?3)
+         WHERE gid = ?1 AND uid = ?2",
+    )?
+    .execute([new.gid, new.uid, id])?;
+    let members = groups::member_ids(c, new.gid)?;
+    Ok(Stored {
+        message: Message {
+            id,
+            gid: new.gid,
+            uid: new.uid,
+            kind: new.kind,
+            content: new.content.clone(),
+            client_msg_id: new.client_msg_id.clone(),
+            created_at: now,
+            updated_at: now,
+        },
+        duplicate: false,
+        members,
+    })
+}
+
+pub fn history(
+    c: &Connection,
+    me: u64,
+    gid: u64,
+    page: u32,
+    size: u32,
+    before_id: Option<u64>,
+) -> Result<History> {
+    let (group, _) = groups::require_member(c, gid, me)?;
+    let (before, offset) = match before_id {
+        Some(id) => (id, 0),
+        None => (i64::MAX as u64, u64::from(page.saturating_sub(1)) * u64::from(size)),
+    };
+    let sql = format!(
+        "SELECT {MESSAGE_COLS}, {USER_COLS} FROM messages m JOIN users u ON u.id = m.uid
+         WHERE m.gid = ?1 AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3 OFFSET ?4"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![gid, before, size, offset], |r| {
+        Ok((message_from_row(r, 0)?, user_from_row(r, 8)?))
+    })?;
+    let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.reverse();
+    Ok(History { group, rows })
+}
+
+/// Unread messages from others are counted up to this many; a badge does not
+/// need more, and the count stays cheap on huge backlogs.
+const UNREAD_CAP: i64 = 9_999;
+
+pub fn chat_list(c: &Connection, me: u64, page: u32, size: u32) -> Result<Vec<ChatRow>> {
+    let offset = u64::from(page.saturating_sub(1)) * u64::from(size);
+    // The "user" column is the partner in a direct chat and the last sender
+    // in a group.
+    let sql = format!(
+        "SELECT {GROUP_COLS}, {MESSAGE_COLS}, {USER_COLS},
+           (SELECT count(*) FROM (SELECT 1 FROM messages x
+              WHERE x.gid = g.id AND x.id > mb.read_id AND x.uid <> ?1 LIMIT ?4))
+         FROM members mb
+         JOIN groups g ON g.id = mb.gid
+         JOIN messages m ON m.id = g.last_msg_id
+         JOIN users u ON u.id = CASE WHEN g.mode = 1
+              THEN coalesce((SELECT o.uid FROM members o WHERE o.gid = g.id AND o.uid <> ?1), ?1)
+              ELSE m.uid END
+         WHERE mb.uid = ?1 AND g.last_msg_id IS NOT NULL
+         ORDER BY g.last_msg_id DESC LIMIT ?2 OFFSET ?3"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![me, size, offset, UNREAD_CAP], |r| {
+        Ok(ChatRow {
+            group: group_from_row(r, 0)?,
+            last: message_from_row(r, 6)?,
+            user: user_from_row(r, 14)?,
+            unread: r.get::<_, i64>(20)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn message_in_group(c: &Connection, gid: u64, msg_id: u64) -> Result<bool> {
+    Ok(c
+        .prepare_cached("SELECT 1 FROM messages WHERE id = ?1 AND gid = ?2")?
+        .exists([msg_id, gid])?)
+}
+
+pub fn mark_read(c: &Connection, me: u64, gid: u64, upto: Option<u64>) -> Result<ReadMark> {
+    let (group, _) = groups::require_member(c, gid, me)?;
+    let msg_id = match upto {
+        Some(id) => {
+            if !message_in_group(c, gid, id)? {
+                return Err(Error::not_found(format!("message {id} not found in group {gid}")));
+            }
+            id
+        }
+        None => c
+            .prepare_cached("SELECT coalesce(last_msg_id, 0) FROM groups WHERE id = ?1")?
+            .query_row([group.id], |r| r.get(0))?,
+    };
+    c.prepare_cached(
+        "UPDATE members SET read_id = max(read_id, ?3), delivered_id = max(delivered_id, ?3)
+         WHERE gid = ?1 AND uid = ?2",
+    )?
+    .execute([gid, me, msg_id])?;
+    let members = groups::member_ids(c, gid)?;
+    Ok(ReadMark { gid, msg_id, members })
+}
+
+pub fn mark_delivered(c: &Connection, me: u64, gid: u64, upto: u64) -> Result<()> {
+    groups::require_member(c, gid, me)?;
+    if !message_in_group(c, gid, upto)? {
+        return Err(Error::not_found(format!("message {upto} not found in group {gid}")));
+    }
+    c.prepare_cached(
+        "UPDATE members SET delivered_id = max(delivered_id, ?3) WHERE gid = ?1 AND uid = ?2",
+    )?
+    .execute([gid, me, upto])?;
+    Ok(())
+}
+
+pub fn replay(c: &Connection, me: u64, after: Option<u64>, limit: usize) -> Result<Replay> {
+    // One read transaction, so the snapshot and the rows agree.
+    let tx = c.unchecked_transaction()?;
+    let snapshot: u64 = tx
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM messages")?
+        .query_row([], |r| r.get(0))?;
+    let fetch = limit as i64 + 1;
+    let sql = match after {
+        // The client's cursor: everything in its conversations after it.
+        Some(_) => format!(
+            "SELECT {MESSAGE_COLS} FROM members mb JOIN messages m ON m.gid = mb.gid
+             WHERE mb.uid = ?1 AND m.id > ?2 AND m.id <= ?3 ORDER BY m.id LIMIT ?4"
+        ),
+        // No cursor: what others sent that no device of this user acknowledged.
+        None => format!(
+            "SELECT {MESSAGE_COLS} FROM members mb JOIN messages m ON m.gid = mb.gid
+             WHERE mb.uid = ?1 AND m.id > max(mb.delivered_id, ?2) AND m.id <= ?3 AND m.uid <> ?1
+             ORDER BY m.id LIMIT ?4"
+        ),
+    };
+    let mut messages = {
+        let mut stmt = tx.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![me, after.unwrap_or(0), snapshot, fetch], |r| {
+            message_from_row(r, 0)
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let truncated = messages.len() > limit;
+    messages.truncate(limit);
+    tx.finish()?;
+    Ok(Replay {
+        messages,
+        snapshot,
+        truncated,
+    })
+}

@@ -1,0 +1,575 @@
+//! Storage: the only module that speaks SQL.
+//!
+//! [`Db`] is a cheap-to-clone handle. Writes go to one writer thread that
+//! group-commits them ([`writer`]); reads run on the blocking pool over a small
+//! pool of read-only connections. No SQLite call ever runs on an async worker
+//! thread. The submodules hold the queries, one per area, as plain functions
+//! over a `&Connection`; `Db` methods pick the right connection for each.
+//!
+//! Permission checks that depend on stored state (is this user a member, an
+//! admin, a friend) run inside the same transaction as the change they guard.
+
+mod friends;
+mod groups;
+mod messages;
+pub mod schema;
+mod users;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+pub use friends::FriendEvent;
+pub use messages::{NewMessage, Replay, Stored};
+pub use writer::WriterStats;
+
+/// A registered person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: u64,
+    pub account: String,
+    pub name: String,
+    pub avatar: String,
+    pub email: String,
+    pub created_at: i64,
+}
+
+/// Fields of a new account; the password arrives already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub account: String,
+    pub name: String,
+    pub avatar: String,
+    pub email: String,
+    pub password_hash: String,
+}
+
+/// A logged-in device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub id: i64,
+    pub uid: u64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Group,
+    Direct,
+}
+
+impl Mode {
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Mode::Group => 0,
+            Mode::Direct => 1,
+        }
+    }
+
+    fn from_db(v: i64) -> Mode {
+        if v == 1 { Mode::Direct } else { Mode::Group }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Member,
+    Admin,
+}
+
+impl Role {
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Role::Member => 1,
+            Role::Admin => 2,
+        }
+    }
+
+    pub fn from_u8(v: u8) -> Option<Role> {
+        match v {
+            1 => Some(Role::Member),
+            2 => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    fn from_db(v: i64) -> Role {
+        if v == 2 { Role::Admin } else { Role::Member }
+    }
+}
+
+/// A conversation: a group, or a direct chat between two people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub id: u64,
+    pub name: String,
+    pub avatar: String,
+    pub mode: Mode,
+    pub creator_uid: u64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    RichText,
+    Image,
+}
+
+impl Kind {
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Kind::Text => 0,
+            Kind::RichText => 1,
+            Kind::Image => 2,
+        }
+    }
+
+    fn from_db(v: i64) -> Kind {
+        match v {
+            1 => Kind::RichText,
+            2 => Kind::Image,
+            _ => Kind::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: u64,
+    pub gid: u64,
+    pub uid: u64,
+    pub kind: Kind,
+    pub content: String,
+    pub client_msg_id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One row of a user's conversation list.
+#[derive(Debug, Clone)]
+pub struct ChatRow {
+    pub group: Group,
+    pub last: Message,
+    /// The partner in a direct chat, the last sender in a group.
+    pub user: User,
+    pub unread: u64,
+}
+
+/// A page of one conversation's history, oldest first.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub group: Group,
+    pub rows: Vec<(Message, User)>,
+}
+
+/// What a read receipt changed, for pushing to the other members.
+#[derive(Debug, Clone)]
+pub struct ReadMark {
+    pub gid: u64,
+    pub msg_id: u64,
+    pub members: Vec<u64>,
+}
+
+/// Member list operation of `POST /api/group/user/change`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberOp {
+    Add,
+    Remove,
+}
+
+/// Friend list selector of `GET /api/friend/list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FriendList {
+    /// Requests waiting for this user's answer.
+    Incoming,
+    /// Mutual friends.
+    Friends,
+    /// Requests this user sent that are still pending.
+    Outgoing,
+}
+
+/// Everything needed to open the database.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub path: PathBuf,
+    pub synchronous: crate::config::Synchronous,
+    pub read_connections: usize,
+    pub writer_batch: usize,
+    pub writer_queue: usize,
+    pub max_group_members: usize,
+}
+
+impl Options {
+    pub fn from_config(c: &Config) -> Options {
+        Options {
+            path: c.db.clone(),
+            synchronous: c.synchronous,
+            read_connections: c.read_connections,
+            writer_batch: c.writer_batch,
+            writer_queue: c.writer_queue,
+            max_group_members: c.max_group_members,
+        }
+    }
+}
+
+/// Handle to the database. Clone freely; all clones share one writer thread
+/// and one reader pool.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: mpsc::Sender<writer::Command>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    stats: Arc<Mutex<WriterStats>>,
+    /// Idle read connections. The semaphore bounds how many are in use, so
+    /// the pool never grows past `read_connections`.
+    readers: Mutex<Vec<Connection>>,
+    read_permits: Semaphore,
+    max_group_members: usize,
+}
+
+impl Db {
+    /// Opens or creates the database, migrates it and starts the writer
+    /// thread. Blocking: call it before the runtime serves anything, or from
+    /// `spawn_blocking`.
+    pub fn open(opts: &Options) -> anyhow::Result<Db> {
+        let conn = schema::open_writer(&opts.path, opts.synchronous)?;
+        let mut readers = Vec::with_capacity(opts.read_connections);
+        for _ in 0..opts.read_connections {
+            readers.push(schema::open_reader(&opts.path)?);
+        }
+        let (tx, rx) = mpsc::channel(opts.writer_queue);
+        let stats = Arc::new(Mutex::new(WriterStats::default()));
+        let thread_stats = stats.clone();
+        let batch = opts.writer_batch;
+        let handle = std::thread::Builder::new()
+            .name("rim-writer".into())
+            .spawn(move || writer::run(conn, rx, batch, thread_stats))?;
+        Ok(Db {
+            inner: Arc::new(Inner {
+                path: opts.path.clone(),
+                writer: tx,
+                writer_thread: Mutex::new(Some(handle)),
+                stats,
+                readers: Mutex::new(readers),
+                read_permits: Semaphore::new(opts.read_connections),
+                max_group_members: opts.max_group_members,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn writer_stats(&self) -> WriterStats {
+        self.inner.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Lets the writer finish every write queued so far, then stops it. Writes
+    /// after this fail with 503. Safe to call more than once.
+    pub async fn close(&self) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self
+            .inner
+            .writer
+            .send(writer::Command::Stop(done_tx))
+            .await
+            .is_ok()
+        {
+            let _ = done_rx.await;
+        }
+        let handle = self.inner.writer_thread.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
+    /// Runs `f` in the writer's batch transaction; resolves after COMMIT.
+    async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job = Box::new(writer::ClosureJob::new(f, tx));
+        self.inner
+            .writer
+            .send(writer::Command::Job(job))
+            .await
+            .map_err(|_| writer::shutting_down())?;
+        rx.await.map_err(|_| writer::shutting_down())?
+    }
+
+    /// Runs `f` on a read-only connection on the blocking pool.
+    async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let permit = self
+            .inner
+            .read_permits
+            .acquire()
+            .await
+            .map_err(|_| writer::shutting_down())?;
+        let inner = self.inner.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.lock().ok().and_then(|mut pool| pool.pop());
+            let conn = match conn {
+                Some(conn) => conn,
+                None => schema::open_reader(&inner.path)?,
+            };
+            // A panicking query must not lose the connection or poison the pool.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&conn)))
+                .unwrap_or_else(|_| {
+                    crate::log_error!("panic in a read query");
+                    Err(Error::Internal("internal error while reading".into()))
+                });
+            if let Ok(mut pool) = inner.readers.lock() {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|_| Error::Internal("read task failed".into()))?;
+        drop(permit);
+        result
+    }
+
+    // ---- users and sessions ----------------------------------------------
+
+    pub async fn create_user(&self, user: NewUser) -> Result<u64> {
+        self.write(move |c| users::create(c, &user, crate::time::now_ms()))
+            .await
+    }
+
+    pub async fn user(&self, id: u64) -> Result<Option<User>> {
+        self.read(move |c| users::by_id(c, id)).await
+    }
+
+    pub async fn user_by_account(&self, account: String) -> Result<Option<User>> {
+        self.read(move |c| users::by_account(c, &account)).await
+    }
+
+    /// The uid and password hash of an account, for login.
+    pub async fn credentials(&self, account: String) -> Result<Option<(u64, String)>> {
+        self.read(move |c| users::credentials(c, &account)).await
+    }
+
+    pub async fn create_session(
+        &self,
+        uid: u64,
+        token_hash: [u8; 32],
+        expires_at: i64,
+    ) -> Result<i64> {
+        self.write(move |c| {
+            users::create_session(c, uid, &token_hash, crate::time::now_ms(), expires_at)
+        })
+        .await
+    }
+
+    /// The live session for a token hash, if it exists and has not expired.
+    pub async fn session(&self, token_hash: [u8; 32]) -> Result<Option<Session>> {
+        self.read(move |c| users::session(c, &token_hash, crate::time::now_ms()))
+            .await
+    }
+
+    /// Revokes a session; returns its id if it existed.
+    pub async fn delete_session(&self, token_hash: [u8; 32]) -> Result<Option<i64>> {
+        self.write(move |c| users::delete_session(c, &token_hash))
+            .await
+    }
+
+    pub async fn purge_expired_sessions(&self) -> Result<usize> {
+        self.write(|c| users::purge_expired(c, crate::time::now_ms()))
+            .await
+    }
+
+    // ---- friends ------------------------------------------------------------
+
+    pub async fn friend_request(&self, me: u64, other: u64) -> Result<FriendEvent> {
+        self.write(move |c| friends::request(c, me, other, crate::time::now_ms()))
+            .await
+    }
+
+    pub async fn friend_accept(&self, me: u64, other: u64) -> Result<FriendEvent> {
+        self.write(move |c| friends::accept(c, me, other, crate::time::now_ms()))
+            .await
+    }
+
+    pub async fn friend_remove(&self, me: u64, other: u64) -> Result<()> {
+        self.write(move |c| friends::remove(c, me, other)).await
+    }
+
+    pub async fn friends(&self, me: u64, which: FriendList) -> Result<Vec<User>> {
+        self.read(move |c| friends::list(c, me, which)).await
+    }
+
+    // ---- groups -------------------------------------------------------------
+
+    pub async fn create_group(
+        &self,
+        creator: u64,
+        name: String,
+        avatar: String,
+        members: Vec<(u64, Role)>,
+    ) -> Result<u64> {
+        let max = self.inner.max_group_members;
+        self.write(move |c| {
+            groups::create(
+                c,
+                creator,
+                &name,
+                &avatar,
+                &members,
+                max,
+                crate::time::now_ms(),
+            )
+        })
+        .await
+    }
+
+    /// The direct conversation between `me` and `other`, created on first use.
+    pub async fn direct_group(&self, me: u64, other: u64) -> Result<u64> {
+        self.write(move |c| groups::direct(c, me, other, crate::time::now_ms()))
+            .await
+    }
+
+    pub async fn update_group(
+        &self,
+        me: u64,
+        gid: u64,
+        name: Option<String>,
+        avatar: Option<String>,
+    ) -> Result<()> {
+        self.write(move |c| groups::update(c, me, gid, name.as_deref(), avatar.as_deref()))
+            .await
+    }
+
+    pub async fn groups_of(&self, me: u64) -> Result<Vec<Group>> {
+        self.read(move |c| groups::of_user(c, me)).await
+    }
+
+    pub async fn group_members(&self, me: u64, gid: u64) -> Result<Vec<(Role, User)>> {
+        self.read(move |c| groups::members(c, me, gid)).await
+    }
+
+    pub async fn change_members(
+        &self,
+        me: u64,
+        gid: u64,
+        uids: Vec<u64>,
+        op: MemberOp,
+    ) -> Result<()> {
+        let max = self.inner.max_group_members;
+        self.write(move |c| {
+            groups::change_members(c, me, gid, &uids, op, max, crate::time::now_ms())
+        })
+        .await
+    }
+
+    // ---- messages -----------------------------------------------------------
+
+    /// Stores a message (or finds the earlier copy of a resend). Resolves after
+    /// the commit, so the result may be acknowledged.
+    pub async fn send_message(&self, msg: NewMessage) -> Result<Stored> {
+        self.write(move |c| messages::insert(c, &msg, crate::time::now_ms()))
+            .await
+    }
+
+    pub async fn history(
+        &self,
+        me: u64,
+        gid: u64,
+        page: u32,
+        size: u32,
+        before_id: Option<u64>,
+    ) -> Result<History> {
+        self.read(move |c| messages::history(c, me, gid, page, size, before_id))
+            .await
+    }
+
+    pub async fn chat_list(&self, me: u64, page: u32, size: u32) -> Result<Vec<ChatRow>> {
+        self.read(move |c| messages::chat_list(c, me, page, size))
+            .await
+    }
+
+    /// Marks `gid` read for `me` up to `upto` (or its newest message).
+    pub async fn mark_read(&self, me: u64, gid: u64, upto: Option<u64>) -> Result<ReadMark> {
+        self.write(move |c| messages::mark_read(c, me, gid, upto))
+            .await
+    }
+
+    pub async fn mark_delivered(&self, me: u64, gid: u64, upto: u64) -> Result<()> {
+        self.write(move |c| messages::mark_delivered(c, me, gid, upto))
+            .await
+    }
+
+    /// What a device must be sent at login: everything not yet acknowledged, or
+    /// everything after `after` when the client names its cursor.
+    pub async fn replay(&self, me: u64, after: Option<u64>, limit: usize) -> Result<Replay> {
+        self.read(move |c| messages::replay(c, me, after, limit))
+            .await
+    }
+
+    /// A cheap query proving the database answers, for `/healthz`.
+    pub async fn ping(&self) -> Result<i64> {
+        self.read(|c| Ok(schema::version_of(c)?)).await
+    }
+}
+
+fn user_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(at)?,
+        account: row.get(at + 1)?,
+        name: row.get(at + 2)?,
+        avatar: row.get(at + 3)?,
+        email: row.get(at + 4)?,
+        created_at: row.get(at + 5)?,
+    })
+}
+
+/// Column list matching [`user_from_row`], for a table aliased `u`.
+const USER_COLS: &str = "u.id, u.account, u.name, u.avatar, u.email, u.created_at";
+
+fn group_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Group> {
+    Ok(Group {
+        id: row.get(at)?,
+        name: row.get(at + 1)?,
+        avatar: row.get(at + 2)?,
+        mode: Mode::from_db(row.get(at + 3)?),
+        creator_uid: row.get(at + 4)?,
+        created_at: row.get(at + 5)?,
+    })
+}
+
+/// Column list matching [`group_from_row`], for a table aliased `g`.
+const GROUP_COLS: &str = "g.id, g.name, g.avatar, g.mode, g.creator_uid, g.created_at";
+
+fn message_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: row.get(at)?,
+        gid: row.get(at + 1)?,
+        uid: row.get(at + 2)?,
+        kind: Kind::from_db(row.get(at + 3)?),
+        content: row.get(at + 4)?,
+        client_msg_id: row.get(at + 5)?,
+        created_at: row.get(at + 6)?,
+        updated_at: row.get(at + 7)?,
+    })
+}
+
+/// Column list matching [`message_from_row`], for a table aliased `m`.
+const MESSAGE_COLS: &str =
+    "m.id, m.gid, m.uid, m.kind, m.content, m.client_msg_id, m.created_at, m.updated_at";

@@ -1,0 +1,117 @@
+//! Opening a database file: recognising it as rim's, migrating it, and the
+//! connection settings every connection shares.
+//!
+//! A rim database carries `PRAGMA application_id` = [`APPLICATION_ID`] and its
+//! schema version in `PRAGMA user_version`. A file that is some other program's
+//! database, or was written by a newer rim, is refused before anything in it is
+//! changed.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::config::Synchronous;
+
+/// "rim1" in ASCII: marks a SQLite file as rim's.
+pub const APPLICATION_ID: i64 = 0x7269_6d31;
+
+/// The schema version this binary writes. `MIGRATIONS[i]` takes a database
+/// from version `i` to `i + 1`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+
+/// Opens (creating if needed) the read-write connection and brings the schema
+/// up to date.
+pub fn open_writer(path: &Path, sync: Synchronous) -> anyhow::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open database {}", path.display()))?;
+    check_identity(&conn, path)?;
+    // WAL lets readers run beside the writer; foreign keys keep rows honest.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!("cannot switch {} to WAL mode (got {mode})", path.display());
+    }
+    conn.execute_batch(match sync {
+        Synchronous::Full => "PRAGMA synchronous = FULL;",
+        Synchronous::Normal => "PRAGMA synchronous = NORMAL;",
+    })?;
+    common_pragmas(&conn)?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection for queries.
+pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    common_pragmas(&conn)?;
+    conn.execute_batch("PRAGMA query_only = ON;")?;
+    Ok(conn)
+}
+
+fn common_pragmas(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -8192;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Refuses files that are not rim's or are newer than this binary, without
+/// writing to them.
+fn check_identity(conn: &Connection, path: &Path) -> anyhow::Result<()> {
+    let objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .with_context(|| format!("{} is not a SQLite database", path.display()))?;
+    if objects == 0 {
+        return Ok(()); // a new, empty file: ours to fill
+    }
+    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if app_id != APPLICATION_ID {
+        bail!(
+            "{} is a SQLite database but not rim's (application_id {app_id:#x}); refusing to touch it",
+            path.display()
+        );
+    }
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        bail!(
+            "{} has schema version {version}, newer than this rim understands ({SCHEMA_VERSION}); use a newer rim",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn migrate(conn: &Connection) -> anyhow::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let to = from as i64 + 1;
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("migrating the database to schema version {to}"))?;
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {to};"
+        ))?;
+        tx.commit()?;
+        crate::log_info!("database migrated", version = to);
+    }
+    Ok(())
+}
+
+/// Reads the schema version of a database without changing it.
+pub fn version_of(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}

@@ -1,0 +1,189 @@
+//! The single writer thread: owns the one read-write connection and commits
+//! queued writes in batches (group commit).
+//!
+//! Every write is a job sent over a bounded queue. The thread takes the first
+//! waiting job, then whatever else is already queued (up to the batch size),
+//! runs each inside its own SAVEPOINT so one failing job rolls back alone, and
+//! commits the lot in one transaction: one fsync for the whole batch. Only after
+//! COMMIT returns does any job's caller get its result, so "acknowledged" always
+//! means "on disk". If the commit fails (disk full, read-only file) every job in
+//! the batch gets that error and nothing of the batch is kept.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+
+/// One queued write, type-erased so the queue can carry any result type.
+pub(super) trait Job: Send {
+    /// Runs the job inside the batch transaction. Returns false when the job
+    /// failed and its savepoint must be rolled back.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Hands the job's result to its caller once the batch's fate is known.
+    fn finish(self: Box<Self>, commit: Result<()>);
+}
+
+pub(super) enum Command {
+    Job(Box<dyn Job>),
+    /// Finish everything queued before this, then stop the thread.
+    Stop(oneshot::Sender<()>),
+}
+
+/// A job built from a closure; its result waits in `result` until the commit.
+pub(super) struct ClosureJob<F, R> {
+    f: Option<F>,
+    result: Option<Result<R>>,
+    reply: oneshot::Sender<Result<R>>,
+}
+
+impl<F, R> ClosureJob<F, R> {
+    pub(super) fn new(f: F, reply: oneshot::Sender<Result<R>>) -> Self {
+        ClosureJob {
+            f: Some(f),
+            result: None,
+            reply,
+        }
+    }
+}
+
+impl<F, R> Job for ClosureJob<F, R>
+where
+    F: FnOnce(&Connection) -> Result<R> + Send,
+    R: Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(f) = self.f.take() else {
+            return false;
+        };
+        // A panic in one job must not take the writer (and with it every
+        // client) down: it becomes that job's error and its savepoint is undone.
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(conn))) {
+            Ok(result) => result,
+            Err(_) => {
+                crate::log_error!("panic in a write job");
+                Err(Error::Internal("internal error while writing".into()))
+            }
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<()>) {
+        let outcome = match (commit, self.result) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(Error::Internal("write job was not run".into())),
+        };
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// Statistics the writer keeps about itself, read by benchmarks and metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WriterStats {
+    pub batches: u64,
+    pub jobs: u64,
+    pub failed_commits: u64,
+    pub largest_batch: u64,
+}
+
+pub(super) fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Command>,
+    batch_max: usize,
+    stats: std::sync::Arc<std::sync::Mutex<WriterStats>>,
+) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(batch_max);
+    let mut stop: Option<oneshot::Sender<()>> = None;
+    while stop.is_none() {
+        match rx.blocking_recv() {
+            Some(Command::Job(job)) => batch.push(job),
+            Some(Command::Stop(done)) => stop = Some(done),
+            None => break,
+        }
+        while batch.len() < batch_max && stop.is_none() {
+            match rx.try_recv() {
+                Ok(Command::Job(job)) => batch.push(job),
+                Ok(Command::Stop(done)) => stop = Some(done),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let size = batch.len() as u64;
+        let committed = commit_batch(&conn, &mut batch);
+        if let Ok(mut s) = stats.lock() {
+            s.batches += 1;
+            s.jobs += size;
+            s.largest_batch = s.largest_batch.max(size);
+            if committed.is_err() {
+                s.failed_commits += 1;
+            }
+        }
+        if let Err(e) = &committed {
+            crate::log_warn!("write batch failed", jobs = size, error = e);
+        }
+        crate::log_debug!(
+            "write batch",
+            jobs = size,
+            us = started.elapsed().as_micros()
+        );
+        for job in batch.drain(..) {
+            job.finish(committed.clone());
+        }
+    }
+    // Close the queue so late writers get an error instead of waiting, then
+    // answer whatever slipped in before the close.
+    rx.close();
+    while let Ok(cmd) = rx.try_recv() {
+        if let Command::Job(job) = cmd {
+            job.finish(Err(shutting_down()));
+        }
+    }
+    let _ = conn.execute_batch("PRAGMA optimize;");
+    drop(conn);
+    if let Some(done) = stop {
+        let _ = done.send(());
+    }
+}
+
+pub(super) fn shutting_down() -> Error {
+    Error::Unavailable("the server is shutting down".into())
+}
+
+/// Runs every job of the batch in one transaction, one savepoint each. On any
+/// failure the transaction is rolled back, so a batch is kept whole or not at all.
+fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<()> {
+    let result = run_batch(conn, batch);
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<()> {
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    for job in batch.iter_mut() {
+        conn.prepare_cached("SAVEPOINT job")?.execute([])?;
+        let ok = job.run(conn);
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back by itself (it does so on
+            // SQLITE_FULL and some I/O errors): the batch is lost, say so.
+            return Err(Error::Unavailable(
+                "the database rejected the write, try again".into(),
+            ));
+        }
+        if !ok {
+            conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+        }
+        conn.prepare_cached("RELEASE job")?.execute([])?;
+    }
+    conn.prepare_cached("COMMIT")?.execute([])?;
+    Ok(())
+}

@@ -1,0 +1,444 @@
+//! One WebSocket connection on `/ws`: rim's frames, login, replay, live pushes.
+//!
+//! Each connection is one task running a `select!` over: the client's next
+//! frame, the live pushes queued for it by the [`Hub`](crate::hub::Hub), a
+//! timer (login deadline, pings, idle timeout, token expiry), its kick signal
+//! and server shutdown. Frames are handled one at a time, so a client's acks
+//! come back in the order it sent its frames; pushes queue (bounded) while a
+//! frame is being handled.
+//!
+//! Every client frame gets exactly one answer: the rim ack or an `Error`
+//! answer of the same shape. Only transport-level faults close the socket:
+//! a message over the size limit (1009), invalid UTF-8 (1007), a protocol
+//! violation (1002), a client too slow to keep up or a revoked session
+//! (1008), and server shutdown (1001).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use hyper_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use hyper_tungstenite::tungstenite::{Error as WsError, Message};
+use hyper_tungstenite::{HyperWebsocket, HyperWebsocketStream};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, timeout};
+
+use crate::app::App;
+use crate::error::Error;
+use crate::hub::{Kick, KickReason, Push};
+use crate::protocol::{self, ClientFrame, Notice};
+use crate::store::NewMessage;
+
+/// Buffer sizes for one connection. Small on purpose: an idle connection
+/// should cost a few kilobytes, and chat frames are small.
+pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(2048)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(max_frame_bytes * 4 + 64 * 1024)
+        .max_message_size(Some(max_frame_bytes))
+        .max_frame_size(Some(max_frame_bytes))
+}
+
+/// Who this connection is logged in as.
+struct LoggedIn {
+    uid: u64,
+    expires_at: i64,
+    live: mpsc::Receiver<Push>,
+    /// Live pushes of messages at or below this id were covered by the login
+    /// replay (see [`LoggedIn::covered`]).
+    snapshot: u64,
+    /// The client gave a cursor: the replay included its own messages too.
+    cursor_mode: bool,
+}
+
+impl LoggedIn {
+    fn covered(&self, push: &Push) -> bool {
+        push.msg_id != 0
+            && push.msg_id <= self.snapshot
+            && (self.cursor_mode || push.sender != self.uid)
+    }
+}
+
+struct Conn {
+    app: App,
+    id: u64,
+    peer: SocketAddr,
+    ws: HyperWebsocketStream,
+    kick: Arc<Kick>,
+    login: Option<LoggedIn>,
+    last_seen: Instant,
+    pinged: bool,
+}
+
+/// Why the loop ended, and what to tell the client.
+enum End {
+    /// The client closed or vanished; nothing more to send.
+    Gone,
+    /// Close with this code and reason.
+    Close(CloseCode, &'static str),
+}
+
+pub async fn serve(app: App, websocket: HyperWebsocket, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+    let ws = match websocket.await {
+        Ok(ws) => ws,
+        Err(e) => {
+            crate::log_debug!("websocket upgrade failed", peer = peer, error = e);
+            return;
+        }
+    };
+    let id = app.hub.next_conn_id();
+    crate::log_info!("ws open", conn = id, peer = peer);
+    let mut conn = Conn {
+        app,
+        id,
+        peer,
+        ws,
+        kick: Arc::new(Kick::default()),
+        login: None,
+        last_seen: Instant::now(),
+        pinged: false,
+    };
+    let end = conn.run(shutdown).await;
+    conn.logout();
+    let reason = match &end {
+        End::Gone => "client closed",
+        End::Close(_, reason) => reason,
+    };
+    crate::log_info!("ws close", conn = id, peer = conn.peer, reason = reason);
+    if let End::Close(code, reason) = end {
+        conn.close(code, reason).await;
+    }
+}
+
+impl Conn {
+    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> End {
+        let config = self.app.config.clone();
+        let opened = Instant::now();
+        let tick_every = config
+            .ping_interval
+            .min(config.login_timeout)
+            .div_f32(2.0)
+            .max(Duration::from_millis(100));
+        let mut ticker = tokio::time::interval_at(opened + tick_every, tick_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if *shutdown.borrow() {
+            return End::Close(CloseCode::Away, "server shutting down");
+        }
+        loop {
+            let kick = self.kick.clone();
+            tokio::select! {
+                _ = shutdown.changed() => return End::Close(CloseCode::Away, "server shutting down"),
+                reason = kick.fired() => return match reason {
+                    KickReason::TooSlow => End::Close(CloseCode::Policy, "too slow: reconnect to catch up"),
+                    KickReason::SessionEnded => End::Close(CloseCode::Policy, "session ended"),
+                    KickReason::Shutdown => End::Close(CloseCode::Away, "server shutting down"),
+                },
+                frame = self.ws.next() => {
+                    self.last_seen = Instant::now();
+                    self.pinged = false;
+                    match frame {
+                        None => return End::Gone,
+                        Some(Ok(Message::Text(text))) => {
+                            if let Err(end) = self.on_text(text.as_str()).await {
+                                return end;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let err = Error::bad_request("binary frames are not supported: send JSON text frames");
+                            if let Err(end) = self.send(protocol::error_answer("", &err)).await {
+                                return end;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) => return End::Gone,
+                        Some(Ok(_)) => {} // ping (answered by tungstenite), pong, raw frame
+                        Some(Err(e)) => return read_error(e),
+                    }
+                }
+                push = recv_live(&mut self.login) => {
+                    let Some(push) = push else {
+                        return End::Close(CloseCode::Policy, "session ended");
+                    };
+                    if let Err(end) = self.forward(push).await {
+                        return end;
+                    }
+                }
+                now = ticker.tick() => {
+                    if let Err(end) = self.on_tick(now, opened).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_tick(&mut self, now: Instant, opened: Instant) -> Result<(), End> {
+        let config = self.app.config.clone();
+        match &self.login {
+            None if now.duration_since(opened) > config.login_timeout => {
+                let err = Error::Unauthorized("no Login within the login timeout".into());
+                let _ = self.send(protocol::error_answer("", &err)).await;
+                return Err(End::Close(CloseCode::Policy, "login timeout"));
+            }
+            Some(login) if login.expires_at <= crate::time::now_ms() => {
+                let err = Error::Unauthorized("the session expired; log in again".into());
+                let _ = self.send(protocol::error_answer("", &err)).await;
+                return Err(End::Close(CloseCode::Policy, "session expired"));
+            }
+            _ => {}
+        }
+        let quiet = now.duration_since(self.last_seen);
+        if quiet > config.idle_timeout {
+            return Err(End::Close(CloseCode::Normal, "idle timeout"));
+        }
+        if quiet >= config.ping_interval && !self.pinged {
+            self.pinged = true;
+            self.send_message(Message::Ping(Default::default())).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a live push, and whatever else is already queued behind it, in
+    /// one flush.
+    async fn forward(&mut self, first: Push) -> Result<(), End> {
+        let Some(login) = &mut self.login else { return Ok(()) };
+        let mut frames = Vec::new();
+        if !login.covered(&first) {
+            frames.push(first.frame);
+        }
+        while frames.len() < 64 {
+            match login.live.try_recv() {
+                Ok(push) if login.covered(&push) => {}
+                Ok(push) => frames.push(push.frame),
+                Err(_) => break,
+            }
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let write_timeout = self.app.config.write_timeout;
+        let ws = &mut self.ws;
+        let sent = timeout(write_timeout, async {
+            for frame in frames {
+                ws.feed(Message::Text(frame)).await?;
+            }
+            ws.flush().await
+        })
+        .await;
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::Close(CloseCode::Policy, "too slow: write timed out")),
+        }
+    }
+
+    async fn send(&mut self, text: String) -> Result<(), End> {
+        self.send_message(Message::text(text)).await
+    }
+
+    async fn send_message(&mut self, msg: Message) -> Result<(), End> {
+        match timeout(self.app.config.write_timeout, self.ws.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::Close(CloseCode::Policy, "too slow: write timed out")),
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        let parsed = protocol::parse_frame(text);
+        let answer = match parsed.frame {
+            Ok(ClientFrame::Login { token, uid, after }) => {
+                return self.on_login(&parsed.client_msg_id, &token, uid, after).await;
+            }
+            Ok(frame) => self.on_frame(frame, &parsed.client_msg_id).await,
+            Err(e) => Err(e),
+        };
+        let text = match answer {
+            Ok(server_msg_id) => protocol::ack(&parsed.client_msg_id, server_msg_id),
+            Err(e) => protocol::error_answer(&parsed.client_msg_id, &e),
+        };
+        self.send(text).await
+    }
+
+    /// Handles every frame but Login; returns the ack's `serverMsgId`.
+    async fn on_frame(&mut self, frame: ClientFrame, client_msg_id: &str) -> Result<Option<u64>, Error> {
+        if let ClientFrame::Heart = frame {
+            return Ok(None);
+        }
+        let uid = self.require_login()?;
+        let claimed = match &frame {
+            ClientFrame::Msg { uid, .. }
+            | ClientFrame::Ack { uid, .. }
+            | ClientFrame::Read { uid, .. }
+            | ClientFrame::Logout { uid } => *uid,
+            _ => None,
+        };
+        // rim acted for whatever uid a frame named; we act for the logged-in
+        // user only, and refuse frames that claim to be someone else.
+        if let Some(claimed) = claimed {
+            if claimed != uid {
+                return Err(Error::forbidden(format!(
+                    "body.uid {claimed} is not the logged-in user {uid}"
+                )));
+            }
+        }
+        match frame {
+            ClientFrame::Msg { gid, kind, content, .. } => {
+                let stored = self
+                    .app
+                    .send_message(
+                        NewMessage {
+                            gid,
+                            uid,
+                            kind,
+                            content,
+                            client_msg_id: client_msg_id.to_owned(),
+                        },
+                        Some(self.id),
+                    )
+                    .await?;
+                Ok(Some(stored.message.id))
+            }
+            ClientFrame::Ack { gid, msg_id, .. } => {
+                self.app.db.mark_delivered(uid, gid, msg_id).await?;
+                Ok(Some(msg_id))
+            }
+            ClientFrame::Read { gid, msg_id, .. } => {
+                self.app.mark_read(uid, gid, Some(msg_id), Some(self.id)).await?;
+                Ok(Some(msg_id))
+            }
+            ClientFrame::Logout { .. } => {
+                self.logout();
+                Ok(None)
+            }
+            ClientFrame::Heart | ClientFrame::Login { .. } => Ok(None),
+        }
+    }
+
+    fn require_login(&mut self) -> Result<u64, Error> {
+        let Some(login) = &self.login else {
+            return Err(Error::Unauthorized("not logged in: send Login with your token first".into()));
+        };
+        if login.expires_at <= crate::time::now_ms() {
+            self.logout();
+            return Err(Error::Unauthorized("the session expired; log in again".into()));
+        }
+        Ok(login.uid)
+    }
+
+    async fn on_login(
+        &mut self,
+        client_msg_id: &str,
+        token: &str,
+        claimed: Option<u64>,
+        after: Option<u64>,
+    ) -> Result<(), End> {
+        let session = match check_login(&self.app, self.login.is_some(), token, claimed).await {
+            Ok(session) => session,
+            Err(e) => return self.send(protocol::error_answer(client_msg_id, &e)).await,
+        };
+        let uid = session.uid;
+        // Register first, so nothing sent from here on is missed; pushes that
+        // the replay below also covers are dropped by `LoggedIn::covered`.
+        let (tx, rx) = mpsc::channel(self.app.config.outbound_queue);
+        self.app.hub.register(uid, self.id, session.id, tx, self.kick.clone());
+        self.login = Some(LoggedIn {
+            uid,
+            expires_at: session.expires_at,
+            live: rx,
+            snapshot: u64::MAX,
+            cursor_mode: after.is_some(),
+        });
+        let replay = match self.app.db.replay(uid, after, self.app.config.replay_limit).await {
+            Ok(replay) => replay,
+            Err(e) => {
+                self.logout();
+                return self.send(protocol::error_answer(client_msg_id, &e)).await;
+            }
+        };
+        if let Some(login) = &mut self.login {
+            login.snapshot = replay.snapshot;
+        }
+        crate::log_info!("ws login", conn = self.id, uid = uid, replay = replay.messages.len());
+        self.send(protocol::ack(client_msg_id, None)).await?;
+        for m in &replay.messages {
+            self.send(protocol::push_message(m)).await?;
+        }
+        if replay.truncated {
+            let last = replay.messages.last().map(|m| m.id);
+            let note = "more messages are waiting: fetch them with /api/message/history";
+            self.send(protocol::push_notify(Notice::ReplayTruncated, uid, note, last))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends this connection's login, if any; the socket stays open.
+    fn logout(&mut self) {
+        if let Some(login) = self.login.take() {
+            self.app.hub.unregister(login.uid, self.id);
+        }
+    }
+
+    async fn close(mut self, code: CloseCode, reason: &'static str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = timeout(Duration::from_secs(2), self.ws.close(Some(frame))).await;
+        // Read (and discard) until the client closes too, so that unread bytes
+        // do not make the kernel reset the connection before our close frame
+        // arrives. Bounded in time.
+        let raw = self.ws.get_mut();
+        let mut scratch = [0u8; 1024];
+        let _ = timeout(Duration::from_secs(2), async {
+            while let Ok(n) = raw.read(&mut scratch).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+async fn check_login(
+app: &App,
+logged_in: bool,
+token: &str,
+claimed: Option<u64>,
+) -> Result<crate::store::Session, Error> {
+    if logged_in {
+        return Err(Error::bad_request("already logged in: send Logout first"));
+    }
+    let session = app.authenticate(token).await?;
+    if let Some(claimed) = claimed {
+        // rim-front sends its uid; 0 means "not known yet".
+        if claimed != 0 && claimed != session.uid {
+            return Err(Error::forbidden(format!(
+                "body.uid {claimed} does not own this token"
+            )));
+        }
+    }
+    Ok(session)
+}
+
+/// Waits for the next live push, or forever when not logged in.
+async fn recv_live(login: &mut Option<LoggedIn>) -> Option<Push> {
+    match login {
+        Some(login) => login.live.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn read_error(e: WsError) -> End {
+    match e {
+        WsError::Capacity(_) => End::Close(CloseCode::Size, "message too large"),
+        WsError::Utf8(_) => End::Close(CloseCode::Invalid, "text frame is not valid UTF-8"),
+        WsError::Protocol(_) => End::Close(CloseCode::Protocol, "websocket protocol error"),
+        _ => End::Gone,
+    }
+}
