@@ -1,0 +1,94 @@
+// The REST API: one function per route, each answering the `data` of rim's
+// {"ok","code","msg","data"} wrapper or throwing an ApiError with its code.
+
+export class ApiError extends Error {
+  /** `code` is rim's code (the HTTP status), or 0 when the server was not reached. */
+  constructor(code, message) {
+    super(message || `error ${code}`);
+    this.code = code;
+  }
+}
+
+const TOKEN_KEY = 'rim.token';
+let token = localStorage.getItem(TOKEN_KEY);
+let unauthorized = () => {};
+
+export function getToken() {
+  return token;
+}
+
+/** Keeps the token (or forgets it, with null) across reloads. */
+export function setToken(value) {
+  token = value;
+  if (value) localStorage.setItem(TOKEN_KEY, value);
+  else localStorage.removeItem(TOKEN_KEY);
+}
+
+/** Called once whenever the server refuses our token (expired or revoked). */
+export function onUnauthorized(fn) {
+  unauthorized = fn;
+}
+
+async function call(method, path, body) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+      credentials: 'omit',
+    });
+  } catch {
+    throw new ApiError(0, 'cannot reach the server');
+  }
+  let json;
+  try {
+    json = await res.json();
+  } catch {
+    throw new ApiError(res.status, `unexpected answer from the server (HTTP ${res.status})`);
+  }
+  if (!json.ok) {
+    if (json.code === 401 && token && !path.startsWith('/api/user/login')) unauthorized();
+    throw new ApiError(json.code || res.status, json.msg);
+  }
+  return json.data;
+}
+
+const get = (path) => call('GET', path);
+const post = (path, body) => call('POST', path, body);
+const q = encodeURIComponent;
+
+// Users and sessions.
+export const register = (account, password, name, invite) =>
+  post('/api/user/create', invite ? { account, password, name, invite } : { account, password, name });
+export const login = (account, password) => post('/api/user/login', { account, password });
+export const logout = () => post('/api/user/logout', {});
+export const whoAmI = (t) => get(`/api/user/token?token=${q(t)}`);
+export const user = (uid) => get(`/api/user/get?uid=${q(uid)}`);
+export const searchUser = (account) => get(`/api/user/search?account=${q(account)}`);
+
+// Conversations.
+export const chatList = (page, size) => post('/api/message/chat/list', { page, size });
+export const groups = () => get('/api/group/get');
+export const members = (gid) => get(`/api/group/user/get?gid=${q(gid)}`);
+export const createGroup = (name, uids) =>
+  post('/api/group/create', { group: { name, avatar: '' }, users: uids.map((uid) => ({ uid, role: 1 })) });
+export const renameGroup = (id, name) => post('/api/group/update', { id, name });
+export const addMembers = (gid, uids) => post('/api/group/user/change', { gid, uids, opType: 1 });
+export const removeMembers = (gid, uids) => post('/api/group/user/change', { gid, uids, opType: 2 });
+export const direct = (uid) => post('/api/group/direct', { uid });
+
+// Messages.
+export const history = (gid, size, beforeId) =>
+  post('/api/message/history', beforeId ? { gid, page: 1, size, beforeId } : { gid, page: 1, size });
+export const markRead = (gid) => post('/api/message/group/read', { gid });
+
+// Friends: status 0 = requests to me, 1 = friends, 2 = my requests.
+export const friends = (status) => get(`/api/friend/list?status=${status}`);
+export const friendAdd = (fid) => post('/api/friend/add', { fid });
+export const friendAccept = (fid) => post('/api/friend/status/modify', { fid, status: 1 });
+export const friendRemove = (fid) => post('/api/friend/status/modify', { fid, status: 2 });

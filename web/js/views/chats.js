@@ -1,0 +1,74 @@
+// The conversation list: most recent first, with the last message, its time
+// and the unread count, kept current by the store's change events.
+
+import { store } from '../state.js';
+import { byId, h, avatar, replace } from '../dom.js';
+import { listTimeLabel, preview } from '../format.js';
+
+let go = () => {};
+
+function lastLine(c) {
+  const m = c.last;
+  if (!m) return c.mode === 1 ? 'Say hello 👋' : 'No messages yet';
+  const text = m.kind === 'Image' ? 'Image' : preview(m.content);
+  if (m.uid === store.me.id) {
+    const prefix = m.status === 'failed' ? 'Not sent: ' : 'You: ';
+    return prefix + text;
+  }
+  return c.mode === 0 ? `${store.userName(m.uid)}: ${text}` : text;
+}
+
+function row(c) {
+  const title = store.title(c);
+  const unread = c.unread > 0;
+  const time = c.last ? listTimeLabel(c.last.time) : '';
+  const label = [title, unread ? `${c.unread} unread` : '', c.last ? `${time}: ${lastLine(c)}` : lastLine(c)].filter(Boolean).join(', ');
+  return h(
+    'li',
+    {},
+    h(
+      'button',
+      {
+        type: 'button',
+        class: `chat-row${unread ? ' unread' : ''}`,
+        'aria-label': label,
+        'aria-current': store.openGid === c.gid ? 'true' : null,
+        dataset: { gid: String(c.gid) },
+        onclick: () => go(c.gid),
+      },
+      avatar(title, c.mode === 1 ? `u${c.partner}` : `g${c.gid}`, c.mode === 0 ? 'group' : ''),
+      h(
+        'span',
+        { class: 'chat-main' },
+        h('span', { class: 'chat-top' }, h('span', { class: 'chat-title' }, title), h('time', { class: 'chat-time' }, time)),
+        h(
+          'span',
+          { class: 'chat-bottom' },
+          h('span', { class: 'chat-last' }, lastLine(c)),
+          unread ? h('span', { class: 'badge', 'aria-hidden': 'true' }, c.unread > 99 ? '99+' : String(c.unread)) : null,
+        ),
+      ),
+    ),
+  );
+}
+
+function render() {
+  if (!store.me) return;
+  const list = byId('chat-list');
+  // Rows are rebuilt; keyboard focus stays on the same conversation.
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.gid : null;
+  const convs = store.sortedConvs();
+  replace(list, convs.map(row));
+  byId('chats-empty').hidden = convs.length > 0;
+  if (focused) list.querySelector(`[data-gid="${focused}"]`)?.focus();
+}
+
+export function mountChats(navigate) {
+  go = navigate;
+  store.addEventListener('change', (ev) => {
+    const { what } = ev.detail;
+    if (what === 'chats' || what === 'logout') render();
+  });
+  // Relative times ("Yesterday") move on as the clock does.
+  setInterval(render, 60_000);
+}

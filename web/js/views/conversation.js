@@ -1,0 +1,347 @@
+// One conversation: its history with scrollback, live messages, the
+// composer with optimistic sending, read receipts and day separators.
+//
+// Rendering is keyed: each day separator and message keeps its element
+// between renders (a message is rebuilt only when what it shows changes), so
+// new messages do not disturb a selection or the scroll position.
+
+import { store, keyOf } from '../state.js';
+import { byId, h, avatar, hueClass, replace } from '../dom.js';
+import { dayKey, dayLabel, timeLabel, linkify } from '../format.js';
+import { openMembers } from './groups.js';
+
+const NEAR_BOTTOM_PX = 80;
+const LOAD_OLDER_PX = 200;
+/** Messages of one sender closer than this form one run (one name label). */
+const RUN_MS = 5 * 60 * 1000;
+
+let go = () => {};
+let gid = null;
+let els = null;
+/** key -> {el, sig} */
+let rendered = new Map();
+
+function build() {
+  const root = byId('conversation');
+  const back = h(
+    'button',
+    { type: 'button', class: 'icon-button back', 'aria-label': 'Back to conversations', title: 'Back', onclick: () => go(null) },
+    svg('M15 18l-6-6 6-6'),
+  );
+  const title = h('h2', { id: 'conv-title', class: 'conv-title' });
+  const sub = h('span', { id: 'conv-sub', class: 'conv-sub' });
+  const members = h(
+    'button',
+    { type: 'button', id: 'conv-members', class: 'button', onclick: () => gid && openMembers(gid) },
+    'Members',
+  );
+  const head = h('header', { class: 'conv-head' }, back, h('span', { id: 'conv-avatar' }), h('div', { class: 'conv-heading' }, title, sub), members);
+  const older = h('button', { type: 'button', class: 'link-button', onclick: () => loadOlder() }, 'Load older messages');
+  const start = h('p', { class: 'start-note', hidden: true });
+  const olderBox = h('div', { class: 'older' }, older, start);
+  const list = h('div', { class: 'message-items' });
+  const scroller = h('div', { id: 'messages', class: 'messages', role: 'log', 'aria-label': 'Messages', tabindex: '0' }, olderBox, list);
+  const jump = h('button', { type: 'button', class: 'jump', hidden: true, onclick: () => toBottom(true) }, 'New messages ↓');
+  const input = h('textarea', {
+    id: 'composer-input',
+    rows: '1',
+    placeholder: 'Message',
+    'aria-label': 'Message',
+    autocomplete: 'off',
+    maxlength: '16000',
+    enterkeyhint: 'send',
+  });
+  const send = h('button', { type: 'submit', class: 'send', 'aria-label': 'Send', title: 'Send' }, svg('M4 12l16-8-6 16-2-7-8-1z'));
+  // Attachments: once the API stores files, a picker (and paste/drop of
+  // images) belongs here, before the text field, and renderBody below grows
+  // an Image case that shows them inline.
+  const composer = h('form', { class: 'composer', 'aria-label': 'Write a message' }, input, send);
+  replace(root, head, h('div', { class: 'messages-wrap' }, scroller, jump), composer);
+
+  scroller.addEventListener('scroll', onScroll, { passive: true });
+  composer.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    submit();
+  });
+  input.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      submit();
+    }
+  });
+  input.addEventListener('input', grow);
+  els = { root, title, sub, members, olderBox, older, start, list, scroller, jump, input, avatarSlot: byId('conv-avatar') };
+}
+
+function svg(d) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const s = document.createElementNS(ns, 'svg');
+  s.setAttribute('viewBox', '0 0 24 24');
+  s.setAttribute('aria-hidden', 'true');
+  const p = document.createElementNS(ns, 'path');
+  p.setAttribute('d', d);
+  s.appendChild(p);
+  return s;
+}
+
+function grow() {
+  const t = els.input;
+  t.style.height = 'auto';
+  t.style.height = `${Math.min(t.scrollHeight, 160)}px`;
+}
+
+function submit() {
+  const text = els.input.value.trim();
+  if (!text || !gid) return;
+  store.send(gid, text);
+  els.input.value = '';
+  grow();
+  els.input.focus();
+}
+
+// ---- scrolling and reading ---------------------------------------------------
+
+function distanceFromBottom() {
+  const s = els.scroller;
+  return s.scrollHeight - s.scrollTop - s.clientHeight;
+}
+
+function toBottom(focus) {
+  els.scroller.scrollTop = els.scroller.scrollHeight;
+  els.jump.hidden = true;
+  maybeRead();
+  if (focus) els.input.focus();
+}
+
+function onScroll() {
+  if (!gid) return;
+  if (els.scroller.scrollTop < LOAD_OLDER_PX) loadOlder();
+  if (distanceFromBottom() < NEAR_BOTTOM_PX) {
+    els.jump.hidden = true;
+    maybeRead();
+  }
+}
+
+/** Marks read what is on screen: the end of the open conversation, in a
+ * visible tab. */
+function maybeRead() {
+  if (!gid || document.visibilityState !== 'visible') return;
+  if (distanceFromBottom() >= NEAR_BOTTOM_PX) return;
+  store.markViewed(gid);
+}
+
+async function loadOlder() {
+  const c = store.convs.get(gid);
+  if (!c || !c.hasOlder || c.loading) return;
+  els.older.disabled = true;
+  els.older.textContent = 'Loading…';
+  els.scroller.setAttribute('aria-busy', 'true');
+  try {
+    await store.loadOlder(gid);
+  } catch {
+    // Shown by the button staying available: scrolling up again retries.
+  } finally {
+    els.scroller.removeAttribute('aria-busy');
+    els.older.disabled = false;
+    els.older.textContent = 'Load older messages';
+    renderOlderBox();
+  }
+}
+
+/** Above the messages: the button for older ones, or, once the whole
+ * history is shown, a note that this is where it begins. */
+function renderOlderBox() {
+  const c = store.convs.get(gid);
+  els.older.hidden = !c || !c.hasOlder;
+  const atStart = !!c && c.loaded && !c.hasOlder;
+  els.start.hidden = !atStart;
+  if (!atStart) return;
+  if (c.messages.length) els.start.textContent = 'This is the beginning of the conversation.';
+  else if (c.mode === 1) els.start.textContent = `This is the start of your conversation with ${store.title(c)}. Say hello!`;
+  else els.start.textContent = 'No messages yet. Say hello to the group!';
+}
+
+// ---- messages ----------------------------------------------------------------
+
+/** The body of a message. Text is set as text, never parsed as HTML; links
+ * become anchors only for http(s) URLs. */
+function renderBody(m) {
+  switch (m.kind) {
+    case 'Image':
+      // No attachment API yet: say what it is rather than guess a URL.
+      return h('p', { class: 'text note' }, 'Image (this version of the app cannot show images yet)');
+    default:
+      return h(
+        'p',
+        { class: 'text' },
+        linkify(m.content).map((part) =>
+          part.href ? h('a', { href: part.href, target: '_blank', rel: 'noopener noreferrer nofollow' }, part.text) : part.text,
+        ),
+      );
+  }
+}
+
+function statusOf(c, m) {
+  if (m.status === 'pending') return { icon: '🕓', label: 'Sending', cls: 'pending' };
+  if (m.status === 'failed') return { icon: '!', label: 'Not sent', cls: 'failed' };
+  const readers = store.readers(c, m);
+  if (readers === 0) return { icon: '✓', label: 'Sent', cls: 'sent' };
+  if (c.mode === 1) return { icon: '✓✓', label: 'Read', cls: 'read' };
+  return { icon: '✓✓', label: `Read by ${readers}`, cls: 'read' };
+}
+
+function bubble(c, m, showName) {
+  const mine = m.uid === store.me.id;
+  const status = mine ? statusOf(c, m) : null;
+  const name = store.userName(m.uid);
+  const time = timeLabel(m.time);
+  return h(
+    'div',
+    {
+      class: `msg ${mine ? 'mine' : 'theirs'}${showName ? ' first' : ''}`,
+      dataset: { key: keyOf(m), id: m.id ? String(m.id) : '', status: mine ? status.cls : 'received' },
+    },
+    showName && !mine && c.mode === 0 ? h('div', { class: `sender ${hueClass(`u${m.uid}`)}` }, name) : null,
+    h(
+      'div',
+      { class: 'bubble' },
+      h('span', { class: 'sr-only' }, mine ? 'You said: ' : `${name} said: `),
+      renderBody(m),
+      h(
+        'span',
+        { class: 'meta' },
+        h('time', { datetime: m.time.toISOString(), title: m.time.toLocaleString() }, time),
+        status ? h('span', { class: `status ${status.cls}`, title: status.label }, h('span', { 'aria-hidden': 'true' }, status.icon), h('span', { class: 'sr-only' }, status.label)) : null,
+      ),
+    ),
+    m.status === 'failed'
+      ? h(
+          'div',
+          { class: 'failure', role: 'alert' },
+          h('span', {}, 'Not sent', m.error ? ` (${m.error})` : '', '. '),
+          h('button', { type: 'button', class: 'link-button', onclick: () => store.retry(m) }, 'Retry'),
+        )
+      : null,
+  );
+}
+
+function render(detail = {}) {
+  const c = store.convs.get(gid);
+  if (!c || !els) return;
+  const fromBottom = distanceFromBottom();
+  const wasNearBottom = fromBottom < NEAR_BOTTOM_PX;
+  const title = store.title(c);
+  els.title.textContent = title;
+  replace(els.avatarSlot, avatar(title, c.mode === 1 ? `u${c.partner}` : `g${c.gid}`, c.mode === 0 ? 'group' : ''));
+  if (c.mode === 1) {
+    const u = c.partner && store.users.get(c.partner);
+    els.sub.textContent = u ? `@${u.account}` : '';
+  } else {
+    const n = c.members ? c.members.size : 0;
+    els.sub.textContent = n ? `${n} member${n === 1 ? '' : 's'}` : '';
+  }
+  els.members.hidden = c.mode !== 0;
+
+  const wanted = [];
+  const next = new Map();
+  let prev = null;
+  for (const m of c.messages) {
+    const day = dayKey(m.time);
+    if (!prev || dayKey(prev.time) !== day) {
+      const key = `day:${day}`;
+      const label = dayLabel(m.time);
+      const old = rendered.get(key);
+      const el = old && old.sig === label ? old.el : h('div', { class: 'day', role: 'separator' }, h('span', {}, label));
+      next.set(key, { el, sig: label });
+      wanted.push(el);
+    }
+    const showName = !prev || prev.uid !== m.uid || m.time - prev.time > RUN_MS || dayKey(prev.time) !== day;
+    const status = m.uid === store.me.id ? statusOf(c, m).label : '';
+    const sig = [m.id, m.status, m.error, status, showName, store.userName(m.uid), m.time.getTime()].join('|');
+    const key = keyOf(m);
+    const old = rendered.get(key);
+    const el = old && old.sig === sig ? old.el : bubble(c, m, showName);
+    next.set(key, { el, sig });
+    wanted.push(el);
+    prev = m;
+  }
+  // Put the wanted nodes in order, moving only those out of place.
+  const list = els.list;
+  wanted.forEach((el, i) => {
+    if (list.children[i] !== el) list.insertBefore(el, list.children[i] || null);
+  });
+  while (list.children.length > wanted.length) list.lastElementChild.remove();
+  rendered = next;
+  renderOlderBox();
+
+  if (detail.older) {
+    els.scroller.scrollTop = els.scroller.scrollHeight - els.scroller.clientHeight - fromBottom;
+  } else if (wasNearBottom || detail.sent || detail.first) {
+    toBottom(false);
+  } else if (detail.incoming) {
+    els.jump.hidden = false;
+  }
+  maybeRead();
+  // A short history may not fill the screen: fetch more until it scrolls.
+  if (c.hasOlder && !c.loading && els.scroller.scrollHeight <= els.scroller.clientHeight) loadOlder();
+}
+
+// ---- opening and closing -------------------------------------------------------
+
+export async function openConversation(next) {
+  if (!els) build();
+  const same = next === gid;
+  gid = next;
+  document.body.classList.add('conv-open');
+  if (!same) {
+    rendered = new Map();
+    els.list.replaceChildren();
+    els.jump.hidden = true;
+    els.input.value = '';
+    grow();
+  }
+  els.root.dataset.gid = String(gid);
+  store.open(gid).then(
+    () => render({ first: !same }),
+    () => render({ first: !same }),
+  );
+  render({ first: true });
+  store.emit('chats');
+  if (!same && matchMedia('(min-width: 721px)').matches) els.input.focus();
+}
+
+export function closeConversation() {
+  gid = null;
+  store.close();
+  document.body.classList.remove('conv-open');
+  const root = byId('conversation');
+  delete root.dataset.gid;
+  els = null;
+  rendered = new Map();
+  replace(
+    root,
+    h('div', { class: 'placeholder' }, h('div', { class: 'logo', 'aria-hidden': 'true' }, 'rim'), h('p', {}, 'Choose a conversation, or find friends to start one.')),
+  );
+  if (store.me) store.emit('chats');
+}
+
+export function mountConversation(navigate) {
+  go = navigate;
+  store.addEventListener('change', (ev) => {
+    const d = ev.detail;
+    if (d.what === 'conv' && d.gid === gid) {
+      if (d.removed) {
+        store.toast('You are no longer in that conversation.');
+        go(null);
+        return;
+      }
+      render(d);
+    } else if (d.what === 'chats' && gid && els) {
+      // Names and titles may have arrived.
+      const c = store.convs.get(gid);
+      if (c) els.title.textContent = store.title(c);
+    }
+  });
+  document.addEventListener('visibilitychange', () => els && maybeRead());
+  window.addEventListener('focus', () => els && maybeRead());
+}
