@@ -1,0 +1,392 @@
+//! Scenario 4, history: a database of 1,000,000 messages over 1,000
+//! conversations, and the latency of `POST /api/message/history` on it:
+//! the latest page of 50, and a `beforeId` page at a random depth, while
+//! other members keep writing.
+//!
+//! Users and conversations are created through the API. The messages are
+//! bulk-loaded straight into the SQLite file while the server is stopped
+//! (through the API that would take minutes), into the schema the server
+//! itself created, interleaved across conversations as real traffic is; the
+//! server is then restarted on that file. Against a `--url` server the
+//! messages go through WebSockets instead, fewer of them, and `beforeId`
+//! pages one page back from the latest.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use serde_json::json;
+
+use super::client::{self, Http, User};
+use super::direct;
+use super::hist::Histogram;
+use super::load::{self, Client, FrameKind};
+use super::sys::Meter;
+use super::target::{ServerSpec, Target};
+use super::{Ctx, Report, Row, Scenario, rate};
+
+const PAGE: u64 = 50;
+/// Messages written through WebSockets against a `--url` server.
+const URL_FILL: u64 = 20_000;
+/// Requests one reader makes at most (the time bound comes first).
+const MAX_REQUESTS: u64 = 1_000_000;
+
+/// Where the bulk-loaded messages are: message `k` (from 0) has id
+/// `first_id + k` and belongs to conversation `gids[k % gids.len()]`.
+#[derive(Clone)]
+struct Layout {
+    first_id: u64,
+    messages: u64,
+    gids: Arc<Vec<u64>>,
+}
+
+impl Layout {
+    /// A message id of conversation `j` from its oldest `fraction` (0..1).
+    fn id_at(&self, j: usize, fraction: f64) -> u64 {
+        let g = self.gids.len() as u64;
+        let per_group = self.messages / g;
+        let k = ((per_group as f64 * fraction) as u64).min(per_group.saturating_sub(1));
+        self.first_id + j as u64 + k * g
+    }
+}
+
+pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
+    let sizes = ctx.sizes;
+    let mut report = Report::new(Scenario::History);
+    let g = sizes.history_groups.max(1);
+    let u = sizes.history_users.max(3);
+    let spec = ServerSpec::cheap(u + 1000);
+    let mut server = ctx.server("history", &spec).await?;
+    let addr = server.addr;
+
+    ctx.progress(format_args!("history: {u} users and {g} conversations"));
+    let meter = Meter::start(server.pid);
+    let users = Arc::new(client::users(addr, &ctx.accounts("h"), u, 32).await?);
+    let reader = users[0].clone();
+    // Conversation j: the reader plus writers w(j) and w(j+1).
+    let writer_of = move |j: usize| 1 + j % (u - 1);
+    let group_users = users.clone();
+    let gids = client::each(addr, g, 16, move |mut http, j| {
+        let users = group_users.clone();
+        async move {
+            let members = [
+                users[0].uid,
+                users[writer_of(j)].uid,
+                users[writer_of(j + 1)].uid,
+            ];
+            let gid =
+                client::group(&mut http, &users[0], &format!("history {j}"), &members).await?;
+            Ok((http, gid))
+        }
+    })
+    .await?;
+    report.rows.push(Row::new(
+        format!("setup: {u} users, {g} conversations"),
+        (u + g) as u64,
+        "calls/s",
+        meter.finish(),
+    ));
+
+    let layout = if server.is_child() {
+        let n = sizes.history_messages;
+        ctx.progress(format_args!(
+            "history: stopping the server and bulk-loading {n} messages"
+        ));
+        let db = super::db_path(&server)?.to_owned();
+        let db_again = db.clone();
+        server.stop().await?;
+        let t = Instant::now();
+        let gids2 = gids.clone();
+        let uids: Vec<[u64; 2]> = (0..g)
+            .map(|j| [users[writer_of(j)].uid, users[writer_of(j + 1)].uid])
+            .collect();
+        let first_id =
+            tokio::task::spawn_blocking(move || bulk_load(&db, &gids2, &uids, n)).await??;
+        let took = t.elapsed().as_secs_f64();
+        report.notes.push(format!(
+            "bulk load: {n} messages in {took:.1} s ({} rows/s), server stopped",
+            rate(n as f64 / took)
+        ));
+        server = Target::start(&ctx.opts.server_exe, &ctx.dir, &db_again, &spec).await?;
+        Some(Layout {
+            first_id,
+            messages: n,
+            gids: Arc::new(gids.clone()),
+        })
+    } else {
+        ctx.progress(format_args!(
+            "history: writing {URL_FILL} messages through WebSockets"
+        ));
+        let tokens = users[1..].iter().map(|u| u.token.clone()).collect();
+        let sockets = client::ws_logins(addr, tokens, 8 * 1024, 64).await?;
+        let plans = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(i, ws)| {
+                let mut plan = direct::closed_plan();
+                plan.max_frames = URL_FILL / (u as u64 - 1) + 1;
+                (Client::new(ws, i, gids[i % g]), plan)
+            })
+            .collect();
+        let _ = load::run_phase(plans, 60.0, 0, None, None).await;
+        None
+    };
+    let addr = server.addr;
+    let pid = server.pid;
+
+    // Writers: every writer sends into its own conversation, open loop.
+    let tokens = users[1..].iter().map(|u| u.token.clone()).collect();
+    let sockets = client::ws_logins(addr, tokens, 8 * 1024, 64).await?;
+    let writers: Vec<Client> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, ws)| Client::new(ws, i, gids[i % g]))
+        .collect();
+    let mut plans = direct::open_plans(
+        writers,
+        sizes.history_write_rate,
+        sizes.history_secs,
+        FrameKind::Msg,
+    );
+    for (c, _) in &mut plans {
+        // New clientMsgIds: the fill above used the low ones for these users.
+        c.seq = 1_000_000_000;
+    }
+
+    ctx.progress(format_args!(
+        "history: {} readers for {:.1} s while writing {} msgs/s",
+        sizes.history_readers, sizes.history_secs, sizes.history_write_rate
+    ));
+    let until = Instant::now() + Duration::from_secs_f64(sizes.history_secs);
+    let meter = Meter::start(pid);
+    let readers: Vec<_> = (0..sizes.history_readers)
+        .map(|r| {
+            let reader = reader.clone();
+            let layout = layout.clone();
+            let gids = gids.clone();
+            tokio::spawn(read_loop(addr, reader, gids, layout, until, r as u64))
+        })
+        .collect();
+    let writing = tokio::spawn(load::run_phase(plans, sizes.history_secs, 0, None, pid));
+    let mut latest = Histogram::new();
+    let mut before = Histogram::new();
+    let mut bad = 0;
+    for r in readers {
+        let done = r.await??;
+        latest.merge(&done.latest);
+        before.merge(&done.before);
+        bad += done.bad;
+    }
+    let usage = meter.finish();
+    let written = writing.await?;
+    server.check_alive()?;
+    let total = layout.as_ref().map_or(URL_FILL, |l| l.messages);
+    let per = total / g as u64;
+    report.rows.push(
+        Row::new(
+            format!("latest {PAGE} of ~{per} ({total} msgs in all)"),
+            latest.count(),
+            "req/s",
+            usage,
+        )
+        .latency("request", &latest),
+    );
+    report.rows.push(
+        Row::new(
+            if layout.is_some() {
+                format!("beforeId page of {PAGE}, random depth")
+            } else {
+                format!("beforeId page of {PAGE}, one page back")
+            },
+            before.count(),
+            "req/s",
+            usage,
+        )
+        .latency("request", &before),
+    );
+    report.rows.push(
+        Row::new(
+            format!(
+                "writes meanwhile ({} msgs/s offered)",
+                sizes.history_write_rate
+            ),
+            written.answered,
+            "msgs/s",
+            written.usage,
+        )
+        .latency("ack", &written.ack),
+    );
+    direct::problems(&mut report, "writes", &written);
+    if bad > 0 {
+        report.problems.push(format!(
+            "{bad} history answers had fewer than {PAGE} messages or failed"
+        ));
+    }
+    let p99 = latest.quantile_ns(0.99) as f64 / 1e6;
+    report.figures.insert("latest_p99_ms", p99);
+    report
+        .figures
+        .insert("before_p99_ms", before.quantile_ns(0.99) as f64 / 1e6);
+    report.check(
+        format!("history latest {PAGE} p99 < 2 ms on the {total}-message database"),
+        format!(
+            "p99 {p99:.2} ms (p50 {:.2} ms; beforeId p99 {:.2} ms) with {} concurrent readers",
+            latest.quantile_ns(0.5) as f64 / 1e6,
+            before.quantile_ns(0.99) as f64 / 1e6,
+            sizes.history_readers
+        ),
+        p99 < 2.0 && layout.is_some(),
+    );
+    drop(written.clients);
+    server.stop().await?;
+    Ok(report)
+}
+
+struct ReadDone {
+    latest: Histogram,
+    before: Histogram,
+    bad: u64,
+}
+
+/// One reader: alternates a latest page and a `beforeId` page of a random
+/// conversation, on one keep-alive connection, until `until`.
+async fn read_loop(
+    addr: std::net::SocketAddr,
+    reader: User,
+    gids: Vec<u64>,
+    layout: Option<Layout>,
+    until: Instant,
+    seed: u64,
+) -> anyhow::Result<ReadDone> {
+    let mut http = Http::new(addr);
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (seed + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut done = ReadDone {
+        latest: Histogram::new(),
+        before: Histogram::new(),
+        bad: 0,
+    };
+    let mut n = 0;
+    while Instant::now() < until && n < MAX_REQUESTS {
+        n += 1;
+        let j = rng.below(gids.len() as u64) as usize;
+        let gid = gids[j];
+        let t = Instant::now();
+        let body = http
+            .call_raw(
+                Method::POST,
+                "/api/message/history",
+                Some(&reader.token),
+                Some(json!({"gid": gid, "size": PAGE})),
+            )
+            .await?;
+        done.latest.record(t.elapsed());
+        let (rows, oldest) = page_facts(&body);
+        if rows < PAGE as usize {
+            done.bad += 1;
+        }
+        let before_id = match &layout {
+            Some(l) => l.id_at(j, rng.unit()),
+            None => oldest.unwrap_or(1),
+        };
+        let t = Instant::now();
+        let body = http
+            .call_raw(
+                Method::POST,
+                "/api/message/history",
+                Some(&reader.token),
+                Some(json!({"gid": gid, "size": PAGE, "beforeId": before_id})),
+            )
+            .await?;
+        done.before.record(t.elapsed());
+        if !body.starts_with(br#"{"ok":true"#) {
+            done.bad += 1;
+        }
+    }
+    Ok(done)
+}
+
+/// How many messages a history answer holds, and the oldest one's id.
+fn page_facts(body: &[u8]) -> (usize, Option<u64>) {
+    let text = std::str::from_utf8(body).unwrap_or("");
+    if !text.starts_with(r#"{"ok":true"#) {
+        return (0, None);
+    }
+    const KEY: &str = r#""msg":{"id":"#;
+    let rows = text.matches(KEY).count();
+    let oldest = text.find(KEY).and_then(|at| {
+        let digits: String = text[at + KEY.len()..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    });
+    (rows, oldest)
+}
+
+/// xorshift64: enough randomness to pick pages, and repeatable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Writes `n` messages into the stopped server's database in one
+/// transaction, round-robin over the conversations, alternating between each
+/// conversation's two writers; marks everything delivered and read so that
+/// logins do not replay the bulk. Returns the id of the first message.
+fn bulk_load(db: &Path, gids: &[u64], writers: &[[u64; 2]], n: u64) -> anyhow::Result<u64> {
+    let conn = rusqlite::Connection::open(db)?;
+    // A bulk load needs no fsync per row: one at the end (the checkpoint).
+    conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;")?;
+    let tx = conn.unchecked_transaction()?;
+    let g = gids.len() as u64;
+    let now = crate::time::now_ms();
+    let mut first_id = 0;
+    {
+        let mut stmt = tx.prepare(
+            "INSERT INTO messages (gid, uid, kind, content, client_msg_id, created_at, updated_at)
+             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?5)",
+        )?;
+        let mut content = String::with_capacity(client::CONTENT_LEN);
+        let mut cmid = String::with_capacity(16);
+        for k in 0..n {
+            use std::fmt::Write as _;
+            let j = (k % g) as usize;
+            let uid = writers[j][((k / g) % 2) as usize];
+            content.clear();
+            let _ = write!(content, "history message {k} in conversation {j}:");
+            while content.len() < client::CONTENT_LEN {
+                content.push('.');
+            }
+            cmid.clear();
+            let _ = write!(cmid, "h{k}");
+            let at = now - (n - k) as i64;
+            stmt.execute(rusqlite::params![gids[j], uid, content, cmid, at])?;
+            if k == 0 {
+                first_id = tx.last_insert_rowid() as u64;
+            }
+        }
+    }
+    tx.execute_batch(
+        "UPDATE groups SET last_msg_id = (SELECT max(id) FROM messages m WHERE m.gid = groups.id);
+         UPDATE members SET delivered_id = coalesce((SELECT last_msg_id FROM groups g WHERE g.id = members.gid), 0),
+                            read_id = coalesce((SELECT last_msg_id FROM groups g WHERE g.id = members.gid), 0);",
+    )?;
+    tx.commit()?;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    Ok(first_id)
+}

@@ -1,0 +1,514 @@
+//! Scenario 6, limits: what this machine can do at all, measured in the same
+//! run, so rim's figures can be read as fractions of it.
+//!
+//! - The raw WebSocket echo ceiling: a separate process (`rim bench
+//!   --echo-server`) on the same stack as rim (hyper HTTP/1 with upgrades,
+//!   hyper-tungstenite, rim's WebSocket buffer sizes, TCP_NODELAY) that sends
+//!   every text frame straight back: no JSON, no session, no storage. Driven
+//!   by the same clients closed-loop with the frames rim's `Heart` uses, it is
+//!   the ceiling of rim's no-persistence path (a `Heart` is parsed and
+//!   answered without touching the database), measured next.
+//! - The raw SQLite ceiling: batched inserts of the same message rows into a
+//!   fresh file with rim's schema and pragmas (opened by rim's own
+//!   `store::schema::open_writer`: WAL, `synchronous = FULL`), one
+//!   transaction (one fsync) per batch, batches as large as rim's writer can
+//!   form in the direct scenario. Also the same batches running every
+//!   statement rim's writer runs for a message (membership checks,
+//!   duplicate check, insert, conversation and member updates, member list,
+//!   one savepoint each), and the latency of a one-row commit: the floor
+//!   under any acknowledgement on this disk.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rusqlite::{Connection, params};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::client;
+use super::direct;
+use super::hist::Histogram;
+use super::load::{self, Client, FrameKind, Pace, Plan};
+use super::sys::{Meter, Usage};
+use super::target::{ServerSpec, Spawned};
+use super::{Ctx, Report, Row, Scenario, rate};
+use crate::config::Synchronous;
+
+/// The most rows one raw batch holds: rim's default `storage.writer_batch`.
+const MAX_BATCH: usize = 1024;
+
+fn heart_plans(sockets: Vec<client::Ws>, echo: bool) -> Vec<(Client, Plan)> {
+    sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, ws)| {
+            let plan = Plan {
+                pace: Pace::Closed { window: 1 },
+                kind: FrameKind::Heart,
+                echo,
+                max_frames: 10_000_000,
+                slow_read: None,
+            };
+            (Client::new(ws, i, 0), plan)
+        })
+        .collect()
+}
+
+pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
+    let sizes = ctx.sizes;
+    let c = sizes.limits_connections.max(1);
+    let secs = sizes.limits_secs;
+    let mut report = Report::new(Scenario::Limits);
+
+    // 1. The raw echo ceiling.
+    ctx.progress(format_args!(
+        "limits: raw WebSocket echo, {c} connections, {secs:.1} s"
+    ));
+    let mut cmd = Command::new(&ctx.opts.server_exe);
+    cmd.arg("bench").arg("--echo-server").stdin(Stdio::piped());
+    let (echo, echo_addr) = Spawned::start(cmd).await?;
+    let mut sockets = Vec::with_capacity(c);
+    for _ in 0..c {
+        sockets.push(client::ws_connect(echo_addr, 8 * 1024, None).await?);
+    }
+    let out = load::run_phase(heart_plans(sockets, true), secs, 0, None, Some(echo.pid())).await;
+    let echo_rate = out.answered_per_sec();
+    report.rows.push(
+        Row::new(
+            format!("raw echo (hyper + tungstenite), {c} conns"),
+            out.answered,
+            "msgs/s",
+            out.usage,
+        )
+        .latency("round trip", &out.ack),
+    );
+    direct::problems(&mut report, "echo", &out);
+    drop(out.clients);
+    drop(echo);
+
+    // 2. rim's no-persistence path: Heart frames, same clients, same load.
+    ctx.progress(format_args!(
+        "limits: rim Heart frames, {c} connections, {secs:.1} s"
+    ));
+    let mut server = ctx.server("limits", &ServerSpec::cheap(c + 1000)).await?;
+    let users = client::users(server.addr, &ctx.accounts("h"), c, 32).await?;
+    let tokens = users.iter().map(|u| u.token.clone()).collect();
+    let sockets = client::ws_logins(server.addr, tokens, 8 * 1024, 256).await?;
+    let out = load::run_phase(heart_plans(sockets, false), secs, 0, None, server.pid).await;
+    server.check_alive()?;
+    let heart_rate = out.answered_per_sec();
+    report.rows.push(
+        Row::new(
+            format!("rim Heart (no storage), {c} conns"),
+            out.answered,
+            "msgs/s",
+            out.usage,
+        )
+        .latency("ack", &out.ack),
+    );
+    direct::problems(&mut report, "rim Heart", &out);
+    drop(out.clients);
+    report.figures.insert("echo_msgs_per_sec", echo_rate);
+    report.figures.insert("rim_heart_msgs_per_sec", heart_rate);
+    let ratio = heart_rate / echo_rate.max(1e-9);
+    report.check(
+        "rim's no-persistence path >= 1/2 of the raw echo ceiling",
+        format!(
+            "{} of {} msgs/s = {:.2}",
+            rate(heart_rate),
+            rate(echo_rate),
+            ratio
+        ),
+        ratio >= 0.5,
+    );
+
+    // 3. rim's persisted rate: from the direct scenario of this run, or measured now.
+    let (rim_rate, senders) = match ctx
+        .earlier
+        .iter()
+        .find(|r| r.scenario == "direct")
+        .and_then(|r| {
+            Some((
+                r.figure("closed_loop_msgs_per_sec")?,
+                r.figure("closed_loop_senders")?,
+            ))
+        }) {
+        Some((rate, senders)) => (rate, senders as usize),
+        None => {
+            ctx.progress(format_args!(
+                "limits: rim direct closed loop, {} pairs, {secs:.1} s",
+                sizes.direct_pairs
+            ));
+            drop(users);
+            server.stop().await?;
+            server = ctx
+                .server(
+                    "limits-direct",
+                    &ServerSpec::cheap(2 * sizes.direct_pairs + 1000),
+                )
+                .await?;
+            let clients = direct::pairs(ctx, server.addr, sizes.direct_pairs, "d").await?;
+            let n = clients.len();
+            let plans = clients
+                .into_iter()
+                .map(|c| (c, direct::closed_plan()))
+                .collect();
+            let out = load::run_phase(plans, secs, 1, None, server.pid).await;
+            server.check_alive()?;
+            report.rows.push(
+                Row::new(
+                    format!("rim direct closed loop, {n} senders"),
+                    out.answered,
+                    "msgs/s",
+                    out.usage,
+                )
+                .latency("ack", &out.ack),
+            );
+            (out.answered_per_sec(), n)
+        }
+    };
+    server.stop().await?;
+
+    // 4. The raw SQLite ceilings, on the same disk as rim's databases.
+    let batch = senders.clamp(1, MAX_BATCH);
+    ctx.progress(format_args!(
+        "limits: raw SQLite inserts, batches of {batch}, {secs:.1} s"
+    ));
+    let dir = ctx.dir.clone();
+    let offered = sizes.direct_rates.iter().copied().max().unwrap_or(5000);
+    let raw = tokio::task::spawn_blocking(move || raw_sqlite(&dir, batch, secs, offered)).await??;
+    for (phase, rows, usage, hist, of) in [
+        (
+            format!("raw SQLite insert, batches of {batch}"),
+            raw.insert_rows,
+            raw.insert_usage,
+            None,
+            "",
+        ),
+        (
+            format!("raw SQLite, rim's statements, batches of {batch}"),
+            raw.rim_rows,
+            raw.rim_usage,
+            None,
+            "",
+        ),
+        (
+            "raw SQLite one-row commit (fsync floor)".into(),
+            raw.commit_hist.count(),
+            raw.commit_usage,
+            Some(&raw.commit_hist),
+            "commit",
+        ),
+        (
+            format!("raw SQLite, rim's statements, {offered} rows/s offered"),
+            raw.paced_hist.count(),
+            raw.paced_usage,
+            Some(&raw.paced_hist),
+            "arrival-commit",
+        ),
+    ] {
+        let mut row = Row::new(phase, rows, "rows/s", usage);
+        if let Some(h) = hist {
+            row = row.latency(of, h);
+        }
+        report.rows.push(row);
+    }
+    let insert_rate = raw.insert_rows as f64 / raw.insert_usage.secs;
+    let rim_sql_rate = raw.rim_rows as f64 / raw.rim_usage.secs;
+    report
+        .figures
+        .insert("raw_insert_rows_per_sec", insert_rate);
+    report
+        .figures
+        .insert("raw_rim_statements_rows_per_sec", rim_sql_rate);
+    report.figures.insert(
+        "commit_p50_ms",
+        raw.commit_hist.quantile_ns(0.5) as f64 / 1e6,
+    );
+    report.figures.insert(
+        "paced_commit_p99_ms",
+        raw.paced_hist.quantile_ns(0.99) as f64 / 1e6,
+    );
+    report.notes.push(format!(
+        "the disk alone, at {offered} rows/s offered with group commit and no network: \
+         p99 {:.2} ms from a row's arrival to its commit (the floor under rim's ack p99 there)",
+        raw.paced_hist.quantile_ns(0.99) as f64 / 1e6
+    ));
+    let ratio = rim_rate / insert_rate.max(1e-9);
+    report.check(
+        "rim's writer >= 1/2 of the raw batched-insert ceiling",
+        format!(
+            "{} of {} rows/s = {:.2} (rim's own statements alone: {} rows/s)",
+            rate(rim_rate),
+            rate(insert_rate),
+            ratio,
+            rate(rim_sql_rate)
+        ),
+        ratio >= 0.5,
+    );
+    Ok(report)
+}
+
+struct Raw {
+    insert_rows: u64,
+    insert_usage: Usage,
+    rim_rows: u64,
+    rim_usage: Usage,
+    commit_hist: Histogram,
+    commit_usage: Usage,
+    /// From arrival to commit of rows arriving at a fixed rate.
+    paced_hist: Histogram,
+    paced_usage: Usage,
+}
+
+/// The raw SQLite measurements, each on a fresh file, on this thread.
+fn raw_sqlite(dir: &Path, batch: usize, secs: f64, offered: u64) -> anyhow::Result<Raw> {
+    let window = Duration::from_secs_f64(secs);
+    let (insert_rows, insert_usage) = {
+        let (conn, gids) = fresh(dir, "raw-insert.db")?;
+        let meter = Meter::start(None);
+        let until = Instant::now() + window;
+        let mut n = 0u64;
+        let mut stmt_conn = conn;
+        while Instant::now() < until && n < 100_000_000 {
+            let tx = stmt_conn.transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO messages (gid, uid, kind, content, client_msg_id, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                )?;
+                for _ in 0..batch {
+                    let (gid, uid) = gids[(n as usize) % gids.len()];
+                    let content = client::content(n, 0, n);
+                    insert.execute(params![
+                        gid,
+                        uid,
+                        0,
+                        content,
+                        n.to_string(),
+                        crate::time::now_ms()
+                    ])?;
+                    n += 1;
+                }
+            }
+            tx.commit()?;
+        }
+        (n, meter.finish())
+    };
+    let (rim_rows, rim_usage) = {
+        let (mut conn, gids) = fresh(dir, "raw-rim.db")?;
+        let meter = Meter::start(None);
+        let until = Instant::now() + window;
+        let mut n = 0u64;
+        while Instant::now() < until && n < 100_000_000 {
+            let tx = conn.transaction()?;
+            for _ in 0..batch {
+                let (gid, uid) = gids[(n as usize) % gids.len()];
+                rim_statements(&tx, gid, uid, n)?;
+                n += 1;
+            }
+            tx.commit()?;
+        }
+        (n, meter.finish())
+    };
+    let (commit_hist, commit_usage) = {
+        let (mut conn, gids) = fresh(dir, "raw-commit.db")?;
+        let meter = Meter::start(None);
+        let until = Instant::now() + window.min(Duration::from_secs(2));
+        let mut hist = Histogram::new();
+        let mut n = 0u64;
+        while Instant::now() < until && n < 10_000 {
+            let t = Instant::now();
+            let tx = conn.transaction()?;
+            let (gid, uid) = gids[0];
+            rim_statements(&tx, gid, uid, n)?;
+            tx.commit()?;
+            hist.record(t.elapsed());
+            n += 1;
+        }
+        (hist, meter.finish())
+    };
+    // Rows arrive at `offered` per second; the loop commits, in one
+    // transaction, every row that has arrived (group commit as rim's writer
+    // does it), and times each row from its arrival to its commit.
+    let (paced_hist, paced_usage) = {
+        let (mut conn, gids) = fresh(dir, "raw-paced.db")?;
+        let meter = Meter::start(None);
+        let start = Instant::now();
+        let until = start + window;
+        let every = Duration::from_secs_f64(1.0 / offered.max(1) as f64);
+        let mut hist = Histogram::new();
+        let mut next = 0u64; // the next row to commit
+        while Instant::now() < until && next < 10_000_000 {
+            let now = Instant::now();
+            let arrived = (now.duration_since(start).as_secs_f64() * offered as f64) as u64 + 1;
+            if arrived <= next {
+                std::thread::sleep((start + every * next as u32).saturating_duration_since(now));
+                continue;
+            }
+            let tx = conn.transaction()?;
+            for n in next..arrived {
+                let (gid, uid) = gids[(n as usize) % gids.len()];
+                rim_statements(&tx, gid, uid, n)?;
+            }
+            tx.commit()?;
+            let done = Instant::now();
+            for n in next..arrived {
+                hist.record(done.saturating_duration_since(start + every * n as u32));
+            }
+            next = arrived;
+        }
+        (hist, meter.finish())
+    };
+    for f in [
+        "raw-insert.db",
+        "raw-rim.db",
+        "raw-commit.db",
+        "raw-paced.db",
+    ] {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.join(format!("{f}{suffix}")));
+        }
+    }
+    Ok(Raw {
+        insert_rows,
+        insert_usage,
+        rim_rows,
+        rim_usage,
+        commit_hist,
+        commit_usage,
+        paced_hist,
+        paced_usage,
+    })
+}
+
+/// A fresh database with rim's schema and pragmas, 100 two-member
+/// conversations; returns it and the (gid, sender) pairs.
+fn fresh(dir: &Path, name: &str) -> anyhow::Result<(Connection, Vec<(u64, u64)>)> {
+    let path = dir.join(name);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.join(format!("{name}{suffix}")));
+    }
+    let conn = crate::store::schema::open_writer(&path, Synchronous::Full, 0)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let now = crate::time::now_ms();
+    let mut pairs = Vec::new();
+    for i in 0..100u64 {
+        for uid in [2 * i + 1, 2 * i + 2] {
+            conn.execute(
+                "INSERT INTO users (id, account, name, password_hash, created_at) VALUES (?1, ?2, ?2, 'x', ?3)",
+                params![uid, format!("raw{uid}"), now],
+            )?;
+        }
+        conn.execute(
+            "INSERT INTO groups (id, name, mode, creator_uid, created_at) VALUES (?1, '', 1, ?2, ?3)",
+            params![i + 1, 2 * i + 1, now],
+        )?;
+        for uid in [2 * i + 1, 2 * i + 2] {
+            conn.execute(
+                "INSERT INTO members (gid, uid, role, joined_at) VALUES (?1, ?2, 1, ?3)",
+                params![i + 1, uid, now],
+            )?;
+        }
+        pairs.push((i + 1, 2 * i + 1));
+    }
+    Ok((conn, pairs))
+}
+
+/// What rim's writer runs for one message (see `store::messages::insert` and
+/// `store::writer`), as plain statements.
+fn rim_statements(c: &Connection, gid: u64, uid: u64, n: u64) -> anyhow::Result<()> {
+    c.prepare_cached("SAVEPOINT job")?.execute([])?;
+    c.prepare_cached(
+        "SELECT id, name, avatar, mode, creator_uid, created_at FROM groups WHERE id = ?1",
+    )?
+    .query_row([gid], |_| Ok(()))?;
+    c.prepare_cached("SELECT role FROM members WHERE gid = ?1 AND uid = ?2")?
+        .query_row([gid, uid], |_| Ok(()))?;
+    let cmid = n.to_string();
+    let dup = c
+        .prepare_cached(
+            "SELECT id FROM messages WHERE uid = ?1 AND client_msg_id = ?2 AND client_msg_id <> ''",
+        )?
+        .exists(params![uid, cmid])?;
+    anyhow::ensure!(!dup, "duplicate clientMsgId");
+    let now = crate::time::now_ms();
+    c.prepare_cached(
+        "INSERT INTO messages (gid, uid, kind, content, client_msg_id, created_at, updated_at)
+         VALUES (?1, ?2, 0, ?3, ?4, ?5, ?5)",
+    )?
+    .execute(params![gid, uid, client::content(n, 0, n), cmid, now])?;
+    let id = c.last_insert_rowid();
+    c.prepare_cached("UPDATE groups SET last_msg_id = ?2 WHERE id = ?1")?
+        .execute(params![gid, id])?;
+    c.prepare_cached(
+        "UPDATE members SET read_id = max(read_id, ?3), delivered_id = max(delivered_id, ?3) WHERE gid = ?1 AND uid = ?2",
+    )?
+    .execute(params![gid, uid, id])?;
+    let mut stmt = c.prepare_cached("SELECT uid FROM members WHERE gid = ?1")?;
+    let members: Vec<u64> = stmt
+        .query_map([gid], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    std::hint::black_box(members);
+    c.prepare_cached("RELEASE job")?.execute([])?;
+    Ok(())
+}
+
+// ---- the echo server -------------------------------------------------------------
+
+/// `rim bench --echo-server`: serves a raw WebSocket echo on 127.0.0.1, logs
+/// `listening addr=...` like `rim serve`, and exits when its stdin closes
+/// (that is, when the benchmark that started it is gone).
+pub fn echo_server_main() -> anyhow::Result<()> {
+    std::thread::spawn(|| {
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 64];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => std::process::exit(0),
+                Ok(_) => {}
+            }
+        }
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        eprintln!("rim-echo listening addr={}", listener.local_addr()?);
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(echo_connection(stream));
+        }
+    })
+}
+
+async fn echo_connection(stream: TcpStream) {
+    let service = service_fn(|mut req| async move {
+        let config = crate::ws::websocket_config(64 * 1024);
+        let (resp, websocket) = hyper_tungstenite::upgrade(&mut req, Some(config))?;
+        tokio::spawn(async move {
+            let Ok(mut ws) = websocket.await else { return };
+            while let Some(Ok(msg)) = ws.next().await {
+                if msg.is_text() && ws.send(msg).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok::<_, hyper_tungstenite::tungstenite::error::ProtocolError>(resp.map(|b: Full<Bytes>| b))
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+}

@@ -1,0 +1,81 @@
+//! `rim bench` at tiny sizes: every scenario runs its real logic against real
+//! `rim serve` child processes (and the echo server), so the harness cannot
+//! rot. Seconds, not minutes. The figures are not held to the performance
+//! targets here (a debug build on a shared machine); what must hold is that
+//! the load itself went right: every frame answered, every message
+//! delivered, every page full, every row measured something.
+
+use rim::bench::{Options, Scenario, Sizes};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_at_tiny_sizes() {
+    let opts = Options {
+        server_exe: env!("CARGO_BIN_EXE_rim").into(),
+        url: None,
+        pid: None,
+        dir: None,
+        sizes: Sizes::smoke(),
+        scenarios: Scenario::ALL.to_vec(),
+        progress: false,
+    };
+    let mut printed = String::new();
+    let reports = rim::bench::run(&opts, |r| printed.push_str(&rim::bench::table(r)))
+        .await
+        .expect("the benchmark runs");
+    let names: Vec<&str> = reports.iter().map(|r| r.scenario).collect();
+    assert_eq!(
+        names,
+        ["idle", "direct", "fanout", "history", "login", "limits"]
+    );
+    for r in &reports {
+        assert!(
+            r.problems.is_empty(),
+            "{}: {:?}\n{printed}",
+            r.scenario,
+            r.problems
+        );
+        assert!(
+            !r.rows.is_empty() && !r.checks.is_empty(),
+            "{}: no rows or checks",
+            r.scenario
+        );
+        for row in &r.rows {
+            assert!(
+                row.count > 0,
+                "{}: `{}` counted nothing\n{printed}",
+                r.scenario,
+                row.phase
+            );
+            assert!(
+                row.usage.server_cpu_secs.is_some() || r.scenario == "limits",
+                "{}: no server CPU",
+                r.scenario
+            );
+        }
+        let json = serde_json::to_value(r).unwrap();
+        assert_eq!(json["scenario"], r.scenario);
+    }
+    let figure = |scenario: &str, name: &str| {
+        reports
+            .iter()
+            .find(|r| r.scenario == scenario)
+            .and_then(|r| r.figure(name))
+            .unwrap_or_else(|| panic!("{scenario} has no figure {name}\n{printed}"))
+    };
+    assert!(figure("idle", "start_rss_kib") > 0.0);
+    assert!(figure("direct", "closed_loop_msgs_per_sec") > 0.0);
+    assert!(figure("fanout", "slow_reader_others_p99_ms") > 0.0);
+    assert!(figure("history", "latest_p99_ms") > 0.0);
+    assert!(figure("login", "hashes_per_sec") > 0.0);
+    assert!(figure("limits", "echo_msgs_per_sec") > 0.0);
+    assert!(figure("limits", "raw_insert_rows_per_sec") > 0.0);
+    // The fan-out rows saw every member's delivery: the last-recipient
+    // latency exists only when a message reached all of them.
+    let fanout = reports.iter().find(|r| r.scenario == "fanout").unwrap();
+    assert!(fanout.rows.iter().any(|row| {
+        row.latency
+            .as_ref()
+            .is_some_and(|l| l.of == "last delivery")
+    }));
+    assert!(printed.contains("closed loop"), "{printed}");
+}
