@@ -1,8 +1,10 @@
--- rim's database schema, version 1.
+-- rim's database schema, version 1: the base every database starts from.
 --
 -- Embedded in the binary and applied by `store::schema` when a database is
--- created. Later versions add numbered migrations there and bump
--- `PRAGMA user_version`; this file always describes the newest schema.
+-- created. Each later version is one file in src/store/migrations/
+-- (NNN_name.sql takes the schema from version NNN-1 to NNN); a new database
+-- runs them all in order, an old one the ones it lacks, and
+-- `PRAGMA user_version` records where a database stands.
 --
 -- Times are Unix milliseconds (UTC). Ids are SQLite rowids, so they only grow.
 

@@ -5,20 +5,25 @@
 //!
 //! [`App`] is the one cheap-to-clone handle every connection holds.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::auth::{self, Hasher};
-use crate::config::Config;
+use crate::config::{Config, RegistrationMode};
 use crate::error::{Error, Result};
 use crate::hub::{Hub, Push};
+use crate::limits::{self, Limits};
+use crate::metrics::Metrics;
 use crate::protocol::{self, Notice};
-use crate::store::{Db, FriendEvent, NewMessage, NewUser, Session, Stored};
+use crate::store::{Db, FriendEvent, MemberOp, NewMessage, NewUser, Session, Stored};
 
 #[derive(Clone)]
 pub struct App {
     pub db: Db,
     pub hub: Arc<Hub>,
     pub hasher: Hasher,
+    pub limits: Arc<Limits>,
+    pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
 }
 
@@ -29,6 +34,14 @@ pub struct Registration {
     pub name: String,
     pub avatar: String,
     pub email: String,
+    /// An invite code; required when `registration = "invite"`.
+    pub invite: Option<String>,
+}
+
+/// A new invite: the code (shown once) and its join link, if `public_url` is set.
+pub struct Invite {
+    pub code: String,
+    pub link: Option<String>,
 }
 
 impl App {
@@ -38,6 +51,8 @@ impl App {
             db,
             hub: Arc::new(Hub::new()),
             hasher,
+            limits: Arc::new(Limits::new(&config)),
+            metrics: Arc::new(Metrics::new()),
             config: Arc::new(config),
         })
     }
@@ -45,15 +60,45 @@ impl App {
     /// The live session a token belongs to, or 401.
     pub async fn authenticate(&self, token: &str) -> Result<Session> {
         if token.is_empty() || token.len() > 256 {
-            return Err(Error::Unauthorized("login required: send Authorization: Bearer <token>".into()));
+            return Err(Error::Unauthorized(
+                "login required: send Authorization: Bearer <token>".into(),
+            ));
         }
         self.db
             .session(auth::token_hash(token))
             .await?
-            .ok_or_else(|| Error::Unauthorized("the token is invalid or expired; log in again".into()))
+            .ok_or_else(|| {
+                Error::Unauthorized("the token is invalid or expired; log in again".into())
+            })
     }
 
-    pub async fn register(&self, r: Registration) -> Result<u64> {
+    pub async fn register(&self, r: Registration, ip: IpAddr) -> Result<u64> {
+        self.limits
+            .register_per_ip
+            .check(&ip)
+            .map_err(|wait| limits::too_many("registrations from your address", wait))?;
+        let invite = match self.config.registration {
+            // An open server takes everyone; a code sent along changes nothing.
+            RegistrationMode::Open => None,
+            RegistrationMode::Closed => {
+                return Err(Error::forbidden(
+                    "registration is closed on this server: ask its operator for an account",
+                ));
+            }
+            RegistrationMode::Invite => match r.invite.as_deref().map(str::trim) {
+                Some(code) if !code.is_empty() && code.len() <= 64 => Some(auth::invite_hash(code)),
+                Some(code) if !code.is_empty() => {
+                    return Err(Error::forbidden(
+                        "unknown invite code: check it, or ask for a new one",
+                    ));
+                }
+                _ => {
+                    return Err(Error::forbidden(
+                        "registration on this server needs an invite code",
+                    ));
+                }
+            },
+        };
         validate_account(&r.account)?;
         validate_password(&r.password)?;
         let name = if r.name.trim().is_empty() {
@@ -66,18 +111,64 @@ impl App {
         validate_email(&r.email)?;
         let password_hash = self.hasher.hash(r.password).await?;
         self.db
-            .create_user(NewUser {
-                account: r.account,
-                name,
-                avatar: r.avatar,
-                email: r.email,
-                password_hash,
-            })
+            .register(
+                NewUser {
+                    account: r.account,
+                    name,
+                    avatar: r.avatar,
+                    email: r.email,
+                    password_hash,
+                },
+                invite,
+            )
             .await
     }
 
+    /// Creates an invite for `uses` registrations within `expires_days` days
+    /// (0 = no expiry). Only admins may.
+    pub async fn create_invite(&self, me: u64, uses: u32, expires_days: u32) -> Result<Invite> {
+        if !self.db.is_admin(me).await? {
+            return Err(Error::forbidden("only admins can create invites"));
+        }
+        if !(1..=1000).contains(&uses) {
+            return Err(Error::bad_request("uses must be between 1 and 1000"));
+        }
+        if expires_days > 365 {
+            return Err(Error::bad_request(
+                "expiresDays must be between 0 (never) and 365",
+            ));
+        }
+        let code = auth::new_invite_code();
+        let expires_at = (expires_days > 0)
+            .then(|| crate::time::now_ms() + i64::from(expires_days) * 86_400_000);
+        self.db
+            .create_invite(crate::store::admin::NewInvite {
+                code_hash: auth::invite_hash(&code),
+                max_uses: uses,
+                expires_at,
+                created_by: Some(me),
+            })
+            .await?;
+        let link = invite_link(self.config.public_url.as_deref(), &code);
+        Ok(Invite { code, link })
+    }
+
     /// Checks the password and opens a new session; returns its token.
-    pub async fn login(&self, account: String, password: String) -> Result<(u64, String)> {
+    pub async fn login(
+        &self,
+        account: String,
+        password: String,
+        ip: IpAddr,
+    ) -> Result<(u64, String)> {
+        // Checked before hashing: a flood of guesses costs us nothing.
+        self.limits
+            .login_per_ip
+            .check(&ip)
+            .map_err(|wait| limits::too_many("login attempts from your address", wait))?;
+        self.limits
+            .login_per_account
+            .check(&account.to_ascii_lowercase())
+            .map_err(|wait| limits::too_many("login attempts for this account", wait))?;
         let creds = if account.len() <= 64 && password.len() <= 1024 {
             self.db.credentials(account).await?
         } else {
@@ -94,7 +185,9 @@ impl App {
         };
         let token = auth::new_token();
         let expires = crate::time::now_ms() + self.config.token_ttl.as_millis() as i64;
-        self.db.create_session(uid, auth::token_hash(&token), expires).await?;
+        self.db
+            .create_session(uid, auth::token_hash(&token), expires)
+            .await?;
         Ok((uid, token))
     }
 
@@ -120,23 +213,45 @@ impl App {
             )));
         }
         if msg.client_msg_id.len() > 128 {
-            return Err(Error::bad_request("clientMsgId is longer than 128 characters"));
+            return Err(Error::bad_request(
+                "clientMsgId is longer than 128 characters",
+            ));
         }
-        let stored = self.db.send_message(msg).await?;
-        if !stored.duplicate {
-            let push = Push {
-                msg_id: stored.message.id,
-                sender: stored.message.uid,
-                frame: protocol::push_message(&stored.message).into(),
-            };
-            self.hub.send(&stored.members, &push, from_conn);
-        }
+        self.limits
+            .messages_per_user
+            .check(&msg.uid)
+            .map_err(|wait| limits::too_many("messages", wait))?;
+        // Pushed from the database writer right after the commit, so every
+        // member sees a conversation's messages in id order, even when several
+        // members send at once.
+        let hub = self.hub.clone();
+        let metrics = self.metrics.clone();
+        let stored = self
+            .db
+            .send_message_then(msg, move |stored| {
+                if !stored.duplicate {
+                    let push = Push {
+                        msg_id: stored.message.id,
+                        sender: stored.message.uid,
+                        frame: protocol::push_message(&stored.message).into(),
+                    };
+                    let pushed = hub.send(&stored.members, &push, from_conn);
+                    metrics.record_message(pushed);
+                }
+            })
+            .await?;
         Ok(stored)
     }
 
     /// Marks a conversation read (up to `upto`, or all of it) and tells the
     /// other members' devices. Returns the id read up to.
-    pub async fn mark_read(&self, me: u64, gid: u64, upto: Option<u64>, from_conn: Option<u64>) -> Result<u64> {
+    pub async fn mark_read(
+        &self,
+        me: u64,
+        gid: u64,
+        upto: Option<u64>,
+        from_conn: Option<u64>,
+    ) -> Result<u64> {
         let mark = self.db.mark_read(me, gid, upto).await?;
         if mark.msg_id > 0 {
             let push = Push {
@@ -147,6 +262,41 @@ impl App {
             self.hub.send(&mark.members, &push, from_conn);
         }
         Ok(mark.msg_id)
+    }
+
+    /// Renames a group (admins) and tells its members' devices.
+    pub async fn update_group(
+        &self,
+        me: u64,
+        gid: u64,
+        name: Option<String>,
+        avatar: Option<String>,
+    ) -> Result<()> {
+        let members = self.db.update_group(me, gid, name, avatar).await?;
+        self.notify_group_changed(me, gid, &members);
+        Ok(())
+    }
+
+    /// Adds or removes members and tells everyone affected, the removed too.
+    pub async fn change_members(
+        &self,
+        me: u64,
+        gid: u64,
+        uids: Vec<u64>,
+        op: MemberOp,
+    ) -> Result<()> {
+        let affected = self.db.change_members(me, gid, uids, op).await?;
+        self.notify_group_changed(me, gid, &affected);
+        Ok(())
+    }
+
+    fn notify_group_changed(&self, me: u64, gid: u64, uids: &[u64]) {
+        let push = Push {
+            msg_id: 0,
+            sender: me,
+            frame: protocol::push_notify_in(Notice::GroupChanged, me, Some(gid), "", None).into(),
+        };
+        self.hub.send(uids, &push, None);
     }
 
     pub async fn friend_request(&self, me: u64, other: u64) -> Result<()> {
@@ -179,7 +329,12 @@ impl App {
     }
 }
 
-fn validate_account(account: &str) -> Result<()> {
+/// The join link of an invite: the web client's page with the code filled in.
+pub fn invite_link(public_url: Option<&str>, code: &str) -> Option<String> {
+    public_url.map(|url| format!("{url}/?invite={code}"))
+}
+
+pub fn validate_account(account: &str) -> Result<()> {
     let ok_len = (3..=32).contains(&account.len());
     let ok_chars = account
         .chars()
@@ -192,10 +347,12 @@ fn validate_account(account: &str) -> Result<()> {
     Ok(())
 }
 
-fn validate_password(password: &str) -> Result<()> {
+pub fn validate_password(password: &str) -> Result<()> {
     let chars = password.chars().count();
     if chars < 8 || password.len() > 1024 {
-        return Err(Error::bad_request("password must be 8 to 1024 characters long"));
+        return Err(Error::bad_request(
+            "password must be 8 to 1024 characters long",
+        ));
     }
     Ok(())
 }
@@ -203,10 +360,14 @@ fn validate_password(password: &str) -> Result<()> {
 /// Bounded length and no control characters.
 pub fn validate_text(field: &str, value: &str, max_chars: usize) -> Result<()> {
     if value.chars().count() > max_chars {
-        return Err(Error::bad_request(format!("{field} is longer than {max_chars} characters")));
+        return Err(Error::bad_request(format!(
+            "{field} is longer than {max_chars} characters"
+        )));
     }
     if value.chars().any(char::is_control) {
-        return Err(Error::bad_request(format!("{field} contains control characters")));
+        return Err(Error::bad_request(format!(
+            "{field} contains control characters"
+        )));
     }
     Ok(())
 }
@@ -217,7 +378,13 @@ fn validate_email(email: &str) -> Result<()> {
     }
     validate_text("email", email, 254)?;
     match email.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !email.contains(' ') => Ok(()),
-        _ => Err(Error::bad_request("email is not an address like name@example.org")),
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !email.contains(' ') =>
+        {
+            Ok(())
+        }
+        _ => Err(Error::bad_request(
+            "email is not an address like name@example.org",
+        )),
     }
 }

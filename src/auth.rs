@@ -73,7 +73,9 @@ fn busy() -> Error {
     Error::Unavailable("the server is shutting down".into())
 }
 
-fn hash_blocking(cost: HashCost, password: &str) -> anyhow::Result<String> {
+/// Hashes a password on the calling thread (the `rim` command line; the
+/// server uses [`Hasher::hash`]).
+pub fn hash_blocking(cost: HashCost, password: &str) -> anyhow::Result<String> {
     let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
         .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
@@ -94,6 +96,38 @@ pub fn new_token() -> String {
 /// What the database stores and looks tokens up by.
 pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// A fresh invite code: 100 random bits as 20 characters of Crockford's
+/// base32 in groups of five (`k7m2q-9xpzt-...`). That alphabet has no
+/// look-alikes (no i, l, o, u), so a code can be read out or typed from paper.
+pub fn new_invite_code() -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let mut bytes = [0u8; 20];
+    OsRng.fill_bytes(&mut bytes);
+    let mut code = String::with_capacity(23);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 && i % 5 == 0 {
+            code.push('-');
+        }
+        code.push(ALPHABET[usize::from(b & 31)] as char);
+    }
+    code
+}
+
+/// What the database stores and looks an invite up by. Case, spaces, dashes
+/// and the usual misreadings (o for 0, i or l for 1) do not matter.
+pub fn invite_hash(code: &str) -> [u8; 32] {
+    let normal: String = code
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| match c.to_ascii_lowercase() {
+            'o' => '0',
+            'i' | 'l' => '1',
+            c => c,
+        })
+        .collect();
+    Sha256::digest(normal.as_bytes()).into()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -120,6 +154,21 @@ mod tests {
         assert_ne!(token_hash(&a), token_hash(&b));
     }
 
+    #[test]
+    fn invite_codes_are_random_and_forgiving_to_type() {
+        let code = new_invite_code();
+        assert_eq!(code.len(), 23);
+        assert_eq!(code.matches('-').count(), 3);
+        assert_ne!(code, new_invite_code());
+        let typed = code
+            .to_uppercase()
+            .replace('-', " ")
+            .replace('0', "O")
+            .replace('1', "l");
+        assert_eq!(invite_hash(&typed), invite_hash(&code));
+        assert_ne!(invite_hash("abcde"), invite_hash("abcdf"));
+    }
+
     #[tokio::test]
     async fn verifies_only_the_right_password() {
         let cost = HashCost {
@@ -131,7 +180,11 @@ mod tests {
         let stored = h.hash("correct horse".into()).await.unwrap();
         assert!(stored.starts_with("$argon2id$"));
         assert!(!stored.contains("correct horse"));
-        assert!(h.verify("correct horse".into(), Some(stored.clone())).await.unwrap());
+        assert!(
+            h.verify("correct horse".into(), Some(stored.clone()))
+                .await
+                .unwrap()
+        );
         assert!(!h.verify("wrong".into(), Some(stored)).await.unwrap());
         assert!(!h.verify("anything".into(), None).await.unwrap());
     }

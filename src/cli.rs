@@ -18,7 +18,12 @@ pub struct Cli {
     /// Options for `serve` when no subcommand is given.
     #[command(flatten)]
     pub serve: DbArgs,
-    #[arg(long, global = false, value_name = "ADDR", help = "Address to listen on, e.g. 0.0.0.0:8000 (overrides `listen`)")]
+    #[arg(
+        long,
+        global = false,
+        value_name = "ADDR",
+        help = "Address to listen on, e.g. 0.0.0.0:8000 (overrides `listen`)"
+    )]
     pub listen: Option<SocketAddr>,
 }
 
@@ -26,6 +31,20 @@ pub struct Cli {
 pub enum Command {
     /// Run the server (the default when no command is given).
     Serve(ServeArgs),
+    /// Measure a rim server: throughput, latency, memory and CPU (see BENCHMARKS.md).
+    Bench(BenchArgs),
+    /// Manage accounts: add, list, disable, enable, passwd.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Create invite codes for `registration = "invite"`.
+    #[command(subcommand)]
+    Invite(InviteCommand),
+    /// Copy the database consistently, also while the server runs, and check the copy.
+    Backup(BackupArgs),
+    /// Replace the database with a backup (the server must be stopped).
+    Restore(RestoreArgs),
+    /// Check the database's integrity and schema.
+    Check(CheckArgs),
 }
 
 /// The options every command that touches the database takes.
@@ -48,6 +67,16 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
 }
 
+impl DbArgs {
+    /// The overrides of a command other than `serve` (no `--listen`).
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: None,
+            db: self.db.clone(),
+        }
+    }
+}
+
 impl ServeArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
@@ -68,4 +97,134 @@ impl Cli {
             }),
         }
     }
+}
+
+/// `rim bench`: starts `rim serve` children on loopback (or uses `--url`)
+/// and drives them with real WebSocket clients.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BenchArgs {
+    /// Run only this scenario (default: all, in this order).
+    #[arg(long, value_name = "NAME", value_enum)]
+    pub scenario: Option<crate::bench::Scenario>,
+    /// Smaller sizes and shorter phases: finishes in under 20 seconds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Print one JSON object per scenario instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Benchmark a running server on loopback, e.g. http://127.0.0.1:8000,
+    /// instead of starting one (its rate limits must be off).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// With --url: the server's process id, to report its memory and CPU.
+    #[arg(long, value_name = "PID", requires = "url")]
+    pub pid: Option<u32>,
+    /// Directory for the temporary databases (default: the system temp
+    /// directory); put it on the disk whose fsync you want measured.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Logged-in connections of the idle scenario (default 10000, --quick 2000).
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
+    /// Serve the raw WebSocket echo of the limits scenario (internal).
+    #[arg(long, hide = true)]
+    pub echo_server: bool,
+}
+
+// ---- operations: accounts, invites, backups -------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account (the first account ever is an admin).
+    Add(UserAddArgs),
+    /// List every account.
+    List(DbOnly),
+    /// Disable an account: it cannot log in, its tokens are revoked and its
+    /// open connections closed (within a second, also while the server runs);
+    /// its data stays.
+    Disable(AccountArgs),
+    /// Let a disabled account log in again.
+    Enable(AccountArgs),
+    /// Set a new password (revokes the account's tokens).
+    Passwd(PasswdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    /// The login name: 3 to 32 letters, digits, '_', '.' or '-'.
+    pub account: String,
+    /// The display name (default: the account).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Make the account an admin (may create invites over REST).
+    #[arg(long)]
+    pub admin: bool,
+    /// Read the password from the first line of standard input instead of a prompt.
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    pub account: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    pub account: String,
+    /// Read the password from the first line of standard input instead of a prompt.
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DbOnly {
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// Print a new invite code (and its join link when `public_url` is set).
+    Create(InviteCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InviteCreateArgs {
+    /// How many accounts the code may create.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub uses: u32,
+    /// How long the code stays valid: days (7d), hours (12h) or "never".
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub expires: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The file to write; must not exist yet.
+    pub dest: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup to restore (checked before anything is replaced).
+    pub src: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
 }

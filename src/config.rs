@@ -4,7 +4,7 @@
 //! keys rejected so typos are caught), and [`Config`] is what the rest of the code
 //! sees, complete and checked. Command-line flags override the file.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,6 +40,39 @@ impl Default for HashCost {
     }
 }
 
+/// Who may create an account over REST (`POST /api/user/create`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationMode {
+    /// Anyone who reaches the server.
+    Open,
+    /// Only with an invite code (`rim invite create`, or an admin over REST).
+    Invite,
+    /// Nobody: accounts are made with `rim user add`.
+    Closed,
+}
+
+/// Abuse limits; 0 turns a limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub logins_per_account_per_minute: u32,
+    pub logins_per_ip_per_minute: u32,
+    pub registrations_per_ip_per_hour: u32,
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            logins_per_account_per_minute: 10,
+            logins_per_ip_per_minute: 30,
+            registrations_per_ip_per_hour: 20,
+            messages_per_second: 20,
+            message_burst: 50,
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -47,10 +80,29 @@ pub struct Config {
     pub db: PathBuf,
     pub log_level: Level,
 
+    pub registration: RegistrationMode,
+    /// The address people reach rim at (`https://chat.example.org`, no
+    /// trailing slash), for the join links of invites.
+    pub public_url: Option<String>,
+    /// With a token, `GET /metrics` needs `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: the client address
+    /// (for rate limits and logs) is then the one the proxy reports.
+    pub trusted_proxies: Vec<IpAddr>,
+
     pub synchronous: Synchronous,
     pub read_connections: usize,
     pub writer_batch: usize,
     pub writer_queue: usize,
+    /// Largest the database may grow, in MiB (0 = no limit). Writes past it
+    /// fail with 507 and succeed again once there is room.
+    pub max_db_mb: u64,
+
+    /// Origins (`https://chat.example.org`) allowed to call the API from a
+    /// browser and to open WebSockets. Empty = cross-origin requests get no
+    /// CORS headers; same-origin pages always work.
+    pub cors_origins: Vec<String>,
+    pub rate_limits: RateLimits,
 
     pub token_ttl: Duration,
     pub hash_cost: HashCost,
@@ -79,10 +131,17 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             db: PathBuf::from("rim.db"),
             log_level: Level::Info,
+            registration: RegistrationMode::Open,
+            public_url: None,
+            metrics_token: None,
+            trusted_proxies: Vec::new(),
             synchronous: Synchronous::Full,
             read_connections: 4,
             writer_batch: 1024,
             writer_queue: 8192,
+            max_db_mb: 0,
+            cors_origins: Vec::new(),
+            rate_limits: RateLimits::default(),
             token_ttl: Duration::from_secs(30 * 86_400),
             hash_cost: HashCost::default(),
             hash_concurrency: std::thread::available_parallelism()
@@ -112,6 +171,10 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub db: Option<PathBuf>,
     pub log_level: Option<String>,
+    pub registration: Option<String>,
+    pub public_url: Option<String>,
+    pub metrics_token: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
     pub storage: StorageSection,
     #[serde(default)]
@@ -120,6 +183,26 @@ pub struct FileConfig {
     pub limits: LimitsSection,
     #[serde(default)]
     pub timeouts: TimeoutsSection,
+    #[serde(default)]
+    pub http: HttpSection,
+    #[serde(default)]
+    pub rate_limits: RateLimitsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    pub cors_origins: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsSection {
+    pub logins_per_account_per_minute: Option<u32>,
+    pub logins_per_ip_per_minute: Option<u32>,
+    pub registrations_per_ip_per_hour: Option<u32>,
+    pub messages_per_second: Option<u32>,
+    pub message_burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +212,7 @@ pub struct StorageSection {
     pub read_connections: Option<usize>,
     pub writer_batch: Option<usize>,
     pub writer_queue: Option<usize>,
+    pub max_db_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,8 +273,8 @@ impl Config {
             config.db = db.clone();
         }
         if let Ok(level) = std::env::var("RIM_LOG") {
-            config.log_level =
-                Level::parse(&level).with_context(|| format!("RIM_LOG={level:?} is not a log level"))?;
+            config.log_level = Level::parse(&level)
+                .with_context(|| format!("RIM_LOG={level:?} is not a log level"))?;
         }
         Ok(config)
     }
@@ -199,16 +283,54 @@ impl Config {
     pub fn from_file(file: FileConfig) -> anyhow::Result<Config> {
         let mut c = Config::default();
         if let Some(listen) = file.listen {
-            c.listen = listen
-                .parse()
-                .with_context(|| format!("listen = {listen:?} is not an address like 127.0.0.1:8000"))?;
+            c.listen = listen.parse().with_context(|| {
+                format!("listen = {listen:?} is not an address like 127.0.0.1:8000")
+            })?;
         }
         if let Some(db) = file.db {
             c.db = db;
         }
         if let Some(level) = file.log_level {
-            c.log_level = Level::parse(&level)
-                .with_context(|| format!("log_level = {level:?}: use error, warn, info or debug"))?;
+            c.log_level = Level::parse(&level).with_context(|| {
+                format!("log_level = {level:?}: use error, warn, info or debug")
+            })?;
+        }
+
+        if let Some(mode) = file.registration {
+            c.registration = match mode.to_ascii_lowercase().as_str() {
+                "open" => RegistrationMode::Open,
+                "invite" => RegistrationMode::Invite,
+                "closed" => RegistrationMode::Closed,
+                _ => bail!("registration = {mode:?}: use \"open\", \"invite\" or \"closed\""),
+            };
+        }
+        if let Some(url) = file.public_url.filter(|u| !u.is_empty()) {
+            let url = url.trim_end_matches('/').to_owned();
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && url.len() > "https://".len()
+                && !url.contains(char::is_whitespace);
+            if !ok {
+                bail!("public_url = {url:?} is not an address like https://chat.example.org");
+            }
+            c.public_url = Some(url);
+        }
+        if let Some(token) = file.metrics_token.filter(|t| !t.is_empty()) {
+            if token.len() < 16 || token.contains(char::is_whitespace) {
+                bail!("metrics_token must be at least 16 characters, without spaces");
+            }
+            c.metrics_token = Some(token);
+        }
+        if let Some(proxies) = file.trusted_proxies {
+            c.trusted_proxies = proxies
+                .iter()
+                .map(|p| {
+                    p.parse::<IpAddr>()
+                        .map(|ip| ip.to_canonical())
+                        .with_context(|| {
+                            format!("trusted_proxies: {p:?} is not an IP address like 127.0.0.1")
+                        })
+                })
+                .collect::<anyhow::Result<_>>()?;
         }
 
         let s = file.storage;
@@ -219,9 +341,77 @@ impl Config {
                 _ => bail!("storage.synchronous = {sync:?}: use \"full\" or \"normal\""),
             };
         }
-        set(&mut c.read_connections, s.read_connections, "storage.read_connections", 1..=64)?;
-        set(&mut c.writer_batch, s.writer_batch, "storage.writer_batch", 1..=100_000)?;
-        set(&mut c.writer_queue, s.writer_queue, "storage.writer_queue", 1..=1_000_000)?;
+        set(
+            &mut c.read_connections,
+            s.read_connections,
+            "storage.read_connections",
+            1..=64,
+        )?;
+        set(
+            &mut c.writer_batch,
+            s.writer_batch,
+            "storage.writer_batch",
+            1..=100_000,
+        )?;
+        set(
+            &mut c.writer_queue,
+            s.writer_queue,
+            "storage.writer_queue",
+            1..=1_000_000,
+        )?;
+        set(
+            &mut c.max_db_mb,
+            s.max_db_mb,
+            "storage.max_db_mb",
+            0..=16_777_216,
+        )?;
+
+        if let Some(origins) = file.http.cors_origins {
+            for o in &origins {
+                let ok = (o.starts_with("http://") || o.starts_with("https://"))
+                    && !o.ends_with('/')
+                    && !o.contains(char::is_whitespace);
+                if !ok {
+                    bail!(
+                        "http.cors_origins: {o:?} is not an origin like https://chat.example.org"
+                    );
+                }
+            }
+            c.cors_origins = origins;
+        }
+        let r = file.rate_limits;
+        let mut rl = c.rate_limits;
+        set(
+            &mut rl.logins_per_account_per_minute,
+            r.logins_per_account_per_minute,
+            "rate_limits.logins_per_account_per_minute",
+            0..=1_000_000,
+        )?;
+        set(
+            &mut rl.logins_per_ip_per_minute,
+            r.logins_per_ip_per_minute,
+            "rate_limits.logins_per_ip_per_minute",
+            0..=1_000_000,
+        )?;
+        set(
+            &mut rl.registrations_per_ip_per_hour,
+            r.registrations_per_ip_per_hour,
+            "rate_limits.registrations_per_ip_per_hour",
+            0..=1_000_000,
+        )?;
+        set(
+            &mut rl.messages_per_second,
+            r.messages_per_second,
+            "rate_limits.messages_per_second",
+            0..=1_000_000,
+        )?;
+        set(
+            &mut rl.message_burst,
+            r.message_burst,
+            "rate_limits.message_burst",
+            1..=1_000_000,
+        )?;
+        c.rate_limits = rl;
 
         let a = file.auth;
         if let Some(days) = a.token_ttl_days {
@@ -231,34 +421,97 @@ impl Config {
             c.token_ttl = Duration::from_secs(days * 86_400);
         }
         let mut cost = c.hash_cost;
-        set(&mut cost.memory_kib, a.argon2_memory_kib, "auth.argon2_memory_kib", 8..=4_194_304)?;
-        set(&mut cost.iterations, a.argon2_iterations, "auth.argon2_iterations", 1..=100)?;
-        set(&mut cost.parallelism, a.argon2_parallelism, "auth.argon2_parallelism", 1..=64)?;
+        set(
+            &mut cost.memory_kib,
+            a.argon2_memory_kib,
+            "auth.argon2_memory_kib",
+            8..=4_194_304,
+        )?;
+        set(
+            &mut cost.iterations,
+            a.argon2_iterations,
+            "auth.argon2_iterations",
+            1..=100,
+        )?;
+        set(
+            &mut cost.parallelism,
+            a.argon2_parallelism,
+            "auth.argon2_parallelism",
+            1..=64,
+        )?;
         if cost.memory_kib < 8 * cost.parallelism {
             bail!("auth.argon2_memory_kib must be at least 8 x argon2_parallelism");
         }
         c.hash_cost = cost;
         match a.hash_concurrency {
             Some(0) | None => {}
-            Some(n) => set(&mut c.hash_concurrency, Some(n), "auth.hash_concurrency", 1..=1024)?,
+            Some(n) => set(
+                &mut c.hash_concurrency,
+                Some(n),
+                "auth.hash_concurrency",
+                1..=1024,
+            )?,
         }
 
         let l = file.limits;
-        set(&mut c.max_connections, l.max_connections, "limits.max_connections", 1..=1_000_000)?;
-        set(&mut c.max_body_bytes, l.max_body_bytes, "limits.max_body_bytes", 1024..=64 << 20)?;
-        set(&mut c.max_frame_bytes, l.max_frame_bytes, "limits.max_frame_bytes", 1024..=64 << 20)?;
-        set(&mut c.max_message_bytes, l.max_message_bytes, "limits.max_message_bytes", 1..=64 << 20)?;
-        set(&mut c.max_group_members, l.max_group_members, "limits.max_group_members", 2..=100_000)?;
-        set(&mut c.outbound_queue, l.outbound_queue, "limits.outbound_queue", 1..=1_000_000)?;
-        set(&mut c.replay_limit, l.replay_limit, "limits.replay_limit", 0..=1_000_000)?;
+        set(
+            &mut c.max_connections,
+            l.max_connections,
+            "limits.max_connections",
+            1..=1_000_000,
+        )?;
+        set(
+            &mut c.max_body_bytes,
+            l.max_body_bytes,
+            "limits.max_body_bytes",
+            1024..=64 << 20,
+        )?;
+        set(
+            &mut c.max_frame_bytes,
+            l.max_frame_bytes,
+            "limits.max_frame_bytes",
+            1024..=64 << 20,
+        )?;
+        set(
+            &mut c.max_message_bytes,
+            l.max_message_bytes,
+            "limits.max_message_bytes",
+            1..=64 << 20,
+        )?;
+        set(
+            &mut c.max_group_members,
+            l.max_group_members,
+            "limits.max_group_members",
+            2..=100_000,
+        )?;
+        set(
+            &mut c.outbound_queue,
+            l.outbound_queue,
+            "limits.outbound_queue",
+            1..=1_000_000,
+        )?;
+        set(
+            &mut c.replay_limit,
+            l.replay_limit,
+            "limits.replay_limit",
+            0..=1_000_000,
+        )?;
 
         let t = file.timeouts;
         secs(&mut c.header_timeout, t.header_secs, "timeouts.header_secs")?;
         secs(&mut c.login_timeout, t.login_secs, "timeouts.login_secs")?;
-        secs(&mut c.ping_interval, t.ping_interval_secs, "timeouts.ping_interval_secs")?;
+        secs(
+            &mut c.ping_interval,
+            t.ping_interval_secs,
+            "timeouts.ping_interval_secs",
+        )?;
         secs(&mut c.idle_timeout, t.idle_secs, "timeouts.idle_secs")?;
         secs(&mut c.write_timeout, t.write_secs, "timeouts.write_secs")?;
-        secs(&mut c.shutdown_grace, t.shutdown_grace_secs, "timeouts.shutdown_grace_secs")?;
+        secs(
+            &mut c.shutdown_grace,
+            t.shutdown_grace_secs,
+            "timeouts.shutdown_grace_secs",
+        )?;
         if c.idle_timeout <= c.ping_interval {
             bail!("timeouts.idle_secs must be longer than timeouts.ping_interval_secs");
         }
@@ -280,7 +533,11 @@ fn set<T: PartialOrd + Copy + std::fmt::Display>(
 ) -> anyhow::Result<()> {
     if let Some(v) = value {
         if !range.contains(&v) {
-            bail!("{key} = {v}: must be between {} and {}", range.start(), range.end());
+            bail!(
+                "{key} = {v}: must be between {} and {}",
+                range.start(),
+                range.end()
+            );
         }
         *slot = v;
     }
@@ -314,6 +571,39 @@ mod tests {
         assert_eq!(c.token_ttl, d.token_ttl);
         assert_eq!(c.max_frame_bytes, d.max_frame_bytes);
         assert_eq!(c.idle_timeout, d.idle_timeout);
+        assert_eq!(c.rate_limits, d.rate_limits);
+        assert_eq!(c.cors_origins, d.cors_origins);
+        assert_eq!(c.max_db_mb, d.max_db_mb);
+        assert_eq!(c.shutdown_grace, d.shutdown_grace);
+        assert_eq!(c.replay_limit, d.replay_limit);
+        assert_eq!(c.registration, d.registration);
+        assert_eq!(c.public_url, d.public_url);
+        assert_eq!(c.metrics_token, d.metrics_token);
+        assert_eq!(c.trusted_proxies, d.trusted_proxies);
+    }
+
+    #[test]
+    fn operations_keys_validate() {
+        let parse = |text: &str| Config::from_file(toml::from_str::<FileConfig>(text).unwrap());
+        let c = parse(
+            "registration = \"Invite\"\npublic_url = \"https://chat.example.org/\"\n\
+             metrics_token = \"0123456789abcdef\"\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]",
+        )
+        .unwrap();
+        assert_eq!(c.registration, RegistrationMode::Invite);
+        assert_eq!(c.public_url.as_deref(), Some("https://chat.example.org"));
+        assert_eq!(c.metrics_token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(parse("registration = \"maybe\"").is_err());
+        assert!(parse("public_url = \"chat.example.org\"").is_err());
+        assert!(parse("metrics_token = \"short\"").is_err());
+        assert!(parse("trusted_proxies = [\"10.0.0.0/8\"]").is_err());
+        assert_eq!(
+            parse("public_url = \"\"\nmetrics_token = \"\"")
+                .unwrap()
+                .metrics_token,
+            None
+        );
     }
 
     #[test]

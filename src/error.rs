@@ -99,6 +99,13 @@ impl From<rusqlite::Error> for Error {
     /// the client gets a sentence that says what kind of trouble it is.
     fn from(err: rusqlite::Error) -> Error {
         use rusqlite::ErrorCode;
+        if let rusqlite::Error::ToSqlConversionFailure(_) = err {
+            // SQLite integers are signed: only a client's id above i64::MAX
+            // fails to convert, and no row has such an id.
+            return Error::bad_request(
+                "a number in the request is out of range: ids are at most 9223372036854775807",
+            );
+        }
         let code = err.sqlite_error_code();
         match code {
             Some(ErrorCode::DiskFull) => Error::Full("the server's disk is full".into()),

@@ -90,7 +90,14 @@ impl Hub {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn register(&self, uid: u64, conn: u64, session: i64, tx: mpsc::Sender<Push>, kick: Arc<Kick>) {
+    pub fn register(
+        &self,
+        uid: u64,
+        conn: u64,
+        session: i64,
+        tx: mpsc::Sender<Push>,
+        kick: Arc<Kick>,
+    ) {
         self.peers().entry(uid).or_default().push(Peer {
             conn,
             session,
@@ -117,20 +124,41 @@ impl Hub {
     /// Queues `push` for every connection of every user in `uids`, except the
     /// connection `skip` (the one that sent it). Returns how many were queued.
     pub fn send(&self, uids: &[u64], push: &Push, skip: Option<u64>) -> usize {
-        let peers = self.peers();
+        let mut peers = self.peers();
         let mut queued = 0;
+        let mut dropped = 0;
         for uid in uids {
-            let Some(list) = peers.get(uid) else { continue };
-            for peer in list {
+            let Some(list) = peers.get_mut(uid) else {
+                continue;
+            };
+            list.retain(|peer| {
                 if Some(peer.conn) == skip {
-                    continue;
+                    return true;
                 }
                 match peer.tx.try_send(push.clone()) {
-                    Ok(()) => queued += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => peer.kick.fire(KickReason::TooSlow),
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                    Ok(()) => {
+                        queued += 1;
+                        true
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // Too slow: it gets nothing more from now on, and is
+                        // told to close (it catches up by replay next login).
+                        peer.kick.fire(KickReason::TooSlow);
+                        dropped += 1;
+                        false
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        dropped += 1;
+                        false
+                    }
                 }
+            });
+            if list.is_empty() {
+                peers.remove(uid);
             }
+        }
+        if dropped > 0 {
+            self.connections.fetch_sub(dropped, Ordering::Relaxed);
         }
         queued
     }
@@ -139,6 +167,15 @@ impl Hub {
     pub fn end_session(&self, session: i64) {
         for list in self.peers().values() {
             for peer in list.iter().filter(|p| p.session == session) {
+                peer.kick.fire(KickReason::SessionEnded);
+            }
+        }
+    }
+
+    /// Closes every connection of `uid` (its sessions were revoked).
+    pub fn end_user(&self, uid: u64) {
+        if let Some(list) = self.peers().get(&uid) {
+            for peer in list {
                 peer.kick.fire(KickReason::SessionEnded);
             }
         }

@@ -5,18 +5,24 @@
 //! decode with [`protocol`] and act through [`app`], which combines
 //! [`store`] (all SQL) with [`hub`] (who is online).
 
+pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
+pub mod proxy;
 pub mod rest;
 pub mod server;
 pub mod store;
 pub mod time;
+pub mod web;
 pub mod ws;
 
 pub use config::Config;

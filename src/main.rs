@@ -9,6 +9,12 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.into_command() {
         Command::Serve(args) => serve(args),
+        Command::Bench(args) => rim::bench::main(args),
+        Command::User(cmd) => rim::admin::user::run(cmd),
+        Command::Invite(cmd) => rim::admin::invite::run(cmd),
+        Command::Backup(args) => rim::admin::backup::backup(args),
+        Command::Restore(args) => rim::admin::backup::restore(args),
+        Command::Check(args) => rim::admin::backup::check(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::store::{ChatRow, Group, Kind, Message, Role, User};
+use crate::store::{ChatRow, Group, Kind, Member, Message, Role, User};
 use crate::time::format_wire;
 
 // ---- REST: the wrapper ---------------------------------------------------------
@@ -49,7 +49,13 @@ pub fn failure(err: &Error) -> Vec<u8> {
 /// Decodes a JSON request body into `T`, with a 400 that names the problem.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::bad_request("the request body is empty; send a JSON object"));
+        return Err(Error::bad_request(
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    // serde would also fill a struct from a JSON array; rim's bodies are objects.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Error::bad_request("the request body must be a JSON object"));
     }
     serde_json::from_slice(body).map_err(|e| {
         Error::bad_request(match e.classify() {
@@ -73,6 +79,20 @@ pub struct CreateUser {
     pub avatar: String,
     #[serde(default)]
     pub email: String,
+    /// Required when the server's `registration = "invite"`.
+    #[serde(default)]
+    pub invite: Option<String>,
+}
+
+/// `POST /api/invite/create` (admins).
+#[derive(Deserialize)]
+pub struct InviteCreate {
+    /// How many accounts the code may create (default 1).
+    #[serde(default)]
+    pub uses: Option<u32>,
+    /// Days until the code expires (default 7; 0 = never).
+    #[serde(default, rename = "expiresDays")]
+    pub expires_days: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -110,7 +130,9 @@ impl MemberIn {
         match self.role {
             None => Ok(Role::Member),
             Some(r) => Role::from_u8(r).ok_or_else(|| {
-                Error::bad_request(format!("role {r} is not valid: use 1 (member) or 2 (admin)"))
+                Error::bad_request(format!(
+                    "role {r} is not valid: use 1 (member) or 2 (admin)"
+                ))
             }),
         }
     }
@@ -155,6 +177,8 @@ pub struct HistoryQuery {
     pub size: Option<i64>,
     #[serde(default, rename = "beforeId")]
     pub before_id: Option<u64>,
+    #[serde(default, rename = "afterId")]
+    pub after_id: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +208,8 @@ pub struct UserOut<'a> {
     account: &'a str,
     /// Always empty: rim clients expect the key.
     password: &'static str,
+    /// An admin of this server (may create invites).
+    admin: bool,
 }
 
 impl<'a> UserOut<'a> {
@@ -196,6 +222,7 @@ impl<'a> UserOut<'a> {
             email: if u.id == viewer { &u.email } else { "" },
             account: &u.account,
             password: "",
+            admin: u.admin,
         }
     }
 }
@@ -256,13 +283,17 @@ impl<'a> From<&'a Message> for MessageOut<'a> {
 pub struct MemberOut<'a> {
     role: u8,
     user: UserOut<'a>,
+    /// The newest message this member has read (0 = none), for read receipts.
+    #[serde(rename = "readId")]
+    read_id: u64,
 }
 
 impl<'a> MemberOut<'a> {
-    pub fn new(role: Role, user: &'a User, viewer: u64) -> Self {
+    pub fn new(m: &'a Member, viewer: u64) -> Self {
         MemberOut {
-            role: role.as_u8(),
-            user: UserOut::new(user, viewer),
+            role: m.role.as_u8(),
+            user: UserOut::new(&m.user, viewer),
+            read_id: m.read_id,
         }
     }
 }
@@ -296,10 +327,27 @@ impl<'a> ChatRowOut<'a> {
     }
 }
 
+/// A new invite: the code, and the join link when `public_url` is set.
+#[derive(Serialize)]
+pub struct InviteOut<'a> {
+    pub code: &'a str,
+    pub link: Option<&'a str>,
+}
+
+/// What a client needs to know before anyone logs in.
+#[derive(Serialize)]
+pub struct ServerInfo {
+    pub version: &'static str,
+    /// "open", "invite" or "closed".
+    pub registration: &'static str,
+}
+
 #[derive(Serialize)]
 pub struct Health {
     pub status: &'static str,
     pub schema: i64,
+    /// Logged-in WebSocket connections right now.
+    pub connections: u64,
 }
 
 // ---- WebSocket: client frames --------------------------------------------------
@@ -393,10 +441,24 @@ pub fn parse_frame(text: &str) -> Parsed {
         Err(e) => {
             return Parsed {
                 client_msg_id: String::new(),
-                frame: Err(Error::bad_request(format!("the frame is not valid JSON: {e}"))),
+                frame: Err(Error::bad_request(format!(
+                    "the frame is not valid JSON: {e}"
+                ))),
             };
         }
     };
+    // serde would also fill the structs below from JSON arrays; frames are objects.
+    let body_ok = value
+        .get("body")
+        .is_none_or(|b| b.is_object() || b.is_null());
+    if !value.is_object() || !body_ok {
+        return Parsed {
+            client_msg_id: String::new(),
+            frame: Err(Error::bad_request(
+                "a frame is a JSON object: {\"event\": ..., \"body\": {...}}",
+            )),
+        };
+    }
     let client_msg_id = value
         .get("body")
         .and_then(|b| b.get("clientMsgId"))
@@ -443,7 +505,9 @@ fn check_frame(raw: RawFrame) -> Result<ClientFrame> {
         }),
         "Heart" => Ok(ClientFrame::Heart),
         "Logout" => Ok(ClientFrame::Logout { uid: body.uid }),
-        "Notify" => Err(Error::bad_request("Notify is sent by the server, not by clients")),
+        "Notify" => Err(Error::bad_request(
+            "Notify is sent by the server, not by clients",
+        )),
         other => Err(Error::bad_request(format!(
             "unknown event {other:?}: use Login, Msg, Ack, Read, Heart or Logout"
         ))),
@@ -461,6 +525,9 @@ struct Answer<'a> {
     kind: &'static str,
     content: &'a str,
     code: u16,
+    /// On the ack of a `Msg`: when the server stored it.
+    #[serde(rename = "createTime", skip_serializing_if = "Option::is_none")]
+    create_time: Option<String>,
 }
 
 /// The rim acknowledgement: `{"clientMsgId","serverMsgId","kind":"Ack","content":"Ok","code":200}`.
@@ -471,6 +538,19 @@ pub fn ack(client_msg_id: &str, server_msg_id: Option<u64>) -> String {
         kind: "Ack",
         content: "Ok",
         code: 200,
+        create_time: None,
+    })
+}
+
+/// The ack of a stored message: the rim ack plus the message's `createTime`.
+pub fn ack_message(client_msg_id: &str, m: &Message) -> String {
+    encode(&Answer {
+        client_msg_id,
+        server_msg_id: Some(m.id),
+        kind: "Ack",
+        content: "Ok",
+        code: 200,
+        create_time: Some(format_wire(m.created_at)),
     })
 }
 
@@ -482,6 +562,7 @@ pub fn error_answer(client_msg_id: &str, err: &Error) -> String {
         kind: "Error",
         content: err.message(),
         code: err.code(),
+        create_time: None,
     })
 }
 
@@ -547,20 +628,35 @@ pub enum Notice {
     /// The login replay stopped at its limit; `msgId` is the last replayed id,
     /// fetch older unread messages with `/api/message/history`.
     ReplayTruncated,
+    /// `uid` changed group `gid`: its name, avatar or members. Reload it with
+    /// `/api/group/get` and `/api/group/user/get` (a removed member gets 403).
+    GroupChanged,
 }
 
 pub fn push_notify(notice: Notice, uid: u64, content: &str, msg_id: Option<u64>) -> String {
+    push_notify_in(notice, uid, None, content, msg_id)
+}
+
+/// A `Notify` about conversation `gid`.
+pub fn push_notify_in(
+    notice: Notice,
+    uid: u64,
+    gid: Option<u64>,
+    content: &str,
+    msg_id: Option<u64>,
+) -> String {
     let kind = match notice {
         Notice::FriendRequest => "FriendRequest",
         Notice::FriendAccept => "FriendAccept",
         Notice::ReplayTruncated => "ReplayTruncated",
+        Notice::GroupChanged => "GroupChanged",
     };
     encode(&Push {
         event: "Notify",
         body: PushBody {
             kind,
             uid,
-            gid: None,
+            gid,
             content,
             client_msg_id: "",
             msg_id,
@@ -592,17 +688,28 @@ mod tests {
 
     #[test]
     fn frames_need_their_fields() {
-        let p = parse_frame(r#"{"event":"Msg","body":{"gid":1,"kind":"Text","content":"hi","clientMsgId":"c1"}}"#);
+        let p = parse_frame(
+            r#"{"event":"Msg","body":{"gid":1,"kind":"Text","content":"hi","clientMsgId":"c1"}}"#,
+        );
         assert_eq!(p.client_msg_id, "c1");
         assert!(matches!(p.frame, Ok(ClientFrame::Msg { gid: 1, .. })));
 
-        let p = parse_frame(r#"{"event":"Msg","body":{"kind":"Text","content":"hi","clientMsgId":"c2"}}"#);
+        let p = parse_frame(
+            r#"{"event":"Msg","body":{"kind":"Text","content":"hi","clientMsgId":"c2"}}"#,
+        );
         assert_eq!(p.client_msg_id, "c2");
         assert_eq!(p.frame.unwrap_err().code(), 400);
 
         assert!(parse_frame("{not json").frame.is_err());
         assert!(parse_frame(r#"{"event":"Fly"}"#).frame.is_err());
-        assert!(parse_frame(r#"{"event":"Msg","body":{"gid":"x"}}"#).frame.is_err());
-        assert_eq!(parse_frame(r#"{"event":"Heart"}"#).frame, Ok(ClientFrame::Heart));
+        assert!(
+            parse_frame(r#"{"event":"Msg","body":{"gid":"x"}}"#)
+                .frame
+                .is_err()
+        );
+        assert_eq!(
+            parse_frame(r#"{"event":"Heart"}"#).frame,
+            Ok(ClientFrame::Heart)
+        );
     }
 }

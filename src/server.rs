@@ -10,11 +10,18 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
+use hyper::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_MAX_AGE, HOST, HeaderValue, ORIGIN, VARY,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -30,6 +37,7 @@ use crate::error::Error;
 use crate::protocol;
 use crate::rest;
 use crate::store::{Db, Options};
+use crate::web;
 use crate::ws;
 
 /// A server started with [`start`]: its address and its off switch.
@@ -75,16 +83,61 @@ pub async fn open(config: Config) -> anyhow::Result<App> {
     Ok(app)
 }
 
+static PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// How many panics the process has contained so far.
+pub fn panics() -> u64 {
+    PANICS.load(Ordering::Relaxed)
+}
+
+/// Logs every panic as one structured line and counts it. Panics are caught
+/// per request, per WebSocket connection and per write job, so the server
+/// keeps running; this makes sure none goes unnoticed.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            PANICS.fetch_add(1, Ordering::Relaxed);
+            let place = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let what = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            crate::log_error!("panic", at = place, message = what);
+        }));
+    });
+}
+
 /// Serves until `shutdown` resolves, then shuts down gracefully.
-pub async fn run(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    install_panic_hook();
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a clone of `alive`; when all are dropped,
     // `all_done` yields None and every connection has finished.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
     let slots = Arc::new(Semaphore::new(app.config.max_connections));
+    app.metrics
+        .track_connections(slots.clone(), app.config.max_connections);
     let grace = app.config.shutdown_grace;
     let maintenance = tokio::spawn(maintain(app.clone(), stop_rx.clone()));
-    crate::log_info!("listening", addr = listener.local_addr()?, db = app.db.path().display());
+    let revocations = tokio::spawn(crate::admin::revocations::watch(
+        app.clone(),
+        stop_rx.clone(),
+    ));
+    crate::log_info!(
+        "listening",
+        addr = listener.local_addr()?,
+        db = app.db.path().display()
+    );
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -104,7 +157,14 @@ pub async fn run(listener: TcpListener, app: App, shutdown: impl Future<Output =
         let _ = stream.set_nodelay(true);
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
-                let conn = serve_connection(app.clone(), stream, peer, stop_rx.clone(), permit, alive.clone());
+                let conn = serve_connection(
+                    app.clone(),
+                    stream,
+                    peer,
+                    stop_rx.clone(),
+                    permit,
+                    alive.clone(),
+                );
                 tokio::spawn(conn);
             }
             Err(_) => {
@@ -112,7 +172,10 @@ pub async fn run(listener: TcpListener, app: App, shutdown: impl Future<Output =
             }
         }
     }
-    crate::log_info!("shutting down", connections = app.config.max_connections - slots.available_permits());
+    crate::log_info!(
+        "shutting down",
+        connections = app.config.max_connections - slots.available_permits()
+    );
     drop(listener);
     let _ = stop_tx.send(true);
     drop(alive);
@@ -121,9 +184,12 @@ pub async fn run(listener: TcpListener, app: App, shutdown: impl Future<Output =
         crate::log_warn!("grace period over; closing the remaining connections");
     }
     let _ = maintenance.await;
+    let _ = revocations.await;
     // Everything acknowledged is already committed; this lets the writer
     // finish what is still queued and stop.
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
     if tokio::time::timeout(left, app.db.close()).await.is_err() {
         crate::log_warn!("database writer did not stop in time");
     }
@@ -138,10 +204,10 @@ async fn maintain(app: App, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.changed() => return,
             _ = every.tick() => {
-                if let Ok(n) = app.db.purge_expired_sessions().await {
-                    if n > 0 {
-                        crate::log_info!("expired sessions removed", count = n);
-                    }
+                if let Ok(n) = app.db.purge_expired_sessions().await
+                    && n > 0
+                {
+                    crate::log_info!("expired sessions removed", count = n);
                 }
             }
         }
@@ -151,7 +217,9 @@ async fn maintain(app: App, mut stop: watch::Receiver<bool>) {
 /// Answers a connection over `max_connections` with a 503 and closes it.
 async fn refuse(mut stream: TcpStream, peer: SocketAddr) {
     crate::log_warn!("connection refused: too many connections", peer = peer);
-    let body = protocol::failure(&Error::Unavailable("the server has too many connections; try again later".into()));
+    let body = protocol::failure(&Error::Unavailable(
+        "the server has too many connections; try again later".into(),
+    ));
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 5\r\n\r\n",
         body.len()
@@ -181,15 +249,28 @@ async fn serve_connection(
         let stop = svc_stop.clone();
         let permit = permit.clone();
         let alive = svc_alive.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(app, req, peer, stop, permit, alive).await) }
+        async move {
+            // A bug in one handler costs that request a 500, not the
+            // connection, and never the server.
+            let handled = AssertUnwindSafe(route(app, req, peer, stop, permit, alive))
+                .catch_unwind()
+                .await;
+            Ok::<_, std::convert::Infallible>(handled.unwrap_or_else(|_| {
+                rest::error_response(&Error::Internal("internal error".into()))
+            }))
+        }
     });
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        .max_header_size(32 * 1024)
+        .max_headers(64)
         .max_buf_size(64 * 1024)
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => {
@@ -217,14 +298,38 @@ async fn route(
     let method = req.method().clone();
     // The path only: query strings may carry tokens (/api/user/token?token=).
     let path = req.uri().path().to_owned();
+    let cors = cors_origin(&app, &req);
+    // Behind a trusted reverse proxy, the client it reports; else the peer.
+    let client = crate::proxy::client_ip(&app.config.trusted_proxies, peer.ip(), req.headers());
     let resp = if path == "/ws" {
-        upgrade(&app, &mut req, peer, stop, permit, alive)
+        if !websocket_origin_allowed(&app, &req) {
+            rest::error_response(&Error::forbidden(
+                "WebSocket connections from this origin are not allowed",
+            ))
+        } else {
+            upgrade(&app, &mut req, peer, stop, permit, alive)
+        }
+    } else if path.starts_with("/api/")
+        && method == Method::OPTIONS
+        && req.headers().contains_key(ORIGIN)
+    {
+        preflight(cors.clone())
     } else if path.starts_with("/api/") {
-        rest::handle(&app, req).await
+        let mut resp = rest::handle(&app, req, client).await;
+        if let Some(origin) = cors {
+            let h = resp.headers_mut();
+            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(VARY, HeaderValue::from_static("Origin"));
+        }
+        resp
     } else if path == "/healthz" {
         health(&app, &method).await
+    } else if path == "/metrics" {
+        crate::metrics::serve(&app, &method, req.headers()).await
     } else {
-        rest::error_response(&Error::not_found(format!("no such route: {path}")))
+        web::serve(&req).unwrap_or_else(|| {
+            rest::error_response(&Error::not_found(format!("no such route: {path}")))
+        })
     };
     crate::log_info!(
         "request",
@@ -232,8 +337,10 @@ async fn route(
         path = path,
         status = resp.status().as_u16(),
         ms = started.elapsed().as_millis(),
-        peer = peer
+        peer = peer,
+        client = client
     );
+    app.metrics.record_request(&path, resp.status().as_u16());
     resp
 }
 
@@ -246,7 +353,9 @@ fn upgrade(
     alive: mpsc::Sender<()>,
 ) -> Response<Full<Bytes>> {
     if !hyper_tungstenite::is_upgrade_request(req) {
-        return rest::error_response(&Error::bad_request("/ws expects a WebSocket upgrade request"));
+        return rest::error_response(&Error::bad_request(
+            "/ws expects a WebSocket upgrade request",
+        ));
     }
     let config = ws::websocket_config(app.config.max_frame_bytes);
     match hyper_tungstenite::upgrade(req, Some(config)) {
@@ -264,14 +373,76 @@ fn upgrade(
     }
 }
 
+/// The request's `Origin` if it is one of `http.cors_origins`.
+fn cors_origin<B>(app: &App, req: &Request<B>) -> Option<HeaderValue> {
+    let origin = req.headers().get(ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    app.config
+        .cors_origins
+        .iter()
+        .any(|o| o == text)
+        .then(|| origin.clone())
+}
+
+/// Browsers send `Origin` on WebSocket upgrades. With `http.cors_origins` set,
+/// only those origins and pages served by rim itself may connect; native
+/// clients send no `Origin` and are not affected.
+fn websocket_origin_allowed<B>(app: &App, req: &Request<B>) -> bool {
+    if app.config.cors_origins.is_empty() {
+        return true;
+    }
+    let Some(origin) = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return true;
+    };
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let authority = origin.split_once("://").map_or("", |(_, a)| a);
+    authority.eq_ignore_ascii_case(host) || cors_origin(app, req).is_some()
+}
+
+/// Answers a CORS preflight: allowed origins get the permissions, others 403.
+fn preflight(origin: Option<HeaderValue>) -> Response<Full<Bytes>> {
+    let Some(origin) = origin else {
+        return rest::error_response(&Error::forbidden(
+            "cross-origin requests from this origin are not allowed",
+        ));
+    };
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    let h = resp.headers_mut();
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    h.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Authorization, Content-Type"),
+    );
+    h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    h.insert(VARY, HeaderValue::from_static("Origin"));
+    resp
+}
+
 async fn health(app: &App, method: &Method) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
-        return rest::error_response(&Error::MethodNotAllowed("use GET /healthz".into()));
+        let mut resp = rest::error_response(&Error::MethodNotAllowed("use GET /healthz".into()));
+        // RFC 9110: a 405 names the methods the resource does support.
+        resp.headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return resp;
     }
     match app.db.ping().await {
         Ok(schema) => rest::json_response(
             StatusCode::OK,
-            protocol::success(&protocol::Health { status: "ok", schema }),
+            protocol::success(&protocol::Health {
+                status: "ok",
+                schema,
+                connections: app.hub.online_connections(),
+            }),
         ),
         Err(e) => rest::error_response(&e),
     }

@@ -27,7 +27,15 @@ fn civil(ms: i64) -> (i64, u32, u32, u32, u32, u32, u32) {
     let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, sod / 3600, sod / 60 % 60, sod % 60, millis)
+    (
+        year,
+        month,
+        day,
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60,
+        millis,
+    )
 }
 
 /// The wire format of rim clients: `2026-11-25 18:40:08`, UTC.

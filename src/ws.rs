@@ -71,6 +71,7 @@ struct Conn {
     kick: Arc<Kick>,
     login: Option<LoggedIn>,
     last_seen: Instant,
+    unbound_since: Instant,
     pinged: bool,
 }
 
@@ -82,7 +83,12 @@ enum End {
     Close(CloseCode, &'static str),
 }
 
-pub async fn serve(app: App, websocket: HyperWebsocket, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    app: App,
+    websocket: HyperWebsocket,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
     let ws = match websocket.await {
         Ok(ws) => ws,
         Err(e) => {
@@ -100,10 +106,10 @@ pub async fn serve(app: App, websocket: HyperWebsocket, peer: SocketAddr, shutdo
         kick: Arc::new(Kick::default()),
         login: None,
         last_seen: Instant::now(),
+        unbound_since: Instant::now(),
         pinged: false,
     };
     let end = conn.run(shutdown).await;
-    conn.logout();
     let reason = match &end {
         End::Gone => "client closed",
         End::Close(_, reason) => reason,
@@ -117,7 +123,10 @@ pub async fn serve(app: App, websocket: HyperWebsocket, peer: SocketAddr, shutdo
 impl Conn {
     async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> End {
         let config = self.app.config.clone();
-        let opened = Instant::now();
+        // The login deadline runs from the moment the connection has no login:
+        // when it opens, and again after a Logout.
+        self.unbound_since = Instant::now();
+        let opened = self.unbound_since;
         let tick_every = config
             .ping_interval
             .min(config.login_timeout)
@@ -132,11 +141,7 @@ impl Conn {
             let kick = self.kick.clone();
             tokio::select! {
                 _ = shutdown.changed() => return End::Close(CloseCode::Away, "server shutting down"),
-                reason = kick.fired() => return match reason {
-                    KickReason::TooSlow => End::Close(CloseCode::Policy, "too slow: reconnect to catch up"),
-                    KickReason::SessionEnded => End::Close(CloseCode::Policy, "session ended"),
-                    KickReason::Shutdown => End::Close(CloseCode::Away, "server shutting down"),
-                },
+                reason = kick.fired() => return kicked(reason),
                 frame = self.ws.next() => {
                     self.last_seen = Instant::now();
                     self.pinged = false;
@@ -167,7 +172,7 @@ impl Conn {
                     }
                 }
                 now = ticker.tick() => {
-                    if let Err(end) = self.on_tick(now, opened).await {
+                    if let Err(end) = self.on_tick(now).await {
                         return end;
                     }
                 }
@@ -175,10 +180,10 @@ impl Conn {
         }
     }
 
-    async fn on_tick(&mut self, now: Instant, opened: Instant) -> Result<(), End> {
+    async fn on_tick(&mut self, now: Instant) -> Result<(), End> {
         let config = self.app.config.clone();
         match &self.login {
-            None if now.duration_since(opened) > config.login_timeout => {
+            None if now.duration_since(self.unbound_since) > config.login_timeout => {
                 let err = Error::Unauthorized("no Login within the login timeout".into());
                 let _ = self.send(protocol::error_answer("", &err)).await;
                 return Err(End::Close(CloseCode::Policy, "login timeout"));
@@ -204,7 +209,9 @@ impl Conn {
     /// Sends a live push, and whatever else is already queued behind it, in
     /// one flush.
     async fn forward(&mut self, first: Push) -> Result<(), End> {
-        let Some(login) = &mut self.login else { return Ok(()) };
+        let Some(login) = &mut self.login else {
+            return Ok(());
+        };
         let mut frames = Vec::new();
         if !login.covered(&first) {
             frames.push(first.frame);
@@ -219,31 +226,37 @@ impl Conn {
         if frames.is_empty() {
             return Ok(());
         }
-        let write_timeout = self.app.config.write_timeout;
-        let ws = &mut self.ws;
-        let sent = timeout(write_timeout, async {
-            for frame in frames {
-                ws.feed(Message::Text(frame)).await?;
-            }
-            ws.flush().await
-        })
-        .await;
-        match sent {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Gone),
-            Err(_) => Err(End::Close(CloseCode::Policy, "too slow: write timed out")),
-        }
+        self.write(frames.into_iter().map(Message::Text)).await
     }
 
     async fn send(&mut self, text: String) -> Result<(), End> {
-        self.send_message(Message::text(text)).await
+        self.write(std::iter::once(Message::text(text))).await
     }
 
     async fn send_message(&mut self, msg: Message) -> Result<(), End> {
-        match timeout(self.app.config.write_timeout, self.ws.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(End::Gone),
-            Err(_) => Err(End::Close(CloseCode::Policy, "too slow: write timed out")),
+        self.write(std::iter::once(msg)).await
+    }
+
+    /// Writes and flushes `msgs`, bounded by the write timeout, and gives up
+    /// at once if the connection is kicked meanwhile (a client that stopped
+    /// reading must not hold its slot until the timeout).
+    async fn write(&mut self, msgs: impl Iterator<Item = Message>) -> Result<(), End> {
+        let kick = self.kick.clone();
+        let write_timeout = self.app.config.write_timeout;
+        let ws = &mut self.ws;
+        let write = async {
+            for msg in msgs {
+                ws.feed(msg).await?;
+            }
+            ws.flush().await
+        };
+        tokio::select! {
+            sent = timeout(write_timeout, write) => match sent {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(End::Gone),
+                Err(_) => Err(End::Close(CloseCode::Policy, "too slow: write timed out")),
+            },
+            reason = kick.fired() => Err(kicked(reason)),
         }
     }
 
@@ -251,22 +264,22 @@ impl Conn {
         let parsed = protocol::parse_frame(text);
         let answer = match parsed.frame {
             Ok(ClientFrame::Login { token, uid, after }) => {
-                return self.on_login(&parsed.client_msg_id, &token, uid, after).await;
+                return self
+                    .on_login(&parsed.client_msg_id, &token, uid, after)
+                    .await;
             }
             Ok(frame) => self.on_frame(frame, &parsed.client_msg_id).await,
             Err(e) => Err(e),
         };
-        let text = match answer {
-            Ok(server_msg_id) => protocol::ack(&parsed.client_msg_id, server_msg_id),
-            Err(e) => protocol::error_answer(&parsed.client_msg_id, &e),
-        };
+        let text = answer.unwrap_or_else(|e| protocol::error_answer(&parsed.client_msg_id, &e));
         self.send(text).await
     }
 
-    /// Handles every frame but Login; returns the ack's `serverMsgId`.
-    async fn on_frame(&mut self, frame: ClientFrame, client_msg_id: &str) -> Result<Option<u64>, Error> {
+    /// Handles every frame but Login; returns the ack to answer with.
+    async fn on_frame(&mut self, frame: ClientFrame, client_msg_id: &str) -> Result<String, Error> {
+        let ack = |server_msg_id| Ok(protocol::ack(client_msg_id, server_msg_id));
         if let ClientFrame::Heart = frame {
-            return Ok(None);
+            return ack(None);
         }
         let uid = self.require_login()?;
         let claimed = match &frame {
@@ -278,15 +291,17 @@ impl Conn {
         };
         // rim acted for whatever uid a frame named; we act for the logged-in
         // user only, and refuse frames that claim to be someone else.
-        if let Some(claimed) = claimed {
-            if claimed != uid {
-                return Err(Error::forbidden(format!(
-                    "body.uid {claimed} is not the logged-in user {uid}"
-                )));
-            }
+        if let Some(claimed) = claimed
+            && claimed != uid
+        {
+            return Err(Error::forbidden(format!(
+                "body.uid {claimed} is not the logged-in user {uid}"
+            )));
         }
         match frame {
-            ClientFrame::Msg { gid, kind, content, .. } => {
+            ClientFrame::Msg {
+                gid, kind, content, ..
+            } => {
                 let stored = self
                     .app
                     .send_message(
@@ -300,31 +315,37 @@ impl Conn {
                         Some(self.id),
                     )
                     .await?;
-                Ok(Some(stored.message.id))
+                Ok(protocol::ack_message(client_msg_id, &stored.message))
             }
             ClientFrame::Ack { gid, msg_id, .. } => {
                 self.app.db.mark_delivered(uid, gid, msg_id).await?;
-                Ok(Some(msg_id))
+                ack(Some(msg_id))
             }
             ClientFrame::Read { gid, msg_id, .. } => {
-                self.app.mark_read(uid, gid, Some(msg_id), Some(self.id)).await?;
-                Ok(Some(msg_id))
+                self.app
+                    .mark_read(uid, gid, Some(msg_id), Some(self.id))
+                    .await?;
+                ack(Some(msg_id))
             }
             ClientFrame::Logout { .. } => {
                 self.logout();
-                Ok(None)
+                ack(None)
             }
-            ClientFrame::Heart | ClientFrame::Login { .. } => Ok(None),
+            ClientFrame::Heart | ClientFrame::Login { .. } => ack(None),
         }
     }
 
     fn require_login(&mut self) -> Result<u64, Error> {
         let Some(login) = &self.login else {
-            return Err(Error::Unauthorized("not logged in: send Login with your token first".into()));
+            return Err(Error::Unauthorized(
+                "not logged in: send Login with your token first".into(),
+            ));
         };
         if login.expires_at <= crate::time::now_ms() {
             self.logout();
-            return Err(Error::Unauthorized("the session expired; log in again".into()));
+            return Err(Error::Unauthorized(
+                "the session expired; log in again".into(),
+            ));
         }
         Ok(login.uid)
     }
@@ -344,7 +365,9 @@ impl Conn {
         // Register first, so nothing sent from here on is missed; pushes that
         // the replay below also covers are dropped by `LoggedIn::covered`.
         let (tx, rx) = mpsc::channel(self.app.config.outbound_queue);
-        self.app.hub.register(uid, self.id, session.id, tx, self.kick.clone());
+        self.app
+            .hub
+            .register(uid, self.id, session.id, tx, self.kick.clone());
         self.login = Some(LoggedIn {
             uid,
             expires_at: session.expires_at,
@@ -352,7 +375,12 @@ impl Conn {
             snapshot: u64::MAX,
             cursor_mode: after.is_some(),
         });
-        let replay = match self.app.db.replay(uid, after, self.app.config.replay_limit).await {
+        let replay = match self
+            .app
+            .db
+            .replay(uid, after, self.app.config.replay_limit)
+            .await
+        {
             Ok(replay) => replay,
             Err(e) => {
                 self.logout();
@@ -362,7 +390,12 @@ impl Conn {
         if let Some(login) = &mut self.login {
             login.snapshot = replay.snapshot;
         }
-        crate::log_info!("ws login", conn = self.id, uid = uid, replay = replay.messages.len());
+        crate::log_info!(
+            "ws login",
+            conn = self.id,
+            uid = uid,
+            replay = replay.messages.len()
+        );
         self.send(protocol::ack(client_msg_id, None)).await?;
         for m in &replay.messages {
             self.send(protocol::push_message(m)).await?;
@@ -370,8 +403,13 @@ impl Conn {
         if replay.truncated {
             let last = replay.messages.last().map(|m| m.id);
             let note = "more messages are waiting: fetch them with /api/message/history";
-            self.send(protocol::push_notify(Notice::ReplayTruncated, uid, note, last))
-                .await?;
+            self.send(protocol::push_notify(
+                Notice::ReplayTruncated,
+                uid,
+                note,
+                last,
+            ))
+            .await?;
         }
         Ok(())
     }
@@ -380,6 +418,7 @@ impl Conn {
     fn logout(&mut self) {
         if let Some(login) = self.login.take() {
             self.app.hub.unregister(login.uid, self.id);
+            self.unbound_since = Instant::now();
         }
     }
 
@@ -389,6 +428,31 @@ impl Conn {
             reason: reason.into(),
         };
         let _ = timeout(Duration::from_secs(2), self.ws.close(Some(frame))).await;
+        // A well-behaved client answers our close frame and then waits for us
+        // to end the TCP connection (RFC 6455, 7.1.1): read until its answer
+        // completes the handshake and hang up at once, instead of holding the
+        // socket (and delaying shutdown) until a timeout. After a transport
+        // fault the stream is unusable and its remaining bytes are not frames;
+        // those go to the raw drain below.
+        let broken = matches!(
+            code,
+            CloseCode::Size | CloseCode::Invalid | CloseCode::Protocol
+        );
+        if !broken {
+            let handshake = timeout(Duration::from_secs(2), async {
+                loop {
+                    match self.ws.next().await {
+                        Some(Ok(_)) => {}
+                        None => return true,
+                        Some(Err(_)) => return false,
+                    }
+                }
+            })
+            .await;
+            if !matches!(handshake, Ok(false)) {
+                return;
+            }
+        }
         // Read (and discard) until the client closes too, so that unread bytes
         // do not make the kernel reset the connection before our close frame
         // arrives. Bounded in time.
@@ -406,10 +470,10 @@ impl Conn {
 }
 
 async fn check_login(
-app: &App,
-logged_in: bool,
-token: &str,
-claimed: Option<u64>,
+    app: &App,
+    logged_in: bool,
+    token: &str,
+    claimed: Option<u64>,
 ) -> Result<crate::store::Session, Error> {
     if logged_in {
         return Err(Error::bad_request("already logged in: send Logout first"));
@@ -426,11 +490,26 @@ claimed: Option<u64>,
     Ok(session)
 }
 
+impl Drop for Conn {
+    /// However the connection ends (even by a panic), it leaves the registry.
+    fn drop(&mut self) {
+        self.logout();
+    }
+}
+
 /// Waits for the next live push, or forever when not logged in.
 async fn recv_live(login: &mut Option<LoggedIn>) -> Option<Push> {
     match login {
         Some(login) => login.live.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+fn kicked(reason: KickReason) -> End {
+    match reason {
+        KickReason::TooSlow => End::Close(CloseCode::Policy, "too slow: reconnect to catch up"),
+        KickReason::SessionEnded => End::Close(CloseCode::Policy, "session ended"),
+        KickReason::Shutdown => End::Close(CloseCode::Away, "server shutting down"),
     }
 }
 

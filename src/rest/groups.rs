@@ -44,7 +44,9 @@ pub async fn update(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     if let Some(avatar) = &req.avatar {
         validate_text("avatar", avatar, 1024)?;
     }
-    ctx.app.db.update_group(ctx.uid, req.id, name, req.avatar).await?;
+    ctx.app
+        .update_group(ctx.uid, req.id, name, req.avatar)
+        .await?;
     Ok(protocol::success(&true))
 }
 
@@ -59,10 +61,7 @@ pub async fn list(ctx: Ctx<'_>) -> Result<Vec<u8>> {
 pub async fn members(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     let gid = ctx.query_u64("gid")?;
     let members = ctx.app.db.group_members(ctx.uid, gid).await?;
-    let out: Vec<MemberOut> = members
-        .iter()
-        .map(|(role, user)| MemberOut::new(*role, user, ctx.uid))
-        .collect();
+    let out: Vec<MemberOut> = members.iter().map(|m| MemberOut::new(m, ctx.uid)).collect();
     Ok(protocol::success(&out))
 }
 
@@ -83,7 +82,9 @@ pub async fn change_members(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     if req.uids.len() > ctx.app.config.max_group_members {
         return Err(Error::bad_request("too many uids in one request"));
     }
-    ctx.app.db.change_members(ctx.uid, req.gid, req.uids, op).await?;
+    ctx.app
+        .change_members(ctx.uid, req.gid, req.uids, op)
+        .await?;
     Ok(protocol::success(&true))
 }
 

@@ -3,6 +3,7 @@
 use super::{Ctx, paging};
 use crate::error::Result;
 use crate::protocol::{self, ChatRowOut};
+use crate::store::Cursor;
 
 pub async fn chat_list(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     let req: protocol::ChatListQuery = ctx.json()?;
@@ -15,11 +16,17 @@ pub async fn chat_list(ctx: Ctx<'_>) -> Result<Vec<u8>> {
 pub async fn history(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     let req: protocol::HistoryQuery = ctx.json()?;
     let (page, size) = paging(req.page, req.size)?;
-    let h = ctx
-        .app
-        .db
-        .history(ctx.uid, req.gid, page, size, req.before_id)
-        .await?;
+    let cursor = match (req.before_id, req.after_id) {
+        (Some(_), Some(_)) => {
+            return Err(crate::error::Error::bad_request(
+                "use beforeId or afterId, not both",
+            ));
+        }
+        (Some(id), None) => Cursor::Before(id),
+        (None, Some(id)) => Cursor::After(id),
+        (None, None) => Cursor::Page(page),
+    };
+    let h = ctx.app.db.history(ctx.uid, req.gid, size, cursor).await?;
     let out: Vec<ChatRowOut> = h
         .rows
         .iter()

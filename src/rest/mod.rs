@@ -8,10 +8,12 @@
 
 mod friends;
 mod groups;
+mod invites;
 mod messages;
 mod users;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -30,6 +32,8 @@ enum Route {
     UserLogout,
     UserToken,
     UserGet,
+    UserMe,
+    ServerInfo,
     UserSearch,
     GroupCreate,
     GroupUpdate,
@@ -43,6 +47,8 @@ enum Route {
     FriendAdd,
     FriendList,
     FriendModify,
+    InviteCreate,
+    OpenApi,
 }
 
 /// Every REST route: method, path, handler, and whether it needs a token.
@@ -53,24 +59,68 @@ const ROUTES: &[(Method, &str, Route, bool)] = &[
     // Authenticated by the token in its query string.
     (Method::GET, "/api/user/token", Route::UserToken, false),
     (Method::GET, "/api/user/get", Route::UserGet, true),
+    (Method::GET, "/api/user/me", Route::UserMe, true),
+    (Method::GET, "/api/server/info", Route::ServerInfo, false),
     (Method::GET, "/api/user/search", Route::UserSearch, true),
     (Method::POST, "/api/group/create", Route::GroupCreate, true),
     (Method::POST, "/api/group/update", Route::GroupUpdate, true),
     (Method::GET, "/api/group/get", Route::GroupGet, true),
-    (Method::GET, "/api/group/user/get", Route::GroupMembers, true),
-    (Method::POST, "/api/group/user/change", Route::GroupMemberChange, true),
+    (
+        Method::GET,
+        "/api/group/user/get",
+        Route::GroupMembers,
+        true,
+    ),
+    (
+        Method::POST,
+        "/api/group/user/change",
+        Route::GroupMemberChange,
+        true,
+    ),
     (Method::POST, "/api/group/direct", Route::GroupDirect, true),
-    (Method::POST, "/api/message/chat/list", Route::ChatList, true),
+    (
+        Method::POST,
+        "/api/message/chat/list",
+        Route::ChatList,
+        true,
+    ),
     (Method::POST, "/api/message/history", Route::History, true),
-    (Method::POST, "/api/message/group/read", Route::GroupRead, true),
+    (
+        Method::POST,
+        "/api/message/group/read",
+        Route::GroupRead,
+        true,
+    ),
     (Method::POST, "/api/friend/add", Route::FriendAdd, true),
     (Method::GET, "/api/friend/list", Route::FriendList, true),
-    (Method::POST, "/api/friend/status/modify", Route::FriendModify, true),
+    (
+        Method::POST,
+        "/api/friend/status/modify",
+        Route::FriendModify,
+        true,
+    ),
+    (
+        Method::POST,
+        "/api/invite/create",
+        Route::InviteCreate,
+        true,
+    ),
+    // This API's own description (openapi.json at the repository root),
+    // answered raw rather than in the wrapper.
+    (Method::GET, "/api/openapi.json", Route::OpenApi, false),
 ];
+
+/// The OpenAPI document of the routes above, embedded at build time.
+const OPENAPI: &[u8] = include_bytes!("../../openapi.json");
 
 /// The (method, path) pairs the router serves, for documentation checks.
 pub fn routes() -> impl Iterator<Item = (&'static str, &'static str)> {
     ROUTES.iter().map(|(m, p, _, _)| (m.as_str(), *p))
+}
+
+/// The paths served without a bearer token.
+pub fn public_paths() -> impl Iterator<Item = &'static str> {
+    ROUTES.iter().filter(|r| !r.3).map(|r| r.1)
 }
 
 /// What a handler gets: the app, the caller, the query and the body.
@@ -80,6 +130,8 @@ pub struct Ctx<'a> {
     pub uid: u64,
     /// The bearer token as sent, for logout.
     pub token: String,
+    /// The client's address, for per-address limits.
+    pub ip: IpAddr,
     query: HashMap<String, String>,
     body: Bytes,
 }
@@ -102,26 +154,44 @@ impl Ctx<'_> {
     pub fn query_u64(&self, name: &str) -> Result<u64> {
         let raw = self.query(name)?;
         raw.parse().map_err(|_| {
-            Error::bad_request(format!("query parameter {name:?} must be a non-negative integer, got {raw:?}"))
+            Error::bad_request(format!(
+                "query parameter {name:?} must be a non-negative integer, got {raw:?}"
+            ))
         })
     }
 }
 
 /// Answers one `/api/...` request.
-pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    match dispatch(app, req).await {
+pub async fn handle(app: &App, req: Request<Incoming>, ip: IpAddr) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    match dispatch(app, req, ip).await {
         Ok(body) => json_response(StatusCode::OK, body),
-        Err(err) => error_response(&err),
+        Err(err) => {
+            let mut resp = error_response(&err);
+            if let Error::MethodNotAllowed(_) = err {
+                // RFC 9110: a 405 names the methods the path does support.
+                let allowed: Vec<_> = ROUTES
+                    .iter()
+                    .filter(|r| r.1 == path)
+                    .map(|r| r.0.as_str())
+                    .collect();
+                if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+                    resp.headers_mut().insert(header::ALLOW, allow);
+                }
+            }
+            resp
+        }
     }
 }
 
-async fn dispatch(app: &App, req: Request<Incoming>) -> Result<Vec<u8>> {
+async fn dispatch(app: &App, req: Request<Incoming>, ip: IpAddr) -> Result<Vec<u8>> {
     let path = req.uri().path();
     let candidates: Vec<_> = ROUTES.iter().filter(|(_, p, _, _)| *p == path).collect();
     if candidates.is_empty() {
         return Err(Error::not_found(format!("no such route: {path}")));
     }
-    let Some(&&(_, _, route, needs_auth)) = candidates.iter().find(|(m, ..)| m == req.method()) else {
+    let Some(&&(_, _, route, needs_auth)) = candidates.iter().find(|(m, ..)| m == req.method())
+    else {
         let allowed: Vec<_> = candidates.iter().map(|(m, ..)| m.as_str()).collect();
         return Err(Error::MethodNotAllowed(format!(
             "{} is not supported on {path}; use {}",
@@ -131,12 +201,17 @@ async fn dispatch(app: &App, req: Request<Incoming>) -> Result<Vec<u8>> {
     };
     let query = parse_query(req.uri().query().unwrap_or(""));
     let token = bearer_token(&req).unwrap_or_default();
-    let uid = if needs_auth { app.authenticate(&token).await?.uid } else { 0 };
+    let uid = if needs_auth {
+        app.authenticate(&token).await?.uid
+    } else {
+        0
+    };
     let body = read_body(req, app.config.max_body_bytes).await?;
     let ctx = Ctx {
         app,
         uid,
         token,
+        ip,
         query,
         body,
     };
@@ -146,6 +221,8 @@ async fn dispatch(app: &App, req: Request<Incoming>) -> Result<Vec<u8>> {
         Route::UserLogout => users::logout(ctx).await,
         Route::UserToken => users::by_token(ctx).await,
         Route::UserGet => users::get(ctx).await,
+        Route::UserMe => users::me(ctx).await,
+        Route::ServerInfo => users::server_info(ctx),
         Route::UserSearch => users::search(ctx).await,
         Route::GroupCreate => groups::create(ctx).await,
         Route::GroupUpdate => groups::update(ctx).await,
@@ -159,6 +236,8 @@ async fn dispatch(app: &App, req: Request<Incoming>) -> Result<Vec<u8>> {
         Route::FriendAdd => friends::add(ctx).await,
         Route::FriendList => friends::list(ctx).await,
         Route::FriendModify => friends::modify(ctx).await,
+        Route::InviteCreate => invites::create(ctx).await,
+        Route::OpenApi => Ok(OPENAPI.to_vec()),
     }
 }
 
@@ -229,10 +308,14 @@ pub fn paging(page: Option<i64>, size: Option<i64>) -> Result<(u32, u32)> {
     let page = page.unwrap_or(1);
     let size = size.unwrap_or(20);
     if !(1..=1_000_000).contains(&page) {
-        return Err(Error::bad_request(format!("page {page} is out of range: pages start at 1")));
+        return Err(Error::bad_request(format!(
+            "page {page} is out of range: pages start at 1"
+        )));
     }
     if !(1..=100).contains(&size) {
-        return Err(Error::bad_request(format!("size {size} is out of range: use 1 to 100")));
+        return Err(Error::bad_request(format!(
+            "size {size} is out of range: use 1 to 100"
+        )));
     }
     Ok((page as u32, size as u32))
 }
@@ -241,9 +324,15 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>>
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     resp

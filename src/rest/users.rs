@@ -9,13 +9,17 @@ pub async fn create(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     let req: protocol::CreateUser = ctx.json()?;
     let uid = ctx
         .app
-        .register(Registration {
-            account: req.account,
-            password: req.password,
-            name: req.name,
-            avatar: req.avatar,
-            email: req.email,
-        })
+        .register(
+            Registration {
+                account: req.account,
+                password: req.password,
+                name: req.name,
+                avatar: req.avatar,
+                email: req.email,
+                invite: req.invite,
+            },
+            ctx.ip,
+        )
         .await?;
     crate::log_info!("user registered", uid = uid);
     Ok(protocol::success(&uid))
@@ -23,7 +27,7 @@ pub async fn create(ctx: Ctx<'_>) -> Result<Vec<u8>> {
 
 pub async fn login(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     let req: protocol::Login = ctx.json()?;
-    let (uid, token) = ctx.app.login(req.account, req.password).await?;
+    let (uid, token) = ctx.app.login(req.account, req.password, ctx.ip).await?;
     crate::log_info!("login", uid = uid);
     Ok(protocol::success(&token))
 }
@@ -53,6 +57,31 @@ pub async fn get(ctx: Ctx<'_>) -> Result<Vec<u8>> {
         .user(uid)
         .await?
         .ok_or_else(|| Error::not_found(format!("user {uid} not found")))?;
+    Ok(protocol::success(&UserOut::new(&user, ctx.uid)))
+}
+
+/// Public facts a client shows before login: whether it must ask for an invite.
+pub fn server_info(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    use crate::config::RegistrationMode;
+    let registration = match ctx.app.config.registration {
+        RegistrationMode::Open => "open",
+        RegistrationMode::Invite => "invite",
+        RegistrationMode::Closed => "closed",
+    };
+    Ok(protocol::success(&protocol::ServerInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        registration,
+    }))
+}
+
+/// The caller, from the bearer token.
+pub async fn me(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let user = ctx
+        .app
+        .db
+        .user(ctx.uid)
+        .await?
+        .ok_or_else(|| Error::Unauthorized("the token's account no longer exists".into()))?;
     Ok(protocol::success(&UserOut::new(&user, ctx.uid)))
 }
 

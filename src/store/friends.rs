@@ -24,28 +24,35 @@ fn pair(a: u64, b: u64) -> (u64, u64) {
 /// (requester, status) of the pair's row, if any.
 fn row(c: &Connection, a: u64, b: u64) -> Result<Option<(u64, i64)>> {
     let (lo, hi) = pair(a, b);
-    Ok(c
-        .prepare_cached("SELECT requester, status FROM friendships WHERE lo = ?1 AND hi = ?2")?
-        .query_row([lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT requester, status FROM friendships WHERE lo = ?1 AND hi = ?2")?
+            .query_row([lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?,
+    )
 }
 
 fn set_status(c: &Connection, a: u64, b: u64, status: i64, now: i64) -> Result<()> {
     let (lo, hi) = pair(a, b);
-    c.prepare_cached("UPDATE friendships SET status = ?3, updated_at = ?4 WHERE lo = ?1 AND hi = ?2")?
-        .execute(params![lo, hi, status, now])?;
+    c.prepare_cached(
+        "UPDATE friendships SET status = ?3, updated_at = ?4 WHERE lo = ?1 AND hi = ?2",
+    )?
+    .execute(params![lo, hi, status, now])?;
     Ok(())
 }
 
 pub fn request(c: &Connection, me: u64, other: u64, now: i64) -> Result<FriendEvent> {
     if me == other {
-        return Err(Error::bad_request("you cannot send a friend request to yourself"));
+        return Err(Error::bad_request(
+            "you cannot send a friend request to yourself",
+        ));
     }
     if !users::exists(c, other)? {
         return Err(Error::not_found(format!("user {other} not found")));
     }
     match row(c, me, other)? {
-        Some((_, FRIENDS)) => Err(Error::conflict(format!("you and user {other} are already friends"))),
+        Some((_, FRIENDS)) => Err(Error::conflict(format!(
+            "you and user {other} are already friends"
+        ))),
         Some((requester, _)) if requester == me => Err(Error::conflict(format!(
             "you already sent user {other} a friend request"
         ))),
@@ -71,11 +78,15 @@ pub fn accept(c: &Connection, me: u64, other: u64, now: i64) -> Result<FriendEve
             set_status(c, me, other, FRIENDS, now)?;
             Ok(FriendEvent::Accepted)
         }
-        Some((_, FRIENDS)) => Err(Error::conflict(format!("you and user {other} are already friends"))),
+        Some((_, FRIENDS)) => Err(Error::conflict(format!(
+            "you and user {other} are already friends"
+        ))),
         Some(_) => Err(Error::bad_request(format!(
             "the request to user {other} is yours; only user {other} can accept it"
         ))),
-        None => Err(Error::not_found(format!("no friend request from user {other}"))),
+        None => Err(Error::not_found(format!(
+            "no friend request from user {other}"
+        ))),
     }
 }
 

@@ -2,23 +2,26 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{GROUP_COLS, Group, MemberOp, Mode, Role, USER_COLS, User, friends, group_from_row, user_from_row, users};
+use super::{
+    GROUP_COLS, Group, Member, MemberOp, Mode, Role, USER_COLS, friends, group_from_row,
+    user_from_row, users,
+};
 use crate::error::{Error, Result};
 
 pub fn get(c: &Connection, gid: u64) -> Result<Option<Group>> {
     let sql = format!("SELECT {GROUP_COLS} FROM groups g WHERE g.id = ?1");
-    Ok(c
-        .prepare_cached(&sql)?
+    Ok(c.prepare_cached(&sql)?
         .query_row([gid], |r| group_from_row(r, 0))
         .optional()?)
 }
 
 pub fn role(c: &Connection, gid: u64, uid: u64) -> Result<Option<Role>> {
-    Ok(c
-        .prepare_cached("SELECT role FROM members WHERE gid = ?1 AND uid = ?2")?
-        .query_row([gid, uid], |r| r.get::<_, i64>(0))
-        .optional()?
-        .map(Role::from_db))
+    Ok(
+        c.prepare_cached("SELECT role FROM members WHERE gid = ?1 AND uid = ?2")?
+            .query_row([gid, uid], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(Role::from_db),
+    )
 }
 
 /// The group and the caller's role in it: 404 when the group does not exist,
@@ -27,7 +30,9 @@ pub fn require_member(c: &Connection, gid: u64, uid: u64) -> Result<(Group, Role
     let group = get(c, gid)?.ok_or_else(|| Error::not_found(format!("group {gid} not found")))?;
     match role(c, gid, uid)? {
         Some(role) => Ok((group, role)),
-        None => Err(Error::forbidden(format!("you are not a member of group {gid}"))),
+        None => Err(Error::forbidden(format!(
+            "you are not a member of group {gid}"
+        ))),
     }
 }
 
@@ -52,9 +57,10 @@ fn add_member(c: &Connection, gid: u64, uid: u64, role: Role, now: i64) -> Resul
 }
 
 fn count_members(c: &Connection, gid: u64) -> Result<usize> {
-    Ok(c
-        .prepare_cached("SELECT count(*) FROM members WHERE gid = ?1")?
-        .query_row([gid], |r| r.get::<_, i64>(0))? as usize)
+    Ok(
+        c.prepare_cached("SELECT count(*) FROM members WHERE gid = ?1")?
+            .query_row([gid], |r| r.get::<_, i64>(0))? as usize,
+    )
 }
 
 pub fn create(
@@ -97,13 +103,12 @@ pub fn create(
 }
 
 fn share_a_group(c: &Connection, a: u64, b: u64) -> Result<bool> {
-    Ok(c
-        .prepare_cached(
-            "SELECT 1 FROM members x JOIN members y ON y.gid = x.gid AND y.uid = ?2
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM members x JOIN members y ON y.gid = x.gid AND y.uid = ?2
              JOIN groups g ON g.id = x.gid AND g.mode = 0
              WHERE x.uid = ?1 LIMIT 1",
-        )?
-        .exists([a, b])?)
+    )?
+    .exists([a, b])?)
 }
 
 pub fn direct(c: &Connection, me: u64, other: u64, now: i64) -> Result<u64> {
@@ -141,10 +146,19 @@ pub fn direct(c: &Connection, me: u64, other: u64, now: i64) -> Result<u64> {
     Ok(gid)
 }
 
-pub fn update(c: &Connection, me: u64, gid: u64, name: Option<&str>, avatar: Option<&str>) -> Result<()> {
+/// Renames a group; returns its members, who should hear of it.
+pub fn update(
+    c: &Connection,
+    me: u64,
+    gid: u64,
+    name: Option<&str>,
+    avatar: Option<&str>,
+) -> Result<Vec<u64>> {
     let (group, role) = require_member(c, gid, me)?;
     if group.mode == Mode::Direct {
-        return Err(Error::bad_request("a direct chat has no name or avatar to change"));
+        return Err(Error::bad_request(
+            "a direct chat has no name or avatar to change",
+        ));
     }
     if role != Role::Admin {
         return Err(Error::forbidden("only an admin can change the group"));
@@ -153,7 +167,7 @@ pub fn update(c: &Connection, me: u64, gid: u64, name: Option<&str>, avatar: Opt
         "UPDATE groups SET name = coalesce(?2, name), avatar = coalesce(?3, avatar) WHERE id = ?1",
     )?
     .execute(params![gid, name, avatar])?;
-    Ok(())
+    member_ids(c, gid)
 }
 
 pub fn of_user(c: &Connection, me: u64) -> Result<Vec<Group>> {
@@ -166,17 +180,25 @@ pub fn of_user(c: &Connection, me: u64) -> Result<Vec<Group>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn members(c: &Connection, me: u64, gid: u64) -> Result<Vec<(Role, User)>> {
+pub fn members(c: &Connection, me: u64, gid: u64) -> Result<Vec<Member>> {
     require_member(c, gid, me)?;
     let sql = format!(
-        "SELECT mb.role, {USER_COLS} FROM members mb JOIN users u ON u.id = mb.uid
+        "SELECT mb.role, mb.read_id, {USER_COLS} FROM members mb JOIN users u ON u.id = mb.uid
          WHERE mb.gid = ?1 ORDER BY mb.joined_at, u.id"
     );
     let mut stmt = c.prepare_cached(&sql)?;
-    let rows = stmt.query_map([gid], |r| Ok((Role::from_db(r.get(0)?), user_from_row(r, 1)?)))?;
+    let rows = stmt.query_map([gid], |r| {
+        Ok(Member {
+            role: Role::from_db(r.get(0)?),
+            read_id: r.get(1)?,
+            user: user_from_row(r, 2)?,
+        })
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Adds or removes members; returns everyone affected (the members before
+/// the change and those added), who should hear of it.
 pub fn change_members(
     c: &Connection,
     me: u64,
@@ -185,11 +207,14 @@ pub fn change_members(
     op: MemberOp,
     max_members: usize,
     now: i64,
-) -> Result<()> {
+) -> Result<Vec<u64>> {
     let (group, role) = require_member(c, gid, me)?;
     if group.mode == Mode::Direct {
-        return Err(Error::bad_request("the members of a direct chat cannot change"));
+        return Err(Error::bad_request(
+            "the members of a direct chat cannot change",
+        ));
     }
+    let mut affected = member_ids(c, gid)?;
     let only_self = uids.iter().all(|&u| u == me);
     if role != Role::Admin && !(op == MemberOp::Remove && only_self) {
         return Err(Error::forbidden(
@@ -212,8 +237,15 @@ pub fn change_members(
         }
         MemberOp::Remove => {
             for &uid in uids {
-                c.prepare_cached("DELETE FROM members WHERE gid = ?1 AND uid = ?2")?
+                let removed = c
+                    .prepare_cached("DELETE FROM members WHERE gid = ?1 AND uid = ?2")?
                     .execute([gid, uid])?;
+                if removed == 0 {
+                    // The whole change is one savepoint: nothing was removed.
+                    return Err(Error::not_found(format!(
+                        "user {uid} is not a member of group {gid}"
+                    )));
+                }
             }
             // A group is never left without an admin while it has members:
             // the longest-standing member takes over.
@@ -229,5 +261,10 @@ pub fn change_members(
             }
         }
     }
-    Ok(())
+    for &uid in uids {
+        if !affected.contains(&uid) {
+            affected.push(uid);
+        }
+    }
+    Ok(affected)
 }

@@ -9,6 +9,7 @@
 //! Permission checks that depend on stored state (is this user a member, an
 //! admin, a friend) run inside the same transaction as the change they guard.
 
+pub mod admin;
 mod friends;
 mod groups;
 mod messages;
@@ -27,7 +28,7 @@ use crate::error::{Error, Result};
 
 pub use friends::FriendEvent;
 pub use messages::{NewMessage, Replay, Stored};
-pub use writer::WriterStats;
+pub use writer::{BATCH_SIZE_BOUNDS, COMMIT_MICROS_BOUNDS, WriterStats};
 
 /// A registered person.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub struct User {
     pub avatar: String,
     pub email: String,
     pub created_at: i64,
+    /// May create invites over REST.
+    pub admin: bool,
 }
 
 /// Fields of a new account; the password arrives already hashed.
@@ -162,11 +165,30 @@ pub struct ChatRow {
     pub unread: u64,
 }
 
+/// A member of a conversation, with how far they have read.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub role: Role,
+    pub read_id: u64,
+    pub user: User,
+}
+
 /// A page of one conversation's history, oldest first.
 #[derive(Debug, Clone)]
 pub struct History {
     pub group: Group,
     pub rows: Vec<(Message, User)>,
+}
+
+/// Where a history page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// Page n (from 1) counted back from the newest message.
+    Page(u32),
+    /// The newest messages below this id.
+    Before(u64),
+    /// The oldest messages above this id.
+    After(u64),
 }
 
 /// What a read receipt changed, for pushing to the other members.
@@ -204,6 +226,7 @@ pub struct Options {
     pub writer_batch: usize,
     pub writer_queue: usize,
     pub max_group_members: usize,
+    pub max_db_mb: u64,
 }
 
 impl Options {
@@ -215,6 +238,7 @@ impl Options {
             writer_batch: c.writer_batch,
             writer_queue: c.writer_queue,
             max_group_members: c.max_group_members,
+            max_db_mb: c.max_db_mb,
         }
     }
 }
@@ -236,6 +260,10 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     read_permits: Semaphore,
     max_group_members: usize,
+    /// The exclusive lock on `<db>.lock` (see [`admin::lock_database`]): one
+    /// writer per file, and `rim restore` can tell that a server runs.
+    /// Released when the writer has stopped.
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 impl Db {
@@ -243,7 +271,8 @@ impl Db {
     /// thread. Blocking: call it before the runtime serves anything, or from
     /// `spawn_blocking`.
     pub fn open(opts: &Options) -> anyhow::Result<Db> {
-        let conn = schema::open_writer(&opts.path, opts.synchronous)?;
+        let lock = admin::lock_database(&opts.path)?;
+        let conn = schema::open_writer(&opts.path, opts.synchronous, opts.max_db_mb)?;
         let mut readers = Vec::with_capacity(opts.read_connections);
         for _ in 0..opts.read_connections {
             readers.push(schema::open_reader(&opts.path)?);
@@ -264,6 +293,7 @@ impl Db {
                 readers: Mutex::new(readers),
                 read_permits: Semaphore::new(opts.read_connections),
                 max_group_members: opts.max_group_members,
+                lock: Mutex::new(Some(lock)),
             }),
         })
     }
@@ -289,9 +319,17 @@ impl Db {
         {
             let _ = done_rx.await;
         }
-        let handle = self.inner.writer_thread.lock().ok().and_then(|mut h| h.take());
+        let handle = self
+            .inner
+            .writer_thread
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        if let Ok(mut lock) = self.inner.lock.lock() {
+            lock.take();
         }
     }
 
@@ -302,7 +340,27 @@ impl Db {
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job = Box::new(writer::ClosureJob::new(f, tx));
+        self.submit(Box::new(writer::ClosureJob::new(f, tx)), rx)
+            .await
+    }
+
+    /// Like [`Db::write`], and `after` gets the result once it is committed,
+    /// on the writer thread: in commit order, before the caller does.
+    async fn write_then<R, F>(&self, f: F, after: writer::AfterCommit<R>) -> Result<R>
+    where
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Box::new(writer::ClosureJob::with_after(f, after, tx)), rx)
+            .await
+    }
+
+    async fn submit<R>(
+        &self,
+        job: Box<dyn writer::Job>,
+        rx: oneshot::Receiver<Result<R>>,
+    ) -> Result<R> {
         self.inner
             .writer
             .send(writer::Command::Job(job))
@@ -452,7 +510,7 @@ impl Db {
         gid: u64,
         name: Option<String>,
         avatar: Option<String>,
-    ) -> Result<()> {
+    ) -> Result<Vec<u64>> {
         self.write(move |c| groups::update(c, me, gid, name.as_deref(), avatar.as_deref()))
             .await
     }
@@ -461,7 +519,7 @@ impl Db {
         self.read(move |c| groups::of_user(c, me)).await
     }
 
-    pub async fn group_members(&self, me: u64, gid: u64) -> Result<Vec<(Role, User)>> {
+    pub async fn group_members(&self, me: u64, gid: u64) -> Result<Vec<Member>> {
         self.read(move |c| groups::members(c, me, gid)).await
     }
 
@@ -471,7 +529,7 @@ impl Db {
         gid: u64,
         uids: Vec<u64>,
         op: MemberOp,
-    ) -> Result<()> {
+    ) -> Result<Vec<u64>> {
         let max = self.inner.max_group_members;
         self.write(move |c| {
             groups::change_members(c, me, gid, &uids, op, max, crate::time::now_ms())
@@ -488,15 +546,24 @@ impl Db {
             .await
     }
 
-    pub async fn history(
+    /// [`Db::send_message`], calling `pushed` with the result once it is
+    /// committed. Commits run in message id order on one thread, so whatever
+    /// `pushed` does (telling online members) happens in id order too; done
+    /// by the callers after `await`, racing tasks could reorder it.
+    pub async fn send_message_then(
         &self,
-        me: u64,
-        gid: u64,
-        page: u32,
-        size: u32,
-        before_id: Option<u64>,
-    ) -> Result<History> {
-        self.read(move |c| messages::history(c, me, gid, page, size, before_id))
+        msg: NewMessage,
+        pushed: impl FnOnce(&Stored) + Send + 'static,
+    ) -> Result<Stored> {
+        self.write_then(
+            move |c| messages::insert(c, &msg, crate::time::now_ms()),
+            Box::new(pushed),
+        )
+        .await
+    }
+
+    pub async fn history(&self, me: u64, gid: u64, size: u32, cursor: Cursor) -> Result<History> {
+        self.read(move |c| messages::history(c, me, gid, size, cursor))
             .await
     }
 
@@ -523,6 +590,54 @@ impl Db {
             .await
     }
 
+    /// Changes the size cap of the database while running (0 = none).
+    pub async fn set_size_limit(&self, max_mb: u64) -> Result<()> {
+        self.write(move |c| Ok(schema::set_size_limit(c, max_mb)?))
+            .await
+    }
+
+    // ---- administration -----------------------------------------------------
+
+    /// Creates an account, redeeming the invite with this code hash (if any)
+    /// in the same transaction. The first account of the database becomes an
+    /// admin.
+    pub async fn register(&self, user: NewUser, invite: Option<[u8; 32]>) -> Result<u64> {
+        self.write(move |c| {
+            admin::register(c, &user, invite.as_ref(), false, crate::time::now_ms())
+                .map(|(uid, _)| uid)
+        })
+        .await
+    }
+
+    pub async fn is_admin(&self, uid: u64) -> Result<bool> {
+        self.read(move |c| admin::is_admin(c, uid)).await
+    }
+
+    pub async fn create_invite(&self, invite: admin::NewInvite) -> Result<()> {
+        self.write(move |c| admin::create_invite(c, &invite, crate::time::now_ms()).map(drop))
+            .await
+    }
+
+    /// Accounts whose sessions the command line revoked after revocation
+    /// `after`: (revocation id, uid), oldest first.
+    pub async fn revocations_after(&self, after: i64) -> Result<Vec<(i64, u64)>> {
+        self.read(move |c| admin::revocations_after(c, after)).await
+    }
+
+    pub async fn last_revocation(&self) -> Result<i64> {
+        self.read(admin::last_revocation).await
+    }
+
+    pub async fn purge_revocations(&self, before: i64) -> Result<usize> {
+        self.write(move |c| admin::purge_revocations(c, before))
+            .await
+    }
+
+    /// The database file's size in bytes, for `/metrics`.
+    pub async fn size_bytes(&self) -> Result<u64> {
+        self.read(admin::size_bytes).await
+    }
+
     /// A cheap query proving the database answers, for `/healthz`.
     pub async fn ping(&self) -> Result<i64> {
         self.read(|c| Ok(schema::version_of(c)?)).await
@@ -537,11 +652,12 @@ fn user_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<User> {
         avatar: row.get(at + 3)?,
         email: row.get(at + 4)?,
         created_at: row.get(at + 5)?,
+        admin: row.get(at + 6)?,
     })
 }
 
 /// Column list matching [`user_from_row`], for a table aliased `u`.
-const USER_COLS: &str = "u.id, u.account, u.name, u.avatar, u.email, u.created_at";
+const USER_COLS: &str = "u.id, u.account, u.name, u.avatar, u.email, u.created_at, u.is_admin";
 
 fn group_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Group> {
     Ok(Group {
@@ -573,3 +689,71 @@ fn message_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Mess
 /// Column list matching [`message_from_row`], for a table aliased `m`.
 const MESSAGE_COLS: &str =
     "m.id, m.gid, m.uid, m.kind, m.content, m.client_msg_id, m.created_at, m.updated_at";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(dir: &Path) -> Options {
+        Options {
+            path: dir.join("t.db"),
+            synchronous: crate::config::Synchronous::Normal,
+            read_connections: 2,
+            writer_batch: 16,
+            writer_queue: 16,
+            max_group_members: 10,
+            max_db_mb: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&options(dir.path())).unwrap();
+        let failed = db.write(|_| -> Result<()> { panic!("boom") }).await;
+        assert_eq!(failed.unwrap_err().code(), 500);
+        let read = db.read(|_| -> Result<()> { panic!("boom") }).await;
+        assert_eq!(read.unwrap_err().code(), 500);
+        // Both sides still work afterwards.
+        let uid = db
+            .create_user(NewUser {
+                account: "alice".into(),
+                name: "Alice".into(),
+                avatar: String::new(),
+                email: String::new(),
+                password_hash: "x".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(db.user(uid).await.unwrap().unwrap().account, "alice");
+        db.close().await;
+        assert_eq!(db.ping().await.unwrap(), schema::SCHEMA_VERSION);
+        assert!(
+            db.purge_expired_sessions().await.is_err(),
+            "writes fail after close"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_rolls_back_only_its_own_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&options(dir.path())).unwrap();
+        let new = |account: &str| NewUser {
+            account: account.into(),
+            name: account.into(),
+            avatar: String::new(),
+            email: String::new(),
+            password_hash: "x".into(),
+        };
+        // Queue several jobs at once so they share a batch; the duplicate fails.
+        let (a, b, c) = tokio::join!(
+            db.create_user(new("alice")),
+            db.create_user(new("ALICE")),
+            db.create_user(new("bob")),
+        );
+        assert!(a.is_ok());
+        assert_eq!(b.unwrap_err().code(), 409);
+        assert!(c.is_ok());
+        assert!(db.user_by_account("bob".into()).await.unwrap().is_some());
+    }
+}

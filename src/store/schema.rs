@@ -16,15 +16,19 @@ use crate::config::Synchronous;
 /// "rim1" in ASCII: marks a SQLite file as rim's.
 pub const APPLICATION_ID: i64 = 0x7269_6d31;
 
-/// The schema version this binary writes. `MIGRATIONS[i]` takes a database
-/// from version `i` to `i + 1`.
-pub const SCHEMA_VERSION: i64 = 1;
+/// `MIGRATIONS[i]` takes a database from version `i` to `i + 1`: first the
+/// base schema, then one file per later version in `src/store/migrations/`.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema.sql"),
+    include_str!("migrations/002_accounts.sql"),
+];
 
-const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Opens (creating if needed) the read-write connection and brings the schema
 /// up to date.
-pub fn open_writer(path: &Path, sync: Synchronous) -> anyhow::Result<Connection> {
+pub fn open_writer(path: &Path, sync: Synchronous, max_mb: u64) -> anyhow::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -44,7 +48,20 @@ pub fn open_writer(path: &Path, sync: Synchronous) -> anyhow::Result<Connection>
     })?;
     common_pragmas(&conn)?;
     migrate(&conn)?;
+    set_size_limit(&conn, max_mb)?;
     Ok(conn)
+}
+
+/// Caps the database size (0 = no cap). SQLite then answers SQLITE_FULL, which
+/// rim reports as 507, exactly as for a full disk.
+pub fn set_size_limit(conn: &Connection, max_mb: u64) -> rusqlite::Result<()> {
+    let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let pages = if max_mb == 0 {
+        u64::from(u32::MAX - 1)
+    } else {
+        (max_mb * 1024 * 1024 / page_size).max(1)
+    };
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
 }
 
 /// Opens a read-only connection for queries.

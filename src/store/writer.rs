@@ -22,6 +22,8 @@ pub(super) trait Job: Send {
     /// Runs the job inside the batch transaction. Returns false when the job
     /// failed and its savepoint must be rolled back.
     fn run(&mut self, conn: &Connection) -> bool;
+    /// The job's error, if it ran and failed.
+    fn error(&self) -> Option<Error>;
     /// Hands the job's result to its caller once the batch's fate is known.
     fn finish(self: Box<Self>, commit: Result<()>);
 }
@@ -32,10 +34,14 @@ pub(super) enum Command {
     Stop(oneshot::Sender<()>),
 }
 
+/// Runs on the writer thread with a job's result once it is committed.
+pub(super) type AfterCommit<R> = Box<dyn FnOnce(&R) + Send>;
+
 /// A job built from a closure; its result waits in `result` until the commit.
 pub(super) struct ClosureJob<F, R> {
     f: Option<F>,
     result: Option<Result<R>>,
+    after: Option<AfterCommit<R>>,
     reply: oneshot::Sender<Result<R>>,
 }
 
@@ -44,7 +50,21 @@ impl<F, R> ClosureJob<F, R> {
         ClosureJob {
             f: Some(f),
             result: None,
+            after: None,
             reply,
+        }
+    }
+
+    /// A job whose committed result is also handed to `after`, on the writer
+    /// thread and so in commit order, before its caller gets it.
+    pub(super) fn with_after(
+        f: F,
+        after: AfterCommit<R>,
+        reply: oneshot::Sender<Result<R>>,
+    ) -> Self {
+        ClosureJob {
+            after: Some(after),
+            ..ClosureJob::new(f, reply)
         }
     }
 }
@@ -72,12 +92,22 @@ where
         ok
     }
 
+    fn error(&self) -> Option<Error> {
+        self.result.as_ref().and_then(|r| r.as_ref().err().cloned())
+    }
+
     fn finish(self: Box<Self>, commit: Result<()>) {
         let outcome = match (commit, self.result) {
             (Err(e), _) => Err(e),
             (Ok(()), Some(result)) => result,
             (Ok(()), None) => Err(Error::Internal("write job was not run".into())),
         };
+        if let (Ok(result), Some(after)) = (&outcome, self.after) {
+            // Like a job, a panicking hook must not take the writer down.
+            if std::panic::catch_unwind(AssertUnwindSafe(|| after(result))).is_err() {
+                crate::log_error!("panic after a write job");
+            }
+        }
         let _ = self.reply.send(outcome);
     }
 }
@@ -89,6 +119,26 @@ pub struct WriterStats {
     pub jobs: u64,
     pub failed_commits: u64,
     pub largest_batch: u64,
+    /// Batches by job count: `batch_sizes[i]` counts those with at most
+    /// `BATCH_SIZE_BOUNDS[i]` jobs (and more than the bound before); the last
+    /// slot counts larger ones.
+    pub batch_sizes: [u64; BATCH_SIZE_BOUNDS.len() + 1],
+    /// Batches by the time from BEGIN to the end of COMMIT (fsync included),
+    /// bucketed like `batch_sizes` by `COMMIT_MICROS_BOUNDS`.
+    pub commit_micros: [u64; COMMIT_MICROS_BOUNDS.len() + 1],
+    pub commit_micros_total: u64,
+}
+
+/// Upper bounds of the batch size buckets of [`WriterStats`].
+pub const BATCH_SIZE_BOUNDS: [u64; 11] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+/// Upper bounds, in microseconds, of the commit time buckets of [`WriterStats`].
+pub const COMMIT_MICROS_BOUNDS: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+/// The bucket of `value` among ascending upper `bounds` (`bounds.len()` = over all).
+fn bucket(bounds: &[u64], value: u64) -> usize {
+    bounds.partition_point(|&b| b < value)
 }
 
 pub(super) fn run(
@@ -118,10 +168,14 @@ pub(super) fn run(
         let started = Instant::now();
         let size = batch.len() as u64;
         let committed = commit_batch(&conn, &mut batch);
+        let micros = started.elapsed().as_micros() as u64;
         if let Ok(mut s) = stats.lock() {
             s.batches += 1;
             s.jobs += size;
             s.largest_batch = s.largest_batch.max(size);
+            s.batch_sizes[bucket(&BATCH_SIZE_BOUNDS, size)] += 1;
+            s.commit_micros[bucket(&COMMIT_MICROS_BOUNDS, micros)] += 1;
+            s.commit_micros_total += micros;
             if committed.is_err() {
                 s.failed_commits += 1;
             }
@@ -174,10 +228,11 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<()> {
         let ok = job.run(conn);
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back by itself (it does so on
-            // SQLITE_FULL and some I/O errors): the batch is lost, say so.
-            return Err(Error::Unavailable(
-                "the database rejected the write, try again".into(),
-            ));
+            // SQLITE_FULL and some I/O errors): the batch is lost, and every job
+            // in it gets the error that caused it.
+            return Err(job.error().unwrap_or_else(|| {
+                Error::Unavailable("the database rejected the write, try again".into())
+            }));
         }
         if !ok {
             conn.prepare_cached("ROLLBACK TO job")?.execute([])?;

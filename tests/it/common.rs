@@ -39,16 +39,25 @@ pub fn test_config(db: PathBuf) -> Config {
     if std::env::var_os("RIM_LOG").is_none() {
         rim::log::set_level(rim::log::Level::Warn);
     }
-    let mut c = Config::default();
-    c.db = db;
-    c.listen = "127.0.0.1:0".parse().unwrap();
-    c.hash_cost = HashCost {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
-    c.shutdown_grace = Duration::from_secs(5);
-    c
+    Config {
+        db,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        hash_cost: HashCost {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        shutdown_grace: Duration::from_secs(5),
+        // Tests register many users from one address; the limits have their own tests.
+        rate_limits: rim::config::RateLimits {
+            logins_per_account_per_minute: 0,
+            logins_per_ip_per_minute: 0,
+            registrations_per_ip_per_hour: 0,
+            messages_per_second: 0,
+            message_burst: 1,
+        },
+        ..Config::default()
+    }
 }
 
 impl TestServer {
@@ -67,7 +76,9 @@ impl TestServer {
     }
 
     async fn launch(config: Config) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let running = rim::server::start(config.clone(), listener)
             .await
             .expect("server starts");
@@ -87,7 +98,12 @@ impl TestServer {
     /// Shuts down gracefully (asserting it succeeds) and starts again on the
     /// same database file, on a new port.
     pub async fn restart(mut self) -> TestServer {
-        self.running.take().unwrap().shutdown().await.expect("clean shutdown");
+        self.running
+            .take()
+            .unwrap()
+            .shutdown()
+            .await
+            .expect("clean shutdown");
         let dir = self._dir.take();
         let mut s = TestServer::launch(self.config.clone()).await;
         s._dir = dir;
@@ -142,17 +158,25 @@ impl TestServer {
 
     /// Makes `a` and `b` friends through the public API.
     pub async fn befriend(&self, a: &str, b_uid: u64, b: &str, a_uid: u64) {
-        let r = self.post("/api/friend/add", Some(a), json!({"fid": b_uid})).await;
+        let r = self
+            .post("/api/friend/add", Some(a), json!({"fid": b_uid}))
+            .await;
         assert_eq!(r.status, 200, "{}", r.json);
         let r = self
-            .post("/api/friend/status/modify", Some(b), json!({"fid": a_uid, "status": 1}))
+            .post(
+                "/api/friend/status/modify",
+                Some(b),
+                json!({"fid": a_uid, "status": 1}),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.json);
     }
 
     /// A direct chat between the token's owner and `other`.
     pub async fn direct(&self, token: &str, other: u64) -> u64 {
-        let r = self.post("/api/group/direct", Some(token), json!({"uid": other})).await;
+        let r = self
+            .post("/api/group/direct", Some(token), json!({"uid": other}))
+            .await;
         assert_eq!(r.status, 200, "{}", r.json);
         r.data().as_u64().unwrap()
     }
@@ -188,7 +212,11 @@ impl Reply {
         assert_eq!(self.status, status, "{}", self.json);
         assert_eq!(self.json["ok"], false, "{}", self.json);
         assert_eq!(self.json["code"], status, "{}", self.json);
-        assert!(self.json["msg"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.json);
+        assert!(
+            self.json["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.json
+        );
         assert!(self.json["data"].is_null(), "{}", self.json);
     }
 
@@ -202,15 +230,26 @@ impl Reply {
 }
 
 /// One HTTP/1.1 request on a fresh connection.
-pub async fn http(addr: SocketAddr, method: Method, path: &str, token: Option<&str>, body: Option<String>) -> Reply {
-    let mut req = Request::builder().method(method).uri(path).header("host", addr.to_string());
+pub async fn http(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> Reply {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
     if body.is_some() {
         req = req.header("content-type", "application/json");
     }
-    let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
     raw_request(addr, req).await
 }
 
@@ -228,9 +267,17 @@ pub async fn raw_request(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let json = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| panic!("not JSON (status {status}): {:?}", String::from_utf8_lossy(&bytes)));
-    Reply { status, headers, json }
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        panic!(
+            "not JSON (status {status}): {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
+    Reply {
+        status,
+        headers,
+        json,
+    }
 }
 
 /// A WebSocket client speaking rim frames.
@@ -298,13 +345,272 @@ impl Ws {
     /// Waits for the close frame and returns its code.
     pub async fn expect_close(&mut self) -> u16 {
         loop {
-            let msg = tokio::time::timeout(WAIT, self.stream.next()).await.expect("close in time");
+            let msg = tokio::time::timeout(WAIT, self.stream.next())
+                .await
+                .expect("close in time");
             match msg {
                 Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
                 Some(Ok(Message::Close(None))) => return 1005,
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => panic!("connection failed instead of closing: {e}"),
                 None => panic!("stream ended without a close frame"),
+            }
+        }
+    }
+}
+
+// ---- Helpers for the WebSocket and lifecycle tests ---------------------------
+
+/// Creates a group owned by `token`'s user with `members` (plain members) and
+/// returns its gid.
+pub async fn create_group(srv: &TestServer, token: &str, name: &str, members: &[u64]) -> u64 {
+    let users: Vec<Value> = members
+        .iter()
+        .map(|uid| json!({"uid": uid, "role": 1}))
+        .collect();
+    let r = srv
+        .post(
+            "/api/group/create",
+            Some(token),
+            json!({"group": {"name": name, "avatar": "", "mode": 0}, "users": users}),
+        )
+        .await;
+    r.assert_ok().as_u64().expect("gid")
+}
+
+/// Two friends with a direct chat: ((uid, token), (uid, token), gid).
+pub async fn direct_pair(
+    srv: &TestServer,
+    a: &str,
+    b: &str,
+) -> ((u64, String), (u64, String), u64) {
+    let (ua, ta) = srv.user(a).await;
+    let (ub, tb) = srv.user(b).await;
+    srv.befriend(&ta, ub, &tb, ua).await;
+    let gid = srv.direct(&ta, ub).await;
+    ((ua, ta), (ub, tb), gid)
+}
+
+/// The newest (up to 100) messages of `gid` as `token`'s user sees them over
+/// REST, oldest first: the `msg` objects of the history rows.
+pub async fn history_msgs(srv: &TestServer, token: &str, gid: u64) -> Vec<Value> {
+    let r = srv
+        .post(
+            "/api/message/history",
+            Some(token),
+            json!({"gid": gid, "page": 1, "size": 100}),
+        )
+        .await;
+    r.assert_ok()
+        .as_array()
+        .expect("history rows")
+        .iter()
+        .map(|row| row["msg"].clone())
+        .collect()
+}
+
+/// `token`'s unread count in `gid` from the chat list (0 when the
+/// conversation is not listed).
+pub async fn unread_in(srv: &TestServer, token: &str, gid: u64) -> u64 {
+    let r = srv
+        .post(
+            "/api/message/chat/list",
+            Some(token),
+            json!({"page": 1, "size": 100}),
+        )
+        .await;
+    r.assert_ok()
+        .as_array()
+        .expect("chat rows")
+        .iter()
+        .find(|row| row["group"]["id"] == gid)
+        .map(|row| row["unread"].as_u64().expect("unread count"))
+        .unwrap_or(0)
+}
+
+/// A rim `Msg` frame.
+pub fn msg_frame(kind: &str, gid: u64, content: &str, client_msg_id: &str) -> Value {
+    json!({"event": "Msg", "body": {"kind": kind, "gid": gid, "content": content, "clientMsgId": client_msg_id}})
+}
+
+/// Asserts `answer` is the ack of `client_msg_id` and returns its serverMsgId.
+pub fn assert_ack(answer: &Value, client_msg_id: &str) -> Option<u64> {
+    assert_eq!(answer["kind"], "Ack", "expected an ack: {answer}");
+    assert_eq!(answer["content"], "Ok", "{answer}");
+    assert_eq!(answer["code"], 200, "{answer}");
+    assert_eq!(answer["clientMsgId"], client_msg_id, "{answer}");
+    assert!(
+        answer.get("event").is_none(),
+        "an answer has no event: {answer}"
+    );
+    answer["serverMsgId"].as_u64()
+}
+
+/// Asserts `answer` is an `Error` answer with `code` and a reason.
+pub fn assert_refused(answer: &Value, code: u16) {
+    assert_eq!(
+        answer["kind"], "Error",
+        "expected an error answer: {answer}"
+    );
+    assert_eq!(answer["code"], code, "{answer}");
+    assert!(answer["serverMsgId"].is_null(), "{answer}");
+    assert!(
+        answer["content"].as_str().is_some_and(|c| !c.is_empty()),
+        "{answer}"
+    );
+}
+
+/// A WebSocket client whose socket receive buffer is tiny, so that a server
+/// writing to it while it does not read fills up quickly.
+pub async fn ws_with_small_recv_buffer(addr: SocketAddr) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let tcp = socket.connect(addr).await.expect("connect");
+    let (stream, _) =
+        tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("websocket connects");
+    Ws { stream }
+}
+
+/// A WebSocket client written by hand over TCP, for what a well-behaved client
+/// library will not do: stay silent (no pong), or send a text frame that is not
+/// UTF-8.
+pub struct RawWs {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// An outcome of [`RawWs::read_frame`].
+#[derive(Debug)]
+pub enum RawFrame {
+    Frame {
+        opcode: u8,
+        payload: Vec<u8>,
+    },
+    /// The server closed the TCP connection.
+    Eof,
+}
+
+impl RawWs {
+    /// Connects and completes the upgrade handshake on `/ws`.
+    pub async fn connect(addr: SocketAddr) -> RawWs {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let req = format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .expect("send upgrade");
+        let mut buf = Vec::new();
+        let end = loop {
+            if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0u8; 1024];
+            let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+                .await
+                .expect("upgrade answer in time")
+                .expect("read");
+            assert!(n > 0, "connection closed during the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "upgrade refused: {head}");
+        // The RFC 6455 example key has this known accept value.
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+            "{head}"
+        );
+        buf.drain(..end);
+        RawWs { stream, buf }
+    }
+
+    /// Sends one final, masked frame.
+    pub async fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+        let mut out = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&out).await.expect("send frame");
+    }
+
+    async fn fill(&mut self, want: usize) -> bool {
+        use tokio::io::AsyncReadExt;
+        while self.buf.len() < want {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("a frame in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return false;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        true
+    }
+
+    /// The next frame from the server, without answering pings.
+    pub async fn read_frame(&mut self) -> RawFrame {
+        if !self.fill(2).await {
+            return RawFrame::Eof;
+        }
+        let opcode = self.buf[0] & 0x0f;
+        let masked = self.buf[1] & 0x80 != 0;
+        let (len, mut at) = match self.buf[1] & 0x7f {
+            126 => {
+                if !self.fill(4).await {
+                    return RawFrame::Eof;
+                }
+                (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+            }
+            127 => {
+                if !self.fill(10).await {
+                    return RawFrame::Eof;
+                }
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&self.buf[2..10]);
+                (u64::from_be_bytes(n) as usize, 10)
+            }
+            n => (n as usize, 2),
+        };
+        assert!(!masked, "server frames must not be masked");
+        if !self.fill(at + len).await {
+            return RawFrame::Eof;
+        }
+        let payload = self.buf[at..at + len].to_vec();
+        at += len;
+        self.buf.drain(..at);
+        RawFrame::Frame { opcode, payload }
+    }
+
+    /// Reads (ignoring data and pings) until a close frame; returns its code.
+    pub async fn expect_close(&mut self) -> u16 {
+        loop {
+            match self.read_frame().await {
+                RawFrame::Frame { opcode: 8, payload } => {
+                    assert!(payload.len() >= 2, "close frame without a code");
+                    return u16::from_be_bytes([payload[0], payload[1]]);
+                }
+                RawFrame::Frame { .. } => continue,
+                RawFrame::Eof => panic!("connection ended without a close frame"),
             }
         }
     }

@@ -20,7 +20,13 @@ async fn two_users_chat_over_websocket() {
     assert_eq!(push["body"]["msgId"], id);
     assert_eq!(push["body"]["content"], "hello bob");
     assert_eq!(push["body"]["uid"], a);
-    let r = srv.post("/api/message/chat/list", Some(&tb), json!({"page":1,"size":10})).await;
+    let r = srv
+        .post(
+            "/api/message/chat/list",
+            Some(&tb),
+            json!({"page":1,"size":10}),
+        )
+        .await;
     let rows = r.assert_ok().as_array().unwrap().clone();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["unread"], 1);
