@@ -24,6 +24,14 @@ pub(super) trait Job: Send {
     fn run(&mut self, conn: &Connection) -> bool;
     /// The job's error, if it ran and failed.
     fn error(&self) -> Option<Error>;
+    /// True for a job that does all its checks before its first write, so
+    /// that it can only fail after writing through a storage failure. Such a
+    /// job runs without a savepoint (which would copy every page it touches
+    /// into the statement journal); if it ever fails after writing, the
+    /// whole batch is rolled back instead.
+    fn checks_first(&self) -> bool {
+        false
+    }
     /// Hands the job's result to its caller once the batch's fate is known.
     fn finish(self: Box<Self>, commit: Result<()>);
 }
@@ -42,6 +50,7 @@ pub(super) struct ClosureJob<F, R> {
     f: Option<F>,
     result: Option<Result<R>>,
     after: Option<AfterCommit<R>>,
+    checks_first: bool,
     reply: oneshot::Sender<Result<R>>,
 }
 
@@ -51,6 +60,7 @@ impl<F, R> ClosureJob<F, R> {
             f: Some(f),
             result: None,
             after: None,
+            checks_first: false,
             reply,
         }
     }
@@ -66,6 +76,13 @@ impl<F, R> ClosureJob<F, R> {
             after: Some(after),
             ..ClosureJob::new(f, reply)
         }
+    }
+
+    /// Marks the job as one that checks everything before it writes (see
+    /// [`Job::checks_first`]).
+    pub(super) fn checking_first(mut self) -> Self {
+        self.checks_first = true;
+        self
     }
 }
 
@@ -94,6 +111,10 @@ where
 
     fn error(&self) -> Option<Error> {
         self.result.as_ref().and_then(|r| r.as_ref().err().cloned())
+    }
+
+    fn checks_first(&self) -> bool {
+        self.checks_first
     }
 
     fn finish(self: Box<Self>, commit: Result<()>) {
@@ -211,7 +232,8 @@ pub(super) fn shutting_down() -> Error {
     Error::Unavailable("the server is shutting down".into())
 }
 
-/// Runs every job of the batch in one transaction, one savepoint each. On any
+/// Runs every job of the batch in one transaction, one savepoint each (but
+/// for jobs that check before they write). On any
 /// failure the transaction is rolled back, so a batch is kept whole or not at all.
 fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<()> {
     let result = run_batch(conn, batch);
@@ -224,7 +246,11 @@ fn commit_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<()> {
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<()> {
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     for job in batch.iter_mut() {
-        conn.prepare_cached("SAVEPOINT job")?.execute([])?;
+        let savepoint = !job.checks_first();
+        if savepoint {
+            conn.prepare_cached("SAVEPOINT job")?.execute([])?;
+        }
+        let before = conn.total_changes();
         let ok = job.run(conn);
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back by itself (it does so on
@@ -234,10 +260,18 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<()> {
                 Error::Unavailable("the database rejected the write, try again".into())
             }));
         }
-        if !ok {
-            conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+        if savepoint {
+            if !ok {
+                conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+            }
+            conn.prepare_cached("RELEASE job")?.execute([])?;
+        } else if !ok && conn.total_changes() != before {
+            // Failed after writing, which only a storage failure does: the
+            // job's half-written rows must not be committed with the rest.
+            return Err(job.error().unwrap_or_else(|| {
+                Error::Unavailable("the database rejected the write, try again".into())
+            }));
         }
-        conn.prepare_cached("RELEASE job")?.execute([])?;
     }
     conn.prepare_cached("COMMIT")?.execute([])?;
     Ok(())
