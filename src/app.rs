@@ -15,7 +15,9 @@ use crate::hub::{Hub, Push};
 use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Notice};
-use crate::store::{Db, FriendEvent, MemberOp, NewMessage, NewUser, Session, Stored};
+use crate::store::{
+    Db, FileRef, FriendEvent, Kind, MemberOp, NewMessage, NewUser, Session, Stored,
+};
 
 #[derive(Clone)]
 pub struct App {
@@ -201,8 +203,14 @@ impl App {
 
     /// Stores a message and, once committed, pushes it to every other online
     /// device of every member. `from_conn` is the sending connection, which
-    /// gets the ack instead of a push.
-    pub async fn send_message(&self, msg: NewMessage, from_conn: Option<u64>) -> Result<Stored> {
+    /// gets the ack instead of a push. The content of an Image or File
+    /// message is checked and rewritten from the stored file (see
+    /// [`App::attach`]).
+    pub async fn send_message(
+        &self,
+        mut msg: NewMessage,
+        from_conn: Option<u64>,
+    ) -> Result<Stored> {
         if msg.content.is_empty() {
             return Err(Error::bad_request("a message needs content"));
         }
@@ -221,6 +229,9 @@ impl App {
             .messages_per_user
             .check(&msg.uid)
             .map_err(|wait| limits::too_many("messages", wait))?;
+        if matches!(msg.kind, Kind::Image | Kind::File) {
+            self.attach(&mut msg).await?;
+        }
         // Pushed from the database writer right after the commit, so every
         // member sees a conversation's messages in id order, even when several
         // members send at once.
@@ -241,6 +252,33 @@ impl App {
             })
             .await?;
         Ok(stored)
+    }
+
+    /// Checks the file an Image or File message names (the sender must have
+    /// uploaded it: 403 otherwise; an Image must be a png, jpeg, gif or
+    /// webp) and rewrites the content with the stored file's facts, so that
+    /// what members see is what the server holds, whatever the client said.
+    async fn attach(&self, msg: &mut NewMessage) -> Result<()> {
+        let wanted = protocol::parse_attachment(msg.kind, &msg.content)?;
+        let file = self.db.uploaded_file(msg.uid, wanted.file_id).await?;
+        if msg.kind == Kind::Image && !crate::media::is_inline_image(&file.content_type) {
+            return Err(Error::bad_request(format!(
+                "file {} is {}, not a png, jpeg, gif or webp image: send it as a File message",
+                file.id, file.content_type
+            )));
+        }
+        let name = match wanted.name.as_deref() {
+            Some(name) => crate::media::check_name(name)?,
+            None => String::new(),
+        };
+        let name = if name.is_empty() {
+            crate::media::default_name(Some(file.id), &file.content_type)
+        } else {
+            name
+        };
+        msg.content = protocol::attachment_content(&file, &name);
+        msg.file = Some(FileRef { id: file.id, name });
+        Ok(())
     }
 
     /// Marks a conversation read (up to `upto`, or all of it) and tells the

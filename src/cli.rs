@@ -45,6 +45,9 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check the database's integrity and schema.
     Check(CheckArgs),
+    /// Manage stored files: gc.
+    #[command(subcommand)]
+    Files(FilesCommand),
 }
 
 /// The options every command that touches the database takes.
@@ -225,6 +228,23 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FilesCommand {
+    /// Remove files that no message refers to and that were last uploaded
+    /// longer ago than the grace period (also done hourly by the server).
+    Gc(FilesGcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FilesGcArgs {
+    /// How long an unsent file is kept after its last upload: seconds (90s),
+    /// minutes (30m), hours (24h) or days (7d). Default: files.gc_grace_hours.
+    #[arg(long, value_name = "DURATION")]
+    pub grace: Option<String>,
     #[command(flatten)]
     pub db: DbArgs,
 }

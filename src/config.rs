@@ -106,7 +106,9 @@ pub struct Config {
 
     pub token_ttl: Duration,
     pub hash_cost: HashCost,
-    /// How many password hashes may run at once (0 in the file = number of cores).
+    /// Threads hashing passwords, so at most this many hashes run at once
+    /// (0 in the file = one fewer than the cores, at least one: a login
+    /// storm leaves a core to the messages).
     pub hash_concurrency: usize,
 
     pub max_connections: usize,
@@ -116,6 +118,13 @@ pub struct Config {
     pub max_group_members: usize,
     pub outbound_queue: usize,
     pub replay_limit: usize,
+
+    /// Largest file `POST /api/file` takes, in bytes (413 above it).
+    pub max_upload_bytes: u64,
+    /// Bytes of files one user may have uploaded (0 = no limit).
+    pub file_quota_bytes: u64,
+    /// Files no message refers to are removed this long after their last upload.
+    pub file_gc_grace: Duration,
 
     pub header_timeout: Duration,
     pub login_timeout: Duration,
@@ -145,8 +154,8 @@ impl Default for Config {
             token_ttl: Duration::from_secs(30 * 86_400),
             hash_cost: HashCost::default(),
             hash_concurrency: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+                .map(|n| n.get().saturating_sub(1).max(1))
+                .unwrap_or(1),
             max_connections: 10_000,
             max_body_bytes: 64 * 1024,
             max_frame_bytes: 64 * 1024,
@@ -154,6 +163,9 @@ impl Default for Config {
             max_group_members: 2_000,
             outbound_queue: 512,
             replay_limit: 1_000,
+            max_upload_bytes: 25 << 20,
+            file_quota_bytes: 1 << 30,
+            file_gc_grace: Duration::from_secs(24 * 3600),
             header_timeout: Duration::from_secs(10),
             login_timeout: Duration::from_secs(15),
             ping_interval: Duration::from_secs(30),
@@ -187,6 +199,16 @@ pub struct FileConfig {
     pub http: HttpSection,
     #[serde(default)]
     pub rate_limits: RateLimitsSection,
+    #[serde(default)]
+    pub files: FilesSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSection {
+    pub max_upload_mb: Option<u64>,
+    pub quota_mb: Option<u64>,
+    pub gc_grace_hours: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -497,6 +519,20 @@ impl Config {
             0..=1_000_000,
         )?;
 
+        let f = file.files;
+        let mut mb = c.max_upload_bytes >> 20;
+        set(&mut mb, f.max_upload_mb, "files.max_upload_mb", 1..=4096)?;
+        c.max_upload_bytes = mb << 20;
+        let mut mb = c.file_quota_bytes >> 20;
+        set(&mut mb, f.quota_mb, "files.quota_mb", 0..=16_777_216)?;
+        c.file_quota_bytes = mb << 20;
+        if let Some(hours) = f.gc_grace_hours {
+            if !(1..=87_600).contains(&hours) {
+                bail!("files.gc_grace_hours = {hours}: must be between 1 and 87600");
+            }
+            c.file_gc_grace = Duration::from_secs(hours * 3600);
+        }
+
         let t = file.timeouts;
         secs(&mut c.header_timeout, t.header_secs, "timeouts.header_secs")?;
         secs(&mut c.login_timeout, t.login_secs, "timeouts.login_secs")?;
@@ -574,6 +610,9 @@ mod tests {
         assert_eq!(c.rate_limits, d.rate_limits);
         assert_eq!(c.cors_origins, d.cors_origins);
         assert_eq!(c.max_db_mb, d.max_db_mb);
+        assert_eq!(c.max_upload_bytes, d.max_upload_bytes);
+        assert_eq!(c.file_quota_bytes, d.file_quota_bytes);
+        assert_eq!(c.file_gc_grace, d.file_gc_grace);
         assert_eq!(c.shutdown_grace, d.shutdown_grace);
         assert_eq!(c.replay_limit, d.replay_limit);
         assert_eq!(c.registration, d.registration);

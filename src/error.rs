@@ -21,8 +21,10 @@ pub enum Error {
     MethodNotAllowed(String),
     /// The request conflicts with what is stored, e.g. a taken account (409).
     Conflict(String),
-    /// Body or frame over the configured limit (413).
+    /// Body or frame over the configured limit, or a file over the quota (413).
     TooLarge(String),
+    /// A `Range` that lies outside the file (416).
+    RangeNotSatisfiable(String),
     /// Over a rate limit (429).
     TooManyRequests(String),
     /// The database cannot take writes right now: read-only, locked (503).
@@ -46,6 +48,7 @@ impl Error {
             Error::MethodNotAllowed(_) => 405,
             Error::Conflict(_) => 409,
             Error::TooLarge(_) => 413,
+            Error::RangeNotSatisfiable(_) => 416,
             Error::TooManyRequests(_) => 429,
             Error::Internal(_) => 500,
             Error::Unavailable(_) => 503,
@@ -62,6 +65,7 @@ impl Error {
             | Error::MethodNotAllowed(m)
             | Error::Conflict(m)
             | Error::TooLarge(m)
+            | Error::RangeNotSatisfiable(m)
             | Error::TooManyRequests(m)
             | Error::Unavailable(m)
             | Error::Full(m)

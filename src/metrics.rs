@@ -32,8 +32,8 @@ use crate::store::{BATCH_SIZE_BOUNDS, COMMIT_MICROS_BOUNDS};
 const OTHER_ROUTES: [&str; 3] = ["/ws", "/healthz", "/metrics"];
 
 /// Statuses counted under their own label; any other counts as "other".
-const STATUSES: [u16; 17] = [
-    101, 200, 204, 304, 400, 401, 403, 404, 405, 409, 413, 429, 431, 500, 503, 504, 507,
+const STATUSES: [u16; 19] = [
+    101, 200, 204, 206, 304, 400, 401, 403, 404, 405, 409, 413, 416, 429, 431, 500, 503, 504, 507,
 ];
 
 /// The server's counters. One per [`App`]; cheap to update from any task.
@@ -82,7 +82,7 @@ impl Metrics {
     pub fn record_request(&self, path: &str, status: u16) {
         let route = self
             .index
-            .get(path)
+            .get(rest::route_label(path))
             .copied()
             .unwrap_or(self.routes.len() - 1);
         let status = STATUSES

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::store::{ChatRow, Group, Kind, Member, Message, Role, User};
+use crate::store::{ChatRow, FileMeta, Group, Hit, Kind, Member, Message, Role, User};
 use crate::time::format_wire;
 
 // ---- REST: the wrapper ---------------------------------------------------------
@@ -252,7 +252,7 @@ impl<'a> From<&'a Group> for GroupOut<'a> {
 #[derive(Serialize)]
 pub struct MessageOut<'a> {
     id: u64,
-    /// 0 Text, 1 RichText, 2 Image.
+    /// 0 Text, 1 RichText, 2 Image, 3 File.
     kind: u8,
     content: &'a str,
     gid: u64,
@@ -325,6 +325,134 @@ impl<'a> ChatRowOut<'a> {
             unread: None,
         }
     }
+}
+
+/// A search result: a history row without `unread`, plus the snippet.
+#[derive(Serialize)]
+pub struct SearchHitOut<'a> {
+    group: GroupOut<'a>,
+    msg: MessageOut<'a>,
+    user: UserOut<'a>,
+    /// An excerpt of the message with each hit between `«` and `»`.
+    snippet: &'a str,
+}
+
+impl<'a> SearchHitOut<'a> {
+    pub fn new(hit: &'a Hit, viewer: u64) -> Self {
+        SearchHitOut {
+            group: (&hit.group).into(),
+            msg: (&hit.message).into(),
+            user: UserOut::new(&hit.user, viewer),
+            snippet: &hit.snippet,
+        }
+    }
+}
+
+/// The answer to `POST /api/file`: the stored file.
+#[derive(Serialize)]
+pub struct FileOut<'a> {
+    id: u64,
+    name: &'a str,
+    size: u64,
+    #[serde(rename = "contentType")]
+    content_type: &'a str,
+    /// Hex SHA-256 of the bytes (also the download's ETag).
+    sha256: String,
+    width: Option<u32>,
+    height: Option<u32>,
+}
+
+impl<'a> FileOut<'a> {
+    pub fn new(f: &'a FileMeta, name: &'a str) -> Self {
+        FileOut {
+            id: f.id,
+            name,
+            size: f.size,
+            content_type: &f.content_type,
+            sha256: hex(&f.sha256),
+            width: f.width,
+            height: f.height,
+        }
+    }
+}
+
+/// Lowercase hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The content of an `Image` or `File` message as sent: the id of a file the
+/// sender uploaded, and the name to show (other fields are ignored: the
+/// server fills them in from the stored file).
+#[derive(Deserialize)]
+struct AttachmentIn {
+    #[serde(rename = "fileId")]
+    file_id: u64,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// What an `Image` or `File` message refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub file_id: u64,
+    pub name: Option<String>,
+}
+
+/// Reads the content of an `Image` or `File` message:
+/// `{"fileId":N,"name":"..."}` (400 otherwise).
+pub fn parse_attachment(kind: Kind, content: &str) -> Result<Attachment> {
+    let what = kind_name(kind);
+    let usage = || {
+        format!(
+            "the content of a{} {what} message is a JSON object like {{\"fileId\":7,\"name\":\"cat.jpg\"}} naming a file you uploaded with POST /api/file",
+            if what.starts_with(['A', 'E', 'I', 'O', 'U']) {
+                "n"
+            } else {
+                ""
+            }
+        )
+    };
+    if content.trim_start().as_bytes().first() != Some(&b'{') {
+        return Err(Error::bad_request(usage()));
+    }
+    let a: AttachmentIn = serde_json::from_str(content)
+        .map_err(|e| Error::bad_request(format!("{}: {e}", usage())))?;
+    Ok(Attachment {
+        file_id: a.file_id,
+        name: a.name,
+    })
+}
+
+#[derive(Serialize)]
+struct AttachmentOut<'a> {
+    #[serde(rename = "fileId")]
+    file_id: u64,
+    name: &'a str,
+    size: u64,
+    #[serde(rename = "contentType")]
+    content_type: &'a str,
+    width: Option<u32>,
+    height: Option<u32>,
+}
+
+/// The content an `Image` or `File` message is stored and pushed with:
+/// `{"fileId","name","size","contentType","width","height"}`, the facts
+/// taken from the stored file.
+pub fn attachment_content(f: &FileMeta, name: &str) -> String {
+    encode(&AttachmentOut {
+        file_id: f.id,
+        name,
+        size: f.size,
+        content_type: &f.content_type,
+        width: f.width,
+        height: f.height,
+    })
 }
 
 /// A new invite: the code, and the join link when `public_url` is set.
@@ -421,8 +549,9 @@ pub fn parse_kind(s: &str) -> Result<Kind> {
         "Text" => Ok(Kind::Text),
         "RichText" => Ok(Kind::RichText),
         "Image" => Ok(Kind::Image),
+        "File" => Ok(Kind::File),
         other => Err(Error::bad_request(format!(
-            "unknown message kind {other:?}: use Text, RichText or Image"
+            "unknown message kind {other:?}: use Text, RichText, Image or File"
         ))),
     }
 }
@@ -432,6 +561,7 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Text => "Text",
         Kind::RichText => "RichText",
         Kind::Image => "Image",
+        Kind::File => "File",
     }
 }
 

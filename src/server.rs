@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -197,13 +197,21 @@ pub async fn run(
     Ok(())
 }
 
-/// Housekeeping while the server runs: drops expired sessions hourly.
+/// Housekeeping while the server runs, hourly: drops expired sessions, and
+/// files no message refers to once their grace period is over.
 async fn maintain(app: App, mut stop: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = every.tick() => {
+                match app.db.collect_files(app.config.file_gc_grace).await {
+                    Ok(c) if c.files > 0 => {
+                        crate::log_info!("unsent files removed", count = c.files, bytes = c.bytes);
+                    }
+                    Ok(_) => {}
+                    Err(e) => crate::log_warn!("file collection failed", error = e),
+                }
                 if let Ok(n) = app.db.purge_expired_sessions().await
                     && n > 0
                 {
@@ -256,7 +264,7 @@ async fn serve_connection(
                 .catch_unwind()
                 .await;
             Ok::<_, std::convert::Infallible>(handled.unwrap_or_else(|_| {
-                rest::error_response(&Error::Internal("internal error".into()))
+                rest::error_response(&Error::Internal("internal error".into())).map(Either::Left)
             }))
         }
     });
@@ -293,7 +301,7 @@ async fn route(
     stop: watch::Receiver<bool>,
     permit: Arc<OwnedSemaphorePermit>,
     alive: mpsc::Sender<()>,
-) -> Response<Full<Bytes>> {
+) -> Response<rest::Body> {
     let started = Instant::now();
     let method = req.method().clone();
     // The path only: query strings may carry tokens (/api/user/token?token=).
@@ -302,18 +310,19 @@ async fn route(
     // Behind a trusted reverse proxy, the client it reports; else the peer.
     let client = crate::proxy::client_ip(&app.config.trusted_proxies, peer.ip(), req.headers());
     let resp = if path == "/ws" {
-        if !websocket_origin_allowed(&app, &req) {
+        let resp = if !websocket_origin_allowed(&app, &req) {
             rest::error_response(&Error::forbidden(
                 "WebSocket connections from this origin are not allowed",
             ))
         } else {
             upgrade(&app, &mut req, peer, stop, permit, alive)
-        }
+        };
+        resp.map(Either::Left)
     } else if path.starts_with("/api/")
         && method == Method::OPTIONS
         && req.headers().contains_key(ORIGIN)
     {
-        preflight(cors.clone())
+        preflight(cors.clone()).map(Either::Left)
     } else if path.starts_with("/api/") {
         let mut resp = rest::handle(&app, req, client).await;
         if let Some(origin) = cors {
@@ -323,13 +332,17 @@ async fn route(
         }
         resp
     } else if path == "/healthz" {
-        health(&app, &method).await
+        health(&app, &method).await.map(Either::Left)
     } else if path == "/metrics" {
-        crate::metrics::serve(&app, &method, req.headers()).await
+        crate::metrics::serve(&app, &method, req.headers())
+            .await
+            .map(Either::Left)
     } else {
-        web::serve(&req).unwrap_or_else(|| {
-            rest::error_response(&Error::not_found(format!("no such route: {path}")))
-        })
+        web::serve(&req)
+            .unwrap_or_else(|| {
+                rest::error_response(&Error::not_found(format!("no such route: {path}")))
+            })
+            .map(Either::Left)
     };
     crate::log_info!(
         "request",

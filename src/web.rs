@@ -10,9 +10,10 @@
 //!
 //! Every answer also carries a strict Content-Security-Policy: scripts,
 //! styles, images and connections only from this origin (plus the WebSocket
-//! to this same host), no inline script or style, no framing. The client
-//! renders every user-supplied text with `textContent`, and the policy is the
-//! second line of defence should that ever slip.
+//! to this same host, and `blob:` images: pictures of messages are fetched
+//! with the token and shown from blob URLs), no inline script or style, no
+//! framing. The client renders every user-supplied text with `textContent`,
+//! and the policy is the second line of defence should that ever slip.
 //!
 //! Only `GET` and `HEAD` are served; other methods on a file's path get 405.
 //! A path that names no file returns `None`, and the router answers its
@@ -56,6 +57,7 @@ const FILES: &[(&str, &[u8])] = embed![
     "js/views/conversation.js",
     "js/views/friends.js",
     "js/views/groups.js",
+    "js/views/search.js",
 ];
 
 /// A file ready to serve: its bytes and the headers that depend only on it.
@@ -193,7 +195,7 @@ fn security_headers(h: &mut HeaderMap, host: Option<&HeaderValue>) {
 /// very host is also named explicitly, taken from the `Host` header when it
 /// is a plain `name[:port]` or `[v6]:port`.
 fn content_security_policy(host: Option<&HeaderValue>) -> HeaderValue {
-    const BASE: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+    const BASE: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; \
                         font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \
                         frame-ancestors 'none'; connect-src 'self'";
     let host = host

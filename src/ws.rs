@@ -47,7 +47,7 @@ pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
 struct LoggedIn {
     uid: u64,
     expires_at: i64,
-    live: mpsc::Receiver<Push>,
+    live: mpsc::Receiver<Arc<Push>>,
     /// Live pushes of messages at or below this id were covered by the login
     /// replay (see [`LoggedIn::covered`]).
     snapshot: u64,
@@ -208,18 +208,18 @@ impl Conn {
 
     /// Sends a live push, and whatever else is already queued behind it, in
     /// one flush.
-    async fn forward(&mut self, first: Push) -> Result<(), End> {
+    async fn forward(&mut self, first: Arc<Push>) -> Result<(), End> {
         let Some(login) = &mut self.login else {
             return Ok(());
         };
         let mut frames = Vec::new();
         if !login.covered(&first) {
-            frames.push(first.frame);
+            frames.push(first.frame.clone());
         }
         while frames.len() < 64 {
             match login.live.try_recv() {
                 Ok(push) if login.covered(&push) => {}
-                Ok(push) => frames.push(push.frame),
+                Ok(push) => frames.push(push.frame.clone()),
                 Err(_) => break,
             }
         }
@@ -311,6 +311,7 @@ impl Conn {
                             kind,
                             content,
                             client_msg_id: client_msg_id.to_owned(),
+                            file: None,
                         },
                         Some(self.id),
                     )
@@ -498,7 +499,7 @@ impl Drop for Conn {
 }
 
 /// Waits for the next live push, or forever when not logged in.
-async fn recv_live(login: &mut Option<LoggedIn>) -> Option<Push> {
+async fn recv_live(login: &mut Option<LoggedIn>) -> Option<Arc<Push>> {
     match login {
         Some(login) => login.live.recv().await,
         None => std::future::pending().await,

@@ -197,6 +197,31 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
         }
         clients = out.clients;
     }
+    // The same connections and the same offered rate with Heart frames,
+    // which rim answers without the database: what the network, the frame
+    // handling and the scheduling cost on their own, next to the disk floor
+    // of the limits scenario. Tells where an ack's latency comes from.
+    if sizes.direct_heart_diagnostic
+        && let Some(&offered) = sizes.direct_rates.iter().max()
+    {
+        ctx.progress(format_args!(
+            "direct: open loop of Heart frames at {offered}/s, {:.1} s",
+            sizes.direct_open_secs
+        ));
+        let plans = open_plans(clients, offered, sizes.direct_open_secs, FrameKind::Heart);
+        let out = load::run_phase(plans, sizes.direct_open_secs, 0, None, pid).await;
+        server.check_alive()?;
+        let phase = format!("diagnostic: {offered} Heart/s (no storage)");
+        report.rows.push(
+            Row::new(phase.clone(), out.answered, "frames/s", out.usage).latency("ack", &out.ack),
+        );
+        problems(&mut report, &phase, &out);
+        report.figures.insert(
+            "open_heart_ack_p99_ms",
+            out.ack.quantile_ns(0.99) as f64 / 1e6,
+        );
+        clients = out.clients;
+    }
     if clients.len() < n {
         report.problems.push(format!(
             "{} of {n} connections were lost",

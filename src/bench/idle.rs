@@ -39,7 +39,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     ));
     server.check_alive()?;
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let before_rss = pid.and_then(sys::rss_kib);
     ctx.progress(format_args!("idle: opening {n} WebSocket connections"));
     let meter = Meter::start(pid);
@@ -81,7 +81,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     drop(http);
 
     // Let allocator and kernel settle before reading memory.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let after_rss = pid.and_then(sys::rss_kib);
 
     let every = Duration::from_secs_f64(ctx.sizes.heartbeat_secs);

@@ -271,7 +271,8 @@ struct Raw {
 
 /// The raw SQLite measurements, each on a fresh file, on this thread.
 fn raw_sqlite(dir: &Path, batch: usize, secs: f64, offered: u64) -> anyhow::Result<Raw> {
-    let window = Duration::from_secs_f64(secs);
+    // Four measurements: each gets half the scenario's window.
+    let window = Duration::from_secs_f64(secs / 2.0);
     let (insert_rows, insert_usage) = {
         let (conn, gids) = fresh(dir, "raw-insert.db")?;
         let meter = Meter::start(None);
@@ -322,7 +323,7 @@ fn raw_sqlite(dir: &Path, batch: usize, secs: f64, offered: u64) -> anyhow::Resu
     let (commit_hist, commit_usage) = {
         let (mut conn, gids) = fresh(dir, "raw-commit.db")?;
         let meter = Meter::start(None);
-        let until = Instant::now() + window.min(Duration::from_secs(2));
+        let until = Instant::now() + window;
         let mut hist = Histogram::new();
         let mut n = 0u64;
         while Instant::now() < until && n < 10_000 {

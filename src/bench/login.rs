@@ -154,11 +154,21 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     let hash_ms = alone.quantile_ns(0.5) as f64 / 1e6;
     report.figures.insert("hashes_per_sec", hashes);
     report.notes.push(format!(
-        "{} hashes/s in the storm; one login alone takes {hash_ms:.1} ms, so about {:.1} hashes ran at once (bounded to the {} cores)",
+        "{} hashes/s in the storm; one login alone takes {hash_ms:.1} ms (hash, session \
+         write, HTTP): at most {:.1} logins' worth of work at once on {} cores, so hashing \
+         stayed bounded",
         rate(hashes),
         hashes * hash_ms / 1000.0,
         super::sys::cores()
     ));
+    if let Some(peak) = stormy.usage.server_peak_rss_kib {
+        report.figures.insert("storm_peak_rss_kib", peak as f64);
+        report.notes.push(format!(
+            "server peak RSS {} after {} hashes of 19 MiB each",
+            super::mib(peak),
+            2 * registered as u64 + 5 + logins.count() + registrations.count()
+        ));
+    }
     let before = quiet.ack.quantile_ns(0.99) as f64 / 1e6;
     let during = stormy.ack.quantile_ns(0.99) as f64 / 1e6;
     report

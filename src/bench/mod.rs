@@ -97,6 +97,8 @@ pub struct Sizes {
     /// Offered rates of the open-loop phases, messages/s.
     pub direct_rates: Vec<u64>,
     pub direct_open_secs: f64,
+    /// Also offer Heart frames at the highest rate (the path without storage).
+    pub direct_heart_diagnostic: bool,
 
     pub fanout_groups: Vec<usize>,
     pub fanout_senders: Vec<usize>,
@@ -134,6 +136,7 @@ impl Sizes {
             direct_closed_secs: 6.0,
             direct_rates: vec![1000, 5000],
             direct_open_secs: 5.0,
+            direct_heart_diagnostic: true,
             fanout_groups: vec![100, 1000],
             // 32 senders is a diagnostic beyond the 1 and 8: it shows
             // whether the limit is the fan-out or the senders' commit waits.
@@ -160,25 +163,27 @@ impl Sizes {
     pub fn quick() -> Sizes {
         Sizes {
             idle_connections: 2000,
-            idle_secs: 1.5,
-            direct_pairs: 200,
-            direct_closed_secs: 2.0,
+            idle_secs: 1.0,
+            direct_pairs: 150,
+            direct_closed_secs: 1.5,
             direct_rates: vec![5000],
-            direct_open_secs: 1.5,
+            direct_open_secs: 1.0,
+            direct_heart_diagnostic: false,
             fanout_groups: vec![100],
             fanout_senders: vec![1, 8],
-            fanout_secs: 1.5,
-            slow_reader_secs: 2.0,
+            fanout_secs: 0.8,
+            slow_reader_secs: 1.5,
             history_messages: 100_000,
             history_groups: 200,
             history_users: 20,
-            history_secs: 1.5,
-            login_users: 8,
-            login_pairs: 10,
-            login_secs: 1.5,
+            history_secs: 1.0,
+            history_readers: 1,
+            login_users: 4,
+            login_pairs: 5,
+            login_secs: 1.0,
             login_concurrency: 16,
             limits_connections: 100,
-            limits_secs: 1.5,
+            limits_secs: 1.0,
             ..Sizes::full()
         }
     }
@@ -193,6 +198,7 @@ impl Sizes {
             direct_closed_secs: 0.3,
             direct_rates: vec![100],
             direct_open_secs: 0.3,
+            direct_heart_diagnostic: true,
             fanout_groups: vec![10],
             fanout_senders: vec![1, 2],
             fanout_secs: 0.3,
@@ -506,7 +512,7 @@ pub async fn run(
         on_report(&report);
         reports.push(report);
         // Let sockets of the finished scenario close before the next starts.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(reports)
 }

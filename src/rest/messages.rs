@@ -1,9 +1,13 @@
-//! `/api/message/*`: the conversation list, history and read marks.
+//! `/api/message/*`: the conversation list, history, read marks and search.
 
 use super::{Ctx, paging};
-use crate::error::Result;
-use crate::protocol::{self, ChatRowOut};
+use crate::error::{Error, Result};
+use crate::protocol::{self, ChatRowOut, SearchHitOut};
+use crate::search::{MAX_TERMS, Query};
 use crate::store::Cursor;
+
+/// Longest search query, in characters.
+const MAX_QUERY_CHARS: usize = 256;
 
 pub async fn chat_list(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     let req: protocol::ChatListQuery = ctx.json()?;
@@ -39,4 +43,35 @@ pub async fn group_read(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     let req: protocol::GroupRead = ctx.json()?;
     ctx.app.mark_read(ctx.uid, req.gid, None, None).await?;
     Ok(protocol::success(&true))
+}
+
+/// `GET /api/message/search?q=...&gid=...&page=...&size=...`: messages of
+/// the caller's conversations (or of `gid`) containing every word of `q`,
+/// best match first.
+pub async fn search(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+    let q = ctx.query("q")?.trim();
+    if q.is_empty() {
+        return Err(Error::bad_request("q is empty: say what to search for"));
+    }
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(Error::bad_request(format!(
+            "q is longer than {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    let query = Query::parse(q).map_err(|_| {
+        Error::bad_request(format!(
+            "q has more than {MAX_TERMS} words: search for fewer"
+        ))
+    })?;
+    let gid = ctx.query_opt_u64("gid")?;
+    let page = ctx
+        .query_opt_u64("page")?
+        .map(|p| p.min(i64::MAX as u64) as i64);
+    let size = ctx
+        .query_opt_u64("size")?
+        .map(|s| s.min(i64::MAX as u64) as i64);
+    let (page, size) = paging(page, size)?;
+    let hits = ctx.app.db.search(ctx.uid, gid, query, page, size).await?;
+    let out: Vec<SearchHitOut> = hits.iter().map(|h| SearchHitOut::new(h, ctx.uid)).collect();
+    Ok(protocol::success(&out))
 }

@@ -1,11 +1,18 @@
 //! REST under `/api/...`: routing, request decoding limits, and turning every
 //! outcome into rim's JSON wrapper with a real HTTP status.
 //!
-//! Routing is a plain table of (method, path, route); a path that exists with
-//! another method answers 405, an unknown path 404, both in the wrapper. The
-//! caller's identity comes only from the `Authorization` token; handlers get
-//! it as `ctx.uid` and ignore any uid in bodies or queries.
+//! Routing is a plain table of (method, path, route), and a second one of
+//! path prefixes for the routes whose last segment is a parameter
+//! (`/api/file/{id}`); a path that exists with another method answers 405,
+//! an unknown path 404, both in the wrapper. The caller's identity comes
+//! only from the `Authorization` token; handlers get it as `ctx.uid` and
+//! ignore any uid in bodies or queries.
+//!
+//! Every answer is the JSON wrapper except the bytes of a file, which
+//! stream out of the database ([`Body`] is either); an upload streams in
+//! instead of being read whole like other bodies.
 
+mod files;
 mod friends;
 mod groups;
 mod invites;
@@ -15,7 +22,7 @@ mod users;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -49,6 +56,9 @@ enum Route {
     FriendModify,
     InviteCreate,
     OpenApi,
+    MessageSearch,
+    FileUpload,
+    FileGet,
 }
 
 /// Every REST route: method, path, handler, and whether it needs a token.
@@ -108,19 +118,84 @@ const ROUTES: &[(Method, &str, Route, bool)] = &[
     // This API's own description (openapi.json at the repository root),
     // answered raw rather than in the wrapper.
     (Method::GET, "/api/openapi.json", Route::OpenApi, false),
+    (
+        Method::GET,
+        "/api/message/search",
+        Route::MessageSearch,
+        true,
+    ),
+    // The body is the file itself, streamed rather than read whole.
+    (Method::POST, "/api/file", Route::FileUpload, true),
 ];
+
+/// Routes whose path ends in a parameter: method, prefix, the path as
+/// documented, handler, whether it needs a token. The parameter is the rest
+/// of the path after the prefix.
+const PREFIX_ROUTES: &[(Method, &str, &str, Route, bool)] = &[(
+    Method::GET,
+    "/api/file/",
+    "/api/file/{id}",
+    Route::FileGet,
+    true,
+)];
+
+/// A response body: the JSON wrapper (or another small answer), or a file
+/// streamed from the database.
+pub type Body = Either<Full<Bytes>, files::FileBody>;
 
 /// The OpenAPI document of the routes above, embedded at build time.
 const OPENAPI: &[u8] = include_bytes!("../../openapi.json");
 
-/// The (method, path) pairs the router serves, for documentation checks.
+/// The (method, path) pairs the router serves, for documentation checks,
+/// with parameters as documented (`/api/file/{id}`).
 pub fn routes() -> impl Iterator<Item = (&'static str, &'static str)> {
-    ROUTES.iter().map(|(m, p, _, _)| (m.as_str(), *p))
+    ROUTES
+        .iter()
+        .map(|(m, p, _, _)| (m.as_str(), *p))
+        .chain(PREFIX_ROUTES.iter().map(|(m, _, p, _, _)| (m.as_str(), *p)))
 }
 
 /// The paths served without a bearer token.
 pub fn public_paths() -> impl Iterator<Item = &'static str> {
-    ROUTES.iter().filter(|r| !r.3).map(|r| r.1)
+    ROUTES
+        .iter()
+        .filter(|r| !r.3)
+        .map(|r| r.1)
+        .chain(PREFIX_ROUTES.iter().filter(|r| !r.4).map(|r| r.2))
+}
+
+/// The route a request path belongs to, as [`routes`] names it: the path
+/// itself, or the documented form of a parameter route. For bounded metric
+/// labels.
+pub fn route_label(path: &str) -> &str {
+    PREFIX_ROUTES
+        .iter()
+        .find(|r| path.starts_with(r.1))
+        .map_or(path, |r| r.2)
+}
+
+/// The routes (method, handler, needs a token) a path matches, and the
+/// parameter of a prefix route.
+fn candidates(path: &str) -> (Vec<(&'static Method, Route, bool)>, &str) {
+    let exact: Vec<_> = ROUTES
+        .iter()
+        .filter(|r| r.1 == path)
+        .map(|r| (&r.0, r.2, r.3))
+        .collect();
+    if !exact.is_empty() {
+        return (exact, "");
+    }
+    for (_, prefix, ..) in PREFIX_ROUTES {
+        if let Some(param) = path.strip_prefix(prefix) {
+            let found = PREFIX_ROUTES
+                .iter()
+                .filter(|r| r.1 == *prefix)
+                .map(|r| (&r.0, r.3, r.4))
+                .collect();
+            return (found, param);
+        }
+    }
+    (Vec::new(), "")
 }
 
 /// What a handler gets: the app, the caller, the query and the body.
@@ -159,39 +234,50 @@ impl Ctx<'_> {
             ))
         })
     }
-}
 
-/// Answers one `/api/...` request.
-pub async fn handle(app: &App, req: Request<Incoming>, ip: IpAddr) -> Response<Full<Bytes>> {
-    let path = req.uri().path().to_owned();
-    match dispatch(app, req, ip).await {
-        Ok(body) => json_response(StatusCode::OK, body),
-        Err(err) => {
-            let mut resp = error_response(&err);
-            if let Error::MethodNotAllowed(_) = err {
-                // RFC 9110: a 405 names the methods the path does support.
-                let allowed: Vec<_> = ROUTES
-                    .iter()
-                    .filter(|r| r.1 == path)
-                    .map(|r| r.0.as_str())
-                    .collect();
-                if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
-                    resp.headers_mut().insert(header::ALLOW, allow);
-                }
-            }
-            resp
+    /// An optional numeric query parameter.
+    pub fn query_opt_u64(&self, name: &str) -> Result<Option<u64>> {
+        match self.query.contains_key(name) {
+            false => Ok(None),
+            true => self.query_u64(name).map(Some),
         }
     }
 }
 
-async fn dispatch(app: &App, req: Request<Incoming>, ip: IpAddr) -> Result<Vec<u8>> {
+/// What a handler answers: the JSON wrapper's bytes, or a whole response.
+enum Answer {
+    Json(Vec<u8>),
+    Raw(Response<Body>),
+}
+
+/// Answers one `/api/...` request.
+pub async fn handle(app: &App, req: Request<Incoming>, ip: IpAddr) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    match dispatch(app, req, ip).await {
+        Ok(Answer::Json(body)) => json_response(StatusCode::OK, body).map(Either::Left),
+        Ok(Answer::Raw(resp)) => resp,
+        Err(err) => {
+            let mut resp = error_response(&err);
+            if let Error::MethodNotAllowed(_) = err {
+                // RFC 9110: a 405 names the methods the path does support.
+                let allowed: Vec<_> = candidates(&path).0.iter().map(|r| r.0.as_str()).collect();
+                if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+                    resp.headers_mut().insert(header::ALLOW, allow);
+                }
+            }
+            resp.map(Either::Left)
+        }
+    }
+}
+
+async fn dispatch(app: &App, req: Request<Incoming>, ip: IpAddr) -> Result<Answer> {
     let path = req.uri().path();
-    let candidates: Vec<_> = ROUTES.iter().filter(|(_, p, _, _)| *p == path).collect();
+    let (candidates, param) = candidates(path);
     if candidates.is_empty() {
         return Err(Error::not_found(format!("no such route: {path}")));
     }
-    let Some(&&(_, _, route, needs_auth)) = candidates.iter().find(|(m, ..)| m == req.method())
-    else {
+    let param = param.to_owned();
+    let Some(&(_, route, needs_auth)) = candidates.iter().find(|(m, ..)| *m == req.method()) else {
         let allowed: Vec<_> = candidates.iter().map(|(m, ..)| m.as_str()).collect();
         return Err(Error::MethodNotAllowed(format!(
             "{} is not supported on {path}; use {}",
@@ -206,7 +292,18 @@ async fn dispatch(app: &App, req: Request<Incoming>, ip: IpAddr) -> Result<Vec<u
     } else {
         0
     };
+    // Files stream: the upload's body is not read whole, and a download
+    // answers bytes rather than JSON.
+    if route == Route::FileUpload {
+        return files::upload(app, uid, &query, req).await.map(Answer::Json);
+    }
+    let file_headers = (route == Route::FileGet).then(|| req.headers().clone());
     let body = read_body(req, app.config.max_body_bytes).await?;
+    if let Some(headers) = file_headers {
+        return files::download(app, uid, &param, &query, &headers)
+            .await
+            .map(Answer::Raw);
+    }
     let ctx = Ctx {
         app,
         uid,
@@ -215,7 +312,7 @@ async fn dispatch(app: &App, req: Request<Incoming>, ip: IpAddr) -> Result<Vec<u
         query,
         body,
     };
-    match route {
+    let json = match route {
         Route::UserCreate => users::create(ctx).await,
         Route::UserLogin => users::login(ctx).await,
         Route::UserLogout => users::logout(ctx).await,
@@ -238,7 +335,12 @@ async fn dispatch(app: &App, req: Request<Incoming>, ip: IpAddr) -> Result<Vec<u
         Route::FriendModify => friends::modify(ctx).await,
         Route::InviteCreate => invites::create(ctx).await,
         Route::OpenApi => Ok(OPENAPI.to_vec()),
-    }
+        Route::MessageSearch => messages::search(ctx).await,
+        Route::FileUpload | Route::FileGet => {
+            Err(Error::Internal("file routes are answered above".into()))
+        }
+    };
+    json.map(Answer::Json)
 }
 
 /// The token of `Authorization: Bearer <token>`. Like rim, the scheme word is

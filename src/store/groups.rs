@@ -36,6 +36,16 @@ pub fn require_member(c: &Connection, gid: u64, uid: u64) -> Result<(Group, Role
     }
 }
 
+/// The caller's role in `gid`, with the same errors as [`require_member`]
+/// but one primary-key lookup when the caller is a member (the hot path of
+/// every message sent).
+pub fn check_member(c: &Connection, gid: u64, uid: u64) -> Result<Role> {
+    match role(c, gid, uid)? {
+        Some(role) => Ok(role),
+        None => require_member(c, gid, uid).map(|(_, role)| role),
+    }
+}
+
 pub fn member_ids(c: &Connection, gid: u64) -> Result<Vec<u64>> {
     let mut stmt = c.prepare_cached("SELECT uid FROM members WHERE gid = ?1")?;
     let rows = stmt.query_map([gid], |r| r.get(0))?;

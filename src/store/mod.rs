@@ -10,10 +10,13 @@
 //! admin, a friend) run inside the same transaction as the change they guard.
 
 pub mod admin;
+mod checkpoint;
+pub mod files;
 mod friends;
 mod groups;
 mod messages;
 pub mod schema;
+pub mod search;
 mod users;
 mod writer;
 
@@ -26,8 +29,10 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
+pub use files::{Collected, FileMeta, FileRef, NewFile};
 pub use friends::FriendEvent;
 pub use messages::{NewMessage, Replay, Stored};
+pub use search::Hit;
 pub use writer::{BATCH_SIZE_BOUNDS, COMMIT_MICROS_BOUNDS, WriterStats};
 
 /// A registered person.
@@ -123,6 +128,7 @@ pub enum Kind {
     Text,
     RichText,
     Image,
+    File,
 }
 
 impl Kind {
@@ -131,6 +137,7 @@ impl Kind {
             Kind::Text => 0,
             Kind::RichText => 1,
             Kind::Image => 2,
+            Kind::File => 3,
         }
     }
 
@@ -138,6 +145,7 @@ impl Kind {
         match v {
             1 => Kind::RichText,
             2 => Kind::Image,
+            3 => Kind::File,
             _ => Kind::Text,
         }
     }
@@ -264,6 +272,7 @@ struct Inner {
     /// writer per file, and `rim restore` can tell that a server runs.
     /// Released when the writer has stopped.
     lock: Mutex<Option<std::fs::File>>,
+    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
 }
 
 impl Db {
@@ -273,6 +282,10 @@ impl Db {
     pub fn open(opts: &Options) -> anyhow::Result<Db> {
         let lock = admin::lock_database(&opts.path)?;
         let conn = schema::open_writer(&opts.path, opts.synchronous, opts.max_db_mb)?;
+        let indexed = search::catch_up(&conn)?;
+        if indexed > 0 {
+            crate::log_info!("messages indexed for search", count = indexed);
+        }
         let mut readers = Vec::with_capacity(opts.read_connections);
         for _ in 0..opts.read_connections {
             readers.push(schema::open_reader(&opts.path)?);
@@ -284,6 +297,7 @@ impl Db {
         let handle = std::thread::Builder::new()
             .name("rim-writer".into())
             .spawn(move || writer::run(conn, rx, batch, thread_stats))?;
+        let checkpointer = checkpoint::Checkpointer::start(&opts.path)?;
         Ok(Db {
             inner: Arc::new(Inner {
                 path: opts.path.clone(),
@@ -294,6 +308,7 @@ impl Db {
                 read_permits: Semaphore::new(opts.read_connections),
                 max_group_members: opts.max_group_members,
                 lock: Mutex::new(Some(lock)),
+                checkpointer: Mutex::new(Some(checkpointer)),
             }),
         })
     }
@@ -328,6 +343,15 @@ impl Db {
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
+        let checkpointer = self
+            .inner
+            .checkpointer
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take());
+        if let Some(checkpointer) = checkpointer {
+            let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
+        }
         if let Ok(mut lock) = self.inner.lock.lock() {
             lock.take();
         }
@@ -345,15 +369,17 @@ impl Db {
     }
 
     /// Like [`Db::write`], and `after` gets the result once it is committed,
-    /// on the writer thread: in commit order, before the caller does.
+    /// on the writer thread: in commit order, before the caller does. `f`
+    /// must do all its checks before its first write (it runs without a
+    /// savepoint: see `writer::Job::checks_first`).
     async fn write_then<R, F>(&self, f: F, after: writer::AfterCommit<R>) -> Result<R>
     where
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        self.submit(Box::new(writer::ClosureJob::with_after(f, after, tx)), rx)
-            .await
+        let job = writer::ClosureJob::with_after(f, after, tx).checking_first();
+        self.submit(Box::new(job), rx).await
     }
 
     async fn submit<R>(
@@ -590,6 +616,92 @@ impl Db {
             .await
     }
 
+    /// Searches the messages of `me`'s conversations (or of `gid` only).
+    pub async fn search(
+        &self,
+        me: u64,
+        gid: Option<u64>,
+        query: crate::search::Query,
+        page: u32,
+        size: u32,
+    ) -> Result<Vec<Hit>> {
+        self.read(move |c| search::search(c, me, gid, &query, page, size))
+            .await
+    }
+
+    // ---- files --------------------------------------------------------------
+
+    /// Bytes of files `uid` has uploaded, for the quota.
+    pub async fn quota_used(&self, uid: u64) -> Result<u64> {
+        self.read(move |c| files::quota_used(c, uid)).await
+    }
+
+    /// Starts an upload; returns the pending file's id.
+    pub async fn begin_upload(&self) -> Result<u64> {
+        self.write(|c| files::begin(c, crate::time::now_ms())).await
+    }
+
+    /// Stores one chunk of a pending upload, in a write of its own so that
+    /// messages keep flowing between the chunks of a large file.
+    pub async fn put_chunk(&self, file_id: u64, seq: u64, data: Vec<u8>) -> Result<()> {
+        self.write(move |c| files::put_chunk(c, file_id, seq, &data))
+            .await
+    }
+
+    /// Completes an upload (see [`files::finish`]).
+    pub async fn finish_upload(
+        &self,
+        pending: Option<u64>,
+        last_seq: u64,
+        last: Vec<u8>,
+        new: NewFile,
+    ) -> Result<FileMeta> {
+        self.write(move |c| files::finish(c, pending, last_seq, &last, &new, crate::time::now_ms()))
+            .await
+    }
+
+    /// Drops a pending upload.
+    pub async fn abort_upload(&self, file_id: u64) -> Result<()> {
+        self.write(move |c| files::abort(c, file_id)).await
+    }
+
+    /// A file `uid` uploaded (404 when none, 403 when someone else's).
+    pub async fn uploaded_file(&self, uid: u64, file_id: u64) -> Result<FileMeta> {
+        self.read(move |c| files::require_uploader(c, uid, file_id))
+            .await
+    }
+
+    /// The file, if `uid` may read it.
+    pub async fn readable_file(&self, uid: u64, file_id: u64) -> Result<Option<FileMeta>> {
+        self.read(move |c| files::readable(c, uid, file_id)).await
+    }
+
+    /// Chunk `seq` of a file's bytes.
+    pub async fn file_chunk(&self, file_id: u64, seq: u64) -> Result<Vec<u8>> {
+        self.read(move |c| files::chunk(c, file_id, seq)).await
+    }
+
+    /// Removes the files no message refers to whose last upload is older
+    /// than `grace`, one write per file.
+    pub async fn collect_files(&self, grace: std::time::Duration) -> Result<Collected> {
+        let grace_ms = grace.as_millis() as i64;
+        let now = crate::time::now_ms();
+        let ids = self
+            .read(move |c| files::collectable(c, now, grace_ms))
+            .await?;
+        let mut done = Collected::default();
+        for id in ids {
+            if let Some(bytes) = self
+                .write(move |c| files::collect(c, id, now, grace_ms))
+                .await?
+            {
+                done.files += 1;
+                done.bytes += bytes;
+            }
+        }
+        Ok(done)
+    }
+
     /// Changes the size cap of the database while running (0 = none).
     pub async fn set_size_limit(&self, max_mb: u64) -> Result<()> {
         self.write(move |c| Ok(schema::set_size_limit(c, max_mb)?))
@@ -732,6 +844,35 @@ mod tests {
             db.purge_expired_sessions().await.is_err(),
             "writes fail after close"
         );
+    }
+
+    #[tokio::test]
+    async fn a_checks_first_job_that_fails_after_writing_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&options(dir.path())).unwrap();
+        let failed = db
+            .write_then(
+                |c| -> Result<()> {
+                    c.execute(
+                        "INSERT INTO users (account, name, password_hash, created_at) VALUES ('ghost', 'g', 'x', 0)",
+                        [],
+                    )?;
+                    Err(Error::Full("pretend the disk filled up".into()))
+                },
+                Box::new(|_| panic!("no after-commit hook for a failed job")),
+            )
+            .await;
+        assert_eq!(failed.unwrap_err().code(), 507);
+        assert!(db.user_by_account("ghost".into()).await.unwrap().is_none());
+        // A checks-first job failing before it writes leaves the batch alone.
+        let refused = db
+            .write_then(
+                |_| -> Result<()> { Err(Error::forbidden("no")) },
+                Box::new(|_| {}),
+            )
+            .await;
+        assert_eq!(refused.unwrap_err().code(), 403);
+        assert!(db.purge_expired_sessions().await.is_ok());
     }
 
     #[tokio::test]

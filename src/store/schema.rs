@@ -21,6 +21,7 @@ pub const APPLICATION_ID: i64 = 0x7269_6d31;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../schema.sql"),
     include_str!("migrations/002_accounts.sql"),
+    include_str!("migrations/003_files_search.sql"),
 ];
 
 /// The schema version this binary writes.
@@ -46,6 +47,9 @@ pub fn open_writer(path: &Path, sync: Synchronous, max_mb: u64) -> anyhow::Resul
         Synchronous::Full => "PRAGMA synchronous = FULL;",
         Synchronous::Normal => "PRAGMA synchronous = NORMAL;",
     })?;
+    // Checkpoints run on their own thread (store::checkpoint), not inside
+    // commits; the WAL file is trimmed back to 64 MiB after each.
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;")?;
     common_pragmas(&conn)?;
     migrate(&conn)?;
     set_size_limit(&conn, max_mb)?;
@@ -131,4 +135,27 @@ fn migrate(conn: &Connection) -> anyhow::Result<()> {
 /// Reads the schema version of a database without changing it.
 pub fn version_of(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+#[cfg(test)]
+mod build_tests {
+    #[test]
+    fn sqlite_is_built_without_stat4() {
+        // See .cargo/config.toml: STAT4 makes cached statements re-prepare.
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        let stat4: bool = c
+            .query_row(
+                "SELECT sqlite_compileoption_used('ENABLE_STAT4')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!stat4);
+        let fts5: bool = c
+            .query_row("SELECT sqlite_compileoption_used('ENABLE_FTS5')", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(fts5);
+    }
 }

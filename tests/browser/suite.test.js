@@ -15,11 +15,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -130,6 +131,44 @@ async function rest(method, route, token, body) {
     body: body ? JSON.stringify(body) : undefined,
   });
   return res.json();
+}
+
+/** A real PNG, encoded here: a beach at sunset (sky, sun, sea, sand). */
+function pngImage(width, height) {
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(zlib.crc32(body) >>> 0);
+    return Buffer.concat([len, body, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // bits per channel
+  header[9] = 2; // RGB
+  const rows = [];
+  const mix = (a, b, t) => a.map((v, i) => Math.round(v + (b[i] - v) * t));
+  for (let y = 0; y < height; y++) {
+    const row = Buffer.alloc(1 + width * 3); // filter byte 0, then pixels
+    for (let x = 0; x < width; x++) {
+      const t = y / height;
+      let px;
+      if (Math.hypot(x - width * 0.68, y - height * 0.5) < height * 0.13) px = [255, 214, 120];
+      else if (t < 0.58) px = mix([62, 92, 196], [255, 158, 118], t / 0.58);
+      else if (t < 0.8) px = mix([34, 102, 160], [52, 150, 186], (t - 0.58) / 0.22);
+      else px = [236, 208, 150];
+      row.set(px, 1 + x * 3);
+    }
+    rows.push(row);
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header),
+    chunk('IDAT', zlib.deflateSync(Buffer.concat(rows))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 // ---- the browser and its people ------------------------------------------------
@@ -438,6 +477,93 @@ describe('rim web client', { concurrency: 1 }, () => {
     await bubble.and(alice.page.locator('[data-status="sent"], [data-status="read"]')).waitFor();
     await message(bob, 'Did this get through?').waitFor();
     assert.equal(await message(bob, 'Did this get through?').count(), 1);
+  });
+
+  test('a photo is picked, uploaded and shown inline, full size on a click; other files download', async () => {
+    const { alice, bob } = people;
+    const photo = pngImage(480, 320);
+    await alice.page.locator('#composer-file').setInputFiles({ name: 'beach.png', mimeType: 'image/png', buffer: photo });
+    const mine = alice.page.locator('#messages .msg.mine', { has: alice.page.locator('img.photo[alt="beach.png"]') });
+    await mine.and(alice.page.locator('[data-status="sent"], [data-status="read"]')).waitFor();
+    // Bob's page fetches it with his token and shows it from a blob: URL.
+    const theirs = bob.page.locator('#messages .msg.theirs img.photo[alt="beach.png"]');
+    await theirs.waitFor();
+    await until('the picture to load', () => theirs.evaluate((img) => img.complete && img.naturalWidth === 480));
+    assert.match(await theirs.getAttribute('src'), /^blob:/);
+    await chatRow(alice, 'Bob Baker').locator('.chat-last', { hasText: 'You: 📷 Photo' }).waitFor();
+    // A click shows it full size.
+    await bob.page.getByRole('button', { name: 'Picture beach.png, open full size' }).click();
+    const dialog = bob.page.locator('#photo-dialog[open]');
+    await until('the full-size picture', () =>
+      dialog.locator('img.photo-full').evaluate((img) => img.complete && img.naturalWidth === 480 && img.naturalHeight === 320),
+    );
+    await shot(bob, 'desktop-photo');
+    assert.deepEqual(await unnamedControls(bob), [], 'controls without a name around the photo');
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    await dialog.waitFor({ state: 'detached' });
+    // A picture pasted into the message field goes the same way.
+    await alice.page.getByRole('textbox', { name: 'Message' }).evaluate((input, bytes) => {
+      const data = new DataTransfer();
+      data.items.add(new File([new Uint8Array(bytes)], 'pasted.png', { type: 'image/png' }));
+      input.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+    }, [...pngImage(64, 48)]);
+    const pasted = bob.page.locator('#messages img.photo[alt="pasted.png"]');
+    await until('the pasted picture', () => pasted.evaluate((img) => img.complete && img.naturalWidth === 64).catch(() => false));
+    // Anything else is a download, with its name and its bytes intact.
+    const list = 'towels\nsunscreen\n<script>alert(1)</script>\n';
+    await alice.page.locator('#composer-file').setInputFiles({ name: 'packing list.html', mimeType: 'text/html', buffer: Buffer.from(list) });
+    const link = bob.page.getByRole('button', { name: /^Download packing list\.html/ });
+    await link.waitFor();
+    const [download] = await Promise.all([bob.page.waitForEvent('download'), link.click()]);
+    assert.equal(download.suggestedFilename(), 'packing list.html');
+    assert.equal(await readFile(await download.path(), 'utf8'), list);
+    // Served to others only as a download: never a page of this origin.
+    const gid = Number(/#\/c\/(\d+)$/.exec(bob.page.url())[1]);
+    const rows = await bob.page.evaluate(async (gid) => {
+      const res = await fetch('/api/message/history', {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${localStorage.getItem('rim.token')}` },
+        body: JSON.stringify({ gid, page: 1, size: 5 }),
+      });
+      return (await res.json()).data;
+    }, gid);
+    const file = JSON.parse(rows.at(-1).msg.content);
+    assert.equal(file.contentType, 'text/html');
+    const res = await fetch(`${base}/api/file/${file.fileId}`, { headers: { Authorization: `Bearer ${await token(bob)}` } });
+    assert.match(res.headers.get('content-disposition'), /^attachment;/);
+    assert.match(res.headers.get('content-security-policy'), /sandbox/);
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(await bob.page.evaluate(() => window.pwned), undefined);
+  });
+
+  test('search finds messages in every conversation, hits marked, markup as text', async () => {
+    const { bob } = people;
+    const box = bob.page.getByRole('searchbox', { name: 'Search messages' });
+    await box.fill('saturday');
+    await box.press('Enter');
+    const result = bob.page.locator('#search-results .chat-row', { hasText: 'Are you coming on' });
+    await result.waitFor();
+    assert.equal(await result.locator('mark').textContent(), 'Saturday');
+    assert.equal(await bob.page.locator('#chat-list').isHidden(), true);
+    await shot(bob, 'desktop-search');
+    // A message with markup in it: its snippet shows the markup as text.
+    await box.fill('bold map');
+    await box.press('Enter');
+    const markup = bob.page.locator('#search-results .snippet', { hasText: '<img src=x onerror=' });
+    await markup.waitFor();
+    assert.deepEqual(await markup.locator('mark').allTextContents(), ['bold', 'map']);
+    assert.equal(await bob.page.locator('#search-results b, #search-results img').count(), 0);
+    // File messages are found by their names.
+    await box.fill('packing');
+    await box.press('Enter');
+    await bob.page.locator('#search-results .snippet mark', { hasText: 'packing' }).waitFor();
+    // A result opens its conversation; clearing the box brings the list back.
+    await bob.page.locator('#search-results .chat-row').first().click();
+    await bob.page.locator('#conv-title', { hasText: 'Alice Archer' }).waitFor();
+    await box.fill('');
+    await box.press('Escape');
+    await bob.page.locator('#chat-list').waitFor();
+    assert.equal(await bob.page.locator('#search-results').isHidden(), true);
   });
 
   test('a group of three exchanges messages', async () => {

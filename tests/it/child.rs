@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -13,6 +14,8 @@ use crate::common::WAIT;
 pub struct ChildServer {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Everything the server logged so far.
+    pub log: Arc<Mutex<String>>,
 }
 
 /// A config for child servers: cheap hashing, no rate limits.
@@ -58,8 +61,16 @@ impl ChildServer {
         .await
         .expect("rim listens in time");
         // Keep draining the log so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        ChildServer { child, addr }
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        ChildServer { child, addr, log }
     }
 
     pub async fn kill9(mut self) {
@@ -84,6 +95,16 @@ impl ChildServer {
             .await
             .expect("exits in time")
             .expect("exit status")
+    }
+
+    /// Sends SIGTERM, waits for the exit, and returns the status with the log.
+    pub async fn terminate_keep_log(self) -> (std::process::ExitStatus, String) {
+        let log = self.log.clone();
+        let status = self.terminate().await;
+        // The reader task drains the rest of the pipe once the child is gone.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let text = log.lock().unwrap().clone();
+        (status, text)
     }
 
     /// Resident memory of the child in KiB, from /proc.

@@ -615,3 +615,150 @@ impl RawWs {
         }
     }
 }
+
+// ---- Helpers for files: uploads, and answers that are not JSON ---------------
+
+/// An HTTP answer whose body is kept as bytes (a file, or anything else).
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl RawReply {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header"))
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "not JSON (status {}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Sends `req` and returns the answer with its body as bytes.
+pub async fn send_raw(addr: SocketAddr, req: Request<Full<Bytes>>) -> RawReply {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
+        .await
+        .expect("answer in time")
+        .expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = tokio::time::timeout(WAIT * 6, resp.into_body().collect())
+        .await
+        .expect("body in time")
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    RawReply {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl TestServer {
+    /// `POST /api/file?name=NAME` with `bytes` as the body, declared as
+    /// `content_type`.
+    pub async fn upload(&self, token: &str, name: &str, content_type: &str, bytes: &[u8]) -> Reply {
+        let path = format!("/api/file?name={}", url_encode(name));
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("host", self.addr.to_string())
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::copy_from_slice(bytes)))
+            .unwrap();
+        let r = send_raw(self.addr, req).await;
+        Reply {
+            status: r.status,
+            json: r.json(),
+            headers: r.headers,
+        }
+    }
+
+    /// Uploads and returns the new file's id.
+    pub async fn upload_ok(
+        &self,
+        token: &str,
+        name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> u64 {
+        let r = self.upload(token, name, content_type, bytes).await;
+        r.assert_ok()["id"].as_u64().expect("file id")
+    }
+
+    /// `GET path` with extra request headers; the body as bytes.
+    pub async fn fetch(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> RawReply {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header("host", self.addr.to_string());
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        send_raw(self.addr, req.body(Full::new(Bytes::new())).unwrap()).await
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A PNG of `width` x `height` as far as anyone reading its header can
+/// tell, padded with `extra` bytes derived from `seed` (distinct seeds give
+/// distinct files).
+pub fn png_bytes(width: u32, height: u32, extra: usize, seed: u64) -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    b.extend_from_slice(&width.to_be_bytes());
+    b.extend_from_slice(&height.to_be_bytes());
+    b.extend_from_slice(&[8, 6, 0, 0, 0]);
+    b.extend(pseudo_random(extra, seed));
+    b
+}
+
+/// `n` bytes of a repeatable pseudo-random sequence.
+pub fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}

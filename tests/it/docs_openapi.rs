@@ -14,7 +14,7 @@ use hyper::Method;
 use rim::store::{Kind, NewMessage};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, http};
+use crate::common::{RawReply, TestServer, http, send_raw};
 
 /// The document as the repository holds it (and as the binary embeds it).
 const DOC: &str = include_str!("../../openapi.json");
@@ -186,6 +186,7 @@ fn document_is_complete_and_consistent() {
         rim::error::Error::MethodNotAllowed(String::new()),
         rim::error::Error::Conflict(String::new()),
         rim::error::Error::TooLarge(String::new()),
+        rim::error::Error::RangeNotSatisfiable(String::new()),
         rim::error::Error::TooManyRequests(String::new()),
         rim::error::Error::Unavailable(String::new()),
         rim::error::Error::Full(String::new()),
@@ -231,7 +232,7 @@ impl Checker {
 
     /// Asserts `status`/`body` is documented for `method path` and matches its schema.
     fn check(&mut self, method: &str, path: &str, status: u16, body: &Value) {
-        let path = path.split('?').next().unwrap();
+        let path = rim::rest::route_label(path.split('?').next().unwrap());
         let op_pointer = format!("/paths/{}/{}", escape(path), method.to_lowercase());
         let op = self
             .doc
@@ -268,6 +269,37 @@ impl Checker {
             errors.is_empty(),
             "{method} {path} {status}: the answer breaks the documented schema {schema_pointer}:\n{errors:#?}\n{body}"
         );
+        self.seen
+            .entry((method.to_uppercase(), path.to_owned()))
+            .or_default()
+            .insert(status);
+        self.checked += 1;
+    }
+
+    /// Asserts that an answer that is not JSON (the bytes of a file) is
+    /// documented: its status, and its `Content-Type` among the documented
+    /// ones (or no content at all, for a 304).
+    fn check_raw(&mut self, method: &str, path: &str, status: u16, content_type: Option<&str>) {
+        let path = rim::rest::route_label(path.split('?').next().unwrap());
+        let op_pointer = format!("/paths/{}/{}", escape(path), method.to_lowercase());
+        let op = self
+            .doc
+            .pointer(&op_pointer)
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"));
+        let Some(response) = op["responses"].get(status.to_string()) else {
+            panic!("{method} {path} answered {status}, which openapi.json does not list");
+        };
+        let documented = response.get("content").and_then(Value::as_object);
+        match (content_type, documented) {
+            (None, None) => {}
+            (Some(ct), Some(types)) => assert!(
+                types.contains_key(ct) || types.contains_key("*/*"),
+                "{method} {path} {status}: Content-Type {ct} is not documented"
+            ),
+            (ct, types) => {
+                panic!("{method} {path} {status}: answered with {ct:?}, documented {types:?}")
+            }
+        }
         self.seen
             .entry((method.to_uppercase(), path.to_owned()))
             .or_default()
@@ -334,6 +366,44 @@ impl Api {
     ) -> Value {
         self.expect(status, Method::POST, path, token, Some(body))
             .await
+    }
+
+    /// A request with a raw body (an upload) and extra headers; the answer is
+    /// checked as JSON when it is JSON, else as documented bytes.
+    async fn raw(
+        &mut self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> RawReply {
+        let mut req = hyper::Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header("host", self.addr.to_string());
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+            .unwrap();
+        let r = send_raw(self.addr, req).await;
+        let ct = r
+            .headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        if ct.as_deref() == Some("application/json") {
+            self.checker
+                .check(method.as_str(), path, r.status, &r.json());
+        } else {
+            self.checker
+                .check_raw(method.as_str(), path, r.status, ct.as_deref());
+        }
+        r
     }
 
     /// A POST whose body is over `max_body_bytes`.
@@ -700,6 +770,134 @@ async fn real_answers_match_the_documented_schemas() {
     api.too_large(Method::POST, "/api/message/group/read", tb)
         .await;
 
+    // ---- search
+    let hits = api.get_is(200, "/api/message/search?q=hi+bob", tb).await;
+    assert_eq!(hits[0]["snippet"], "«hi» «bob»");
+    api.get_is(
+        200,
+        &format!("/api/message/search?q=club&gid={gid}&page=1&size=5"),
+        tb,
+    )
+    .await;
+    api.get_is(400, "/api/message/search", tb).await;
+    api.get_is(400, "/api/message/search?q=hi&size=0", tb).await;
+    api.get_is(403, &format!("/api/message/search?q=hi&gid={direct}"), tc)
+        .await;
+    api.get_is(404, "/api/message/search?q=hi&gid=999", tb)
+        .await;
+    api.get_is(401, "/api/message/search?q=hi", None).await;
+    api.too_large(Method::GET, "/api/message/search?q=hi", tb)
+        .await;
+
+    // ---- files: upload, send in the direct chat, download
+    let upload = |name: &str| format!("/api/file?name={name}");
+    let png = crate::common::png_bytes(2, 3, 5000, 1);
+    let file = api
+        .raw(
+            Method::POST,
+            &upload("a.png"),
+            ta,
+            &[("content-type", "image/png")],
+            png.clone(),
+        )
+        .await;
+    assert_eq!(file.status, 200);
+    let file = file.json()["data"].clone();
+    assert_eq!(
+        (file["width"].clone(), file["height"].clone()),
+        (json!(2), json!(3))
+    );
+    let fid = file["id"].as_u64().unwrap();
+    let r = api
+        .raw(
+            Method::POST,
+            &upload("a.png"),
+            ta,
+            &[("content-type", "image/png")],
+            b"<html>".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = api
+        .raw(Method::POST, &upload("a.png"), None, &[], png.clone())
+        .await;
+    assert_eq!(r.status, 401);
+    let content = json!({"fileId": fid, "name": "a.png"}).to_string();
+    ws.send(json!({"event": "Msg", "body": {"kind": "Image", "gid": direct, "content": content, "clientMsgId": "img"}}))
+        .await;
+    // Pushes (bob's read receipts) may come first; then the ack.
+    loop {
+        let frame = ws.recv().await;
+        if frame["clientMsgId"] == "img" {
+            assert_eq!(frame["kind"], "Ack", "{frame}");
+            break;
+        }
+    }
+    let path = format!("/api/file/{fid}");
+    let whole = api.raw(Method::GET, &path, tb, &[], Vec::new()).await;
+    assert_eq!((whole.status, whole.body.len()), (200, png.len()));
+    let etag = whole.headers["etag"].to_str().unwrap().to_owned();
+    let part = api
+        .raw(
+            Method::GET,
+            &path,
+            tb,
+            &[("range", "bytes=0-7")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!((part.status, part.body.as_slice()), (206, &png[..8]));
+    let same = api
+        .raw(
+            Method::GET,
+            &path,
+            tb,
+            &[("if-none-match", &etag)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(same.status, 304);
+    let r = api
+        .raw(
+            Method::GET,
+            &path,
+            tb,
+            &[("range", "bytes=99999-")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, 416);
+    let r = api.raw(Method::GET, &path, tc, &[], Vec::new()).await;
+    assert_eq!(r.status, 404);
+    let r = api
+        .raw(
+            Method::GET,
+            &format!("{path}?name=%07"),
+            tb,
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = api.raw(Method::GET, &path, None, &[], Vec::new()).await;
+    assert_eq!(r.status, 401);
+    api.too_large(Method::GET, &path, tb).await;
+    // A server that takes files of 1 MiB at most.
+    let small = TestServer::start_with(|c| c.max_upload_bytes = 1 << 20).await;
+    let (_, small_token) = small.user("erin").await;
+    api.addr = small.addr;
+    let r = api
+        .raw(
+            Method::POST,
+            &upload("big.bin"),
+            Some(&small_token),
+            &[],
+            vec![0; (1 << 20) + 1],
+        )
+        .await;
+    assert_eq!(r.status, 413);
+    api.addr = srv.addr;
+
     // ---- invites: alice registered first, so she is the server's admin
     let invite = api
         .post_is(
@@ -742,6 +940,7 @@ async fn real_answers_match_the_documented_schemas() {
             kind: Kind::Text,
             content: "x".repeat(16 * 1024),
             client_msg_id: format!("fill-{i}"),
+            file: None,
         };
         if let Err(e) = app.db.send_message(big).await {
             assert_eq!(e.code(), 507, "{e}");
@@ -761,6 +960,17 @@ async fn real_answers_match_the_documented_schemas() {
         }
     }
     assert!(refused, "no 507 from a full database");
+    // An upload into a full database: 507 too, and nothing of it is kept.
+    let r = api
+        .raw(
+            Method::POST,
+            "/api/file?name=big.bin",
+            ta,
+            &[],
+            vec![7; 600_000],
+        )
+        .await;
+    assert_eq!(r.status, 507, "{:?}", String::from_utf8_lossy(&r.body));
     app.db.set_size_limit(0).await.expect("size limit lifted");
     api.post_is(200, "/api/group/create", ta, group.clone())
         .await;
@@ -768,6 +978,16 @@ async fn real_answers_match_the_documented_schemas() {
     // ---- a database that stopped taking writes answers 503
     app.db.close().await;
     api.post_is(503, "/api/group/create", ta, group).await;
+    let r = api
+        .raw(
+            Method::POST,
+            "/api/file?name=late.txt",
+            ta,
+            &[],
+            b"late".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 503);
     api.post_is(503, "/api/user/logout", tb, json!({})).await;
 
     // Every operation was seen succeeding, and failing at least once.

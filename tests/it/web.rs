@@ -123,7 +123,8 @@ async fn the_app_is_served_at_the_root_with_security_headers() {
         "default-src 'none'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self'",
+        // Pictures of messages are fetched with the token, shown from blob: URLs.
+        "img-src 'self' blob:",
         "frame-ancestors 'none'",
         "base-uri 'none'",
     ] {

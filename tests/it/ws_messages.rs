@@ -91,22 +91,32 @@ async fn pushes_keep_the_kind_that_was_sent() {
     let ((_, ta), (_, tb), gid) = direct_pair(&srv, "alice", "bob").await;
     let mut wa = srv.ws_login(&ta).await;
     let mut wb = srv.ws_login(&tb).await;
-    for (i, kind) in ["RichText", "Image", "Text"].into_iter().enumerate() {
+    // Image and File messages name an uploaded file (see tests/it/files.rs).
+    let png = crate::common::png_bytes(1, 1, 16, 1);
+    let file = srv.upload_ok(&ta, "a.png", "image/png", &png).await;
+    let attachment = json!({"fileId": file, "name": "a.png"}).to_string();
+    for (i, kind) in ["RichText", "Image", "Text", "File"]
+        .into_iter()
+        .enumerate()
+    {
         let cmid = format!("k{i}");
-        wa.send(msg_frame(kind, gid, &format!("<{kind}>"), &cmid))
-            .await;
+        let content = match kind {
+            "Image" | "File" => attachment.clone(),
+            _ => format!("<{kind}>"),
+        };
+        wa.send(msg_frame(kind, gid, &content, &cmid)).await;
         let id = assert_ack(&wa.recv().await, &cmid).unwrap();
         let push = wb.recv().await;
         assert_eq!(push["body"]["msgId"], id, "{push}");
         assert_eq!(push["body"]["kind"], kind, "{push}");
     }
-    // REST shows the numeric kinds: 0 Text, 1 RichText, 2 Image.
+    // REST shows the numeric kinds: 0 Text, 1 RichText, 2 Image, 3 File.
     let kinds: Vec<_> = history_msgs(&srv, &tb, gid)
         .await
         .iter()
         .map(|m| m["kind"].clone())
         .collect();
-    assert_eq!(kinds, [json!(1), json!(2), json!(0)]);
+    assert_eq!(kinds, [json!(1), json!(2), json!(0), json!(3)]);
 }
 
 #[tokio::test]

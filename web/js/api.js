@@ -45,6 +45,11 @@ async function call(method, path, body) {
   } catch {
     throw new ApiError(0, 'cannot reach the server');
   }
+  return answer(res, path);
+}
+
+/** The `data` of a wrapped answer, or an ApiError. */
+async function answer(res, path) {
   let json;
   try {
     json = await res.json();
@@ -86,6 +91,38 @@ export const direct = (uid) => post('/api/group/direct', { uid });
 export const history = (gid, size, beforeId) =>
   post('/api/message/history', beforeId ? { gid, page: 1, size, beforeId } : { gid, page: 1, size });
 export const markRead = (gid) => post('/api/message/group/read', { gid });
+
+// Search: rows like history's, each with a `snippet` whose hits are
+// between « and » (plain text).
+export const search = (text, gid, page = 1, size = 30) =>
+  get(`/api/message/search?q=${q(text)}${gid ? `&gid=${q(gid)}` : ''}&page=${page}&size=${size}`);
+
+// Files. The body of an upload is the file itself; a download comes back as
+// bytes (a Blob), fetched with the token since <img src> cannot send it.
+export async function uploadFile(blob, name) {
+  const headers = { 'Content-Type': blob.type || 'application/octet-stream' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let res;
+  try {
+    res = await fetch(`/api/file?name=${q(name)}`, { method: 'POST', headers, body: blob, cache: 'no-store', credentials: 'omit' });
+  } catch {
+    throw new ApiError(0, 'cannot reach the server');
+  }
+  return answer(res, '/api/file');
+}
+
+export async function fileBlob(id) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let res;
+  try {
+    res = await fetch(`/api/file/${q(id)}`, { headers, credentials: 'omit' });
+  } catch {
+    throw new ApiError(0, 'cannot reach the server');
+  }
+  if (res.ok) return res.blob();
+  return answer(res, '/api/file');
+}
 
 // Friends: status 0 = requests to me, 1 = friends, 2 = my requests.
 export const friends = (status) => get(`/api/friend/list?status=${status}`);

@@ -85,3 +85,33 @@ export function preview(content, max = 80) {
   const line = String(content || '').replace(/\s+/g, ' ').trim();
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
+
+/**
+ * Splits a search snippet into plain and highlighted parts: the server puts
+ * each hit between « and » (and shows a « or » of the message itself as ‹
+ * or ›, so these are always markers). [{text, hit}], to be set as text.
+ */
+export function snippetParts(snippet) {
+  const parts = [];
+  let text = '';
+  let hit = false;
+  for (const ch of String(snippet || '')) {
+    if ((ch === '«' && !hit) || (ch === '»' && hit)) {
+      if (text) parts.push({ text, hit });
+      text = '';
+      hit = !hit;
+    } else {
+      text += ch;
+    }
+  }
+  if (text) parts.push({ text, hit });
+  return parts;
+}
+
+/** A file size for people: "512 B", "48 KB", "3.2 MB". */
+export function fileSize(bytes) {
+  const n = Number(bytes) || 0;
+  if (n < 1000) return `${n} B`;
+  if (n < 1_000_000) return `${Math.round(n / 1000)} KB`;
+  return `${(n / 1_000_000).toFixed(n < 10_000_000 ? 1 : 0)} MB`;
+}

@@ -11,6 +11,7 @@ import { mountChats } from './views/chats.js';
 import { mountConversation, openConversation, closeConversation } from './views/conversation.js';
 import { mountFriends } from './views/friends.js';
 import { mountGroups } from './views/groups.js';
+import { mountSearch } from './views/search.js';
 
 const splash = byId('splash');
 const mainView = byId('main-view');
@@ -172,6 +173,7 @@ function boot() {
   mountConversation(go);
   mountFriends(go, selectTab);
   mountGroups(go);
+  mountSearch(go);
   byId('logout').addEventListener('click', () => store.logout());
   byId('conn-retry').addEventListener('click', () => store.socket && store.socket.reconnectNow());
   window.addEventListener('hashchange', route);

@@ -19,7 +19,9 @@ export const SEND_TIMEOUT_MS = 10_000;
  * has stayed up this long after it (see `promote`). */
 const CURSOR_SETTLE_MS = 2_000;
 
-const KINDS = ['Text', 'RichText', 'Image'];
+const KINDS = ['Text', 'RichText', 'Image', 'File'];
+/** Files the server shows inline, and the client as pictures. */
+export const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
 const kindName = (k) => (typeof k === 'number' ? KINDS[k] || 'Text' : KINDS.includes(k) ? k : 'Text');
 
 let localSeq = 0;
@@ -35,6 +37,20 @@ function fromRest(m) {
 
 function fromPush(b) {
   return message({ id: b.msgId, gid: b.gid, uid: b.uid, kind: b.kind, content: b.content, cmid: b.clientMsgId, time: b.createTime ? parseTime(b.createTime) : new Date(), status: 'sent' });
+}
+
+/** The attachment of an Image or File message: {fileId, name, size,
+ * contentType, width, height}, or null when the content is not one (an
+ * Image from an old rim client, say). */
+export function attachmentOf(m) {
+  if (m.kind !== 'Image' && m.kind !== 'File') return null;
+  try {
+    const a = JSON.parse(m.content);
+    if (!a || typeof a !== 'object' || (a.fileId !== null && !Number.isSafeInteger(a.fileId))) return null;
+    return { fileId: a.fileId, name: String(a.name || 'file'), size: Number(a.size) || 0, contentType: String(a.contentType || ''), width: Number(a.width) || 0, height: Number(a.height) || 0 };
+  } catch {
+    return null;
+  }
 }
 
 /** A message's identity: the sender's clientMsgId when it has one, which an
@@ -95,6 +111,9 @@ class Store extends EventTarget {
     this.everOnline = false;
     if (this.socket) this.socket.stop();
     this.socket = null;
+    // Downloaded files, as blob: URLs by file id (see fileUrl).
+    for (const url of this.files ? this.files.values() : []) url.then(URL.revokeObjectURL, () => {});
+    this.files = new Map();
   }
 
   emit(what, extra = {}) {
@@ -448,14 +467,69 @@ class Store extends EventTarget {
     this.emit('chats');
   }
 
+  /** Sends a picked, pasted or dropped file: an optimistic bubble (showing
+   * the picture itself at once), the upload, then an Image message for the
+   * pictures the server shows inline and a File message for anything else. */
+  sendFile(gid, file) {
+    const c = this.convs.get(gid);
+    if (!c) return;
+    const image = IMAGE_TYPES.includes(file.type);
+    const name = file.name || (image ? 'image' : 'file');
+    const content = JSON.stringify({ fileId: null, name, size: file.size, contentType: file.type, width: null, height: null });
+    const msg = message({ gid, uid: this.me.id, kind: image ? 'Image' : 'File', content, cmid: newClientId('m'), time: new Date(), status: 'pending' });
+    msg.upload = file;
+    if (image) msg.localUrl = URL.createObjectURL(file);
+    this.insert(c, msg);
+    c.last = msg;
+    this.uploadThenSend(msg);
+    this.emit('conv', { gid, sent: true });
+    this.emit('chats');
+  }
+
+  async uploadThenSend(msg) {
+    let f;
+    try {
+      f = await api.uploadFile(msg.upload, attachmentOf(msg).name);
+    } catch (err) {
+      this.fail(msg, err.message);
+      return;
+    }
+    msg.upload = null;
+    // The server knows best what the file is (it reads the bytes).
+    msg.kind = IMAGE_TYPES.includes(f.contentType) ? 'Image' : 'File';
+    msg.content = JSON.stringify({ fileId: f.id, name: f.name, size: f.size, contentType: f.contentType, width: f.width, height: f.height });
+    this.queue(msg);
+    this.emit('conv', { gid: msg.gid });
+  }
+
+  /** A blob: URL of file `id`'s bytes, fetched once with the token. */
+  fileUrl(id) {
+    let url = this.files.get(id);
+    if (!url) {
+      url = api.fileBlob(id).then((blob) => URL.createObjectURL(blob));
+      url.catch(() => this.files.delete(id));
+      this.files.set(id, url);
+    }
+    return url;
+  }
+
+  /** Searches my conversations (or `gid` only); rows as the API gives them. */
+  async search(text, gid) {
+    const rows = await api.search(text, gid);
+    for (const row of rows) this.remember(row.user);
+    return rows;
+  }
+
   /** Sends again a message that failed, with the same clientMsgId: should
    * the first attempt have been stored after all, the server answers with
-   * that message instead of storing a copy. */
+   * that message instead of storing a copy. A file not uploaded yet is
+   * uploaded first. */
   retry(msg) {
     if (msg.status !== 'failed') return;
     msg.status = 'pending';
     msg.error = '';
-    this.queue(msg);
+    if (msg.upload) this.uploadThenSend(msg);
+    else this.queue(msg);
     this.emit('conv', { gid: msg.gid });
   }
 

@@ -1,7 +1,7 @@
 // The conversation list: most recent first, with the last message, its time
 // and the unread count, kept current by the store's change events.
 
-import { store } from '../state.js';
+import { store, attachmentOf } from '../state.js';
 import { byId, h, avatar, replace } from '../dom.js';
 import { listTimeLabel, preview } from '../format.js';
 
@@ -10,7 +10,8 @@ let go = () => {};
 function lastLine(c) {
   const m = c.last;
   if (!m) return c.mode === 1 ? 'Say hello 👋' : 'No messages yet';
-  const text = m.kind === 'Image' ? 'Image' : preview(m.content);
+  const a = attachmentOf(m);
+  const text = a ? (m.kind === 'Image' ? '📷 Photo' : `📎 ${preview(a.name, 60)}`) : preview(m.content);
   if (m.uid === store.me.id) {
     const prefix = m.status === 'failed' ? 'Not sent: ' : 'You: ';
     return prefix + text;

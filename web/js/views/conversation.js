@@ -1,13 +1,15 @@
 // One conversation: its history with scrollback, live messages, the
-// composer with optimistic sending, read receipts and day separators.
+// composer with optimistic sending (text, and photos or files picked, pasted
+// or dropped), read receipts, day separators, pictures shown inline with a
+// full-size view, and other files as downloads.
 //
 // Rendering is keyed: each day separator and message keeps its element
 // between renders (a message is rebuilt only when what it shows changes), so
 // new messages do not disturb a selection or the scroll position.
 
-import { store, keyOf } from '../state.js';
+import { store, keyOf, attachmentOf } from '../state.js';
 import { byId, h, avatar, hueClass, replace } from '../dom.js';
-import { dayKey, dayLabel, timeLabel, linkify } from '../format.js';
+import { dayKey, dayLabel, timeLabel, linkify, fileSize } from '../format.js';
 import { openMembers } from './groups.js';
 
 const NEAR_BOTTOM_PX = 80;
@@ -52,11 +54,41 @@ function build() {
     enterkeyhint: 'send',
   });
   const send = h('button', { type: 'submit', class: 'send', 'aria-label': 'Send', title: 'Send' }, svg('M4 12l16-8-6 16-2-7-8-1z'));
-  // Attachments: once the API stores files, a picker (and paste/drop of
-  // images) belongs here, before the text field, and renderBody below grows
-  // an Image case that shows them inline.
-  const composer = h('form', { class: 'composer', 'aria-label': 'Write a message' }, input, send);
+  // Photos and files: picked with the button, pasted into the text field or
+  // dropped on the conversation. Each is uploaded and sent as its own message.
+  const picker = h('input', { type: 'file', id: 'composer-file', multiple: true, hidden: true, tabindex: '-1' });
+  const attach = h(
+    'button',
+    { type: 'button', class: 'icon-button attach', 'aria-label': 'Attach a photo or file', title: 'Attach a photo or file', onclick: () => picker.click() },
+    svg('M21 11.5l-8.6 8.6a5.5 5.5 0 0 1-7.8-7.8l8.6-8.6a3.7 3.7 0 0 1 5.2 5.2l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6l7.9-7.9'),
+  );
+  const composer = h('form', { class: 'composer', 'aria-label': 'Write a message' }, attach, picker, input, send);
   replace(root, head, h('div', { class: 'messages-wrap' }, scroller, jump), composer);
+
+  const sendFiles = (files) => {
+    if (!gid) return;
+    for (const file of files) store.sendFile(gid, file);
+    els.input.focus();
+  };
+  picker.addEventListener('change', () => {
+    sendFiles([...picker.files]);
+    picker.value = '';
+  });
+  input.addEventListener('paste', (ev) => {
+    const files = [...((ev.clipboardData && ev.clipboardData.files) || [])];
+    if (!files.length) return;
+    ev.preventDefault();
+    sendFiles(files);
+  });
+  scroller.addEventListener('dragover', (ev) => {
+    if (ev.dataTransfer && [...ev.dataTransfer.types].includes('Files')) ev.preventDefault();
+  });
+  scroller.addEventListener('drop', (ev) => {
+    const files = [...((ev.dataTransfer && ev.dataTransfer.files) || [])];
+    if (!files.length) return;
+    ev.preventDefault();
+    sendFiles(files);
+  });
 
   scroller.addEventListener('scroll', onScroll, { passive: true });
   composer.addEventListener('submit', (ev) => {
@@ -163,22 +195,100 @@ function renderOlderBox() {
 
 // ---- messages ----------------------------------------------------------------
 
-/** The body of a message. Text is set as text, never parsed as HTML; links
- * become anchors only for http(s) URLs. */
-function renderBody(m) {
-  switch (m.kind) {
-    case 'Image':
-      // No attachment API yet: say what it is rather than guess a URL.
-      return h('p', { class: 'text note' }, 'Image (this version of the app cannot show images yet)');
-    default:
-      return h(
-        'p',
-        { class: 'text' },
-        linkify(m.content).map((part) =>
-          part.href ? h('a', { href: part.href, target: '_blank', rel: 'noopener noreferrer nofollow' }, part.text) : part.text,
-        ),
-      );
+/** Largest size a picture is shown at in a bubble, in CSS pixels. */
+const PHOTO_BOX = 280;
+
+/** Saves file `a` under its name: fetched with the token into a blob. */
+async function download(a) {
+  try {
+    const url = await store.fileUrl(a.fileId);
+    const link = h('a', { href: url, download: a.name, hidden: true });
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+  } catch (err) {
+    store.toast(`Cannot download ${a.name}: ${err.message}`);
   }
+}
+
+/** The full-size view of a picture, with its name and a download button. */
+function openPhoto(a, source) {
+  const dialog = byId('photo-dialog');
+  const img = h('img', { class: 'photo-full', alt: a.name });
+  source.then((url) => {
+    img.src = url;
+  }, () => {});
+  replace(
+    dialog,
+    h(
+      'div',
+      { class: 'photo-view' },
+      h('h2', { id: 'photo-dialog-title', class: 'photo-title' }, a.name),
+      img,
+      h(
+        'div',
+        { class: 'dialog-actions' },
+        a.fileId ? h('button', { type: 'button', class: 'button', onclick: () => download(a) }, 'Download') : null,
+        h('button', { type: 'button', class: 'button primary', onclick: () => dialog.close() }, 'Close'),
+      ),
+    ),
+  );
+  dialog.showModal();
+}
+
+/** A picture in a bubble: its space reserved at once (the size is in the
+ * message), its bytes fetched with the token and shown from a blob: URL,
+ * since <img src> cannot send the token. */
+function renderPhoto(m, a) {
+  const scale = a.width && a.height ? Math.min(1, PHOTO_BOX / Math.max(a.width, a.height)) : 1;
+  const img = h('img', {
+    class: 'photo',
+    alt: a.name,
+    width: a.width ? String(Math.max(1, Math.round(a.width * scale))) : String(PHOTO_BOX),
+    height: a.height ? String(Math.max(1, Math.round(a.height * scale))) : String(Math.round(PHOTO_BOX * 0.75)),
+  });
+  const source = m.localUrl ? Promise.resolve(m.localUrl) : a.fileId ? store.fileUrl(a.fileId) : Promise.reject(new Error('not uploaded'));
+  source.then(
+    (url) => {
+      img.src = url;
+    },
+    () => img.classList.add('broken'),
+  );
+  return h(
+    'button',
+    { type: 'button', class: 'photo-button', 'aria-label': `Picture ${a.name}, open full size`, onclick: () => openPhoto(a, source) },
+    img,
+  );
+}
+
+function renderFile(a) {
+  return h(
+    'button',
+    {
+      type: 'button',
+      class: 'file-link',
+      disabled: !a.fileId,
+      'aria-label': `Download ${a.name}, ${fileSize(a.size)}`,
+      onclick: () => download(a),
+    },
+    h('span', { class: 'file-icon', 'aria-hidden': 'true' }, '📎'),
+    h('span', { class: 'file-text' }, h('span', { class: 'file-name' }, a.name), h('span', { class: 'file-size' }, fileSize(a.size))),
+  );
+}
+
+/** The body of a message. Text (and RichText: its markup too) is set as
+ * text, never parsed as HTML; links become anchors only for http(s) URLs. */
+function renderBody(m) {
+  const a = attachmentOf(m);
+  if (a && m.kind === 'Image') return renderPhoto(m, a);
+  if (a) return renderFile(a);
+  return h(
+    'p',
+    { class: 'text' },
+    linkify(m.content).map((part) =>
+      part.href ? h('a', { href: part.href, target: '_blank', rel: 'noopener noreferrer nofollow' }, part.text) : part.text,
+    ),
+  );
 }
 
 function statusOf(c, m) {
@@ -204,7 +314,7 @@ function bubble(c, m, showName) {
     showName && !mine && c.mode === 0 ? h('div', { class: `sender ${hueClass(`u${m.uid}`)}` }, name) : null,
     h(
       'div',
-      { class: 'bubble' },
+      { class: `bubble${m.kind === 'Image' && attachmentOf(m) ? ' has-photo' : ''}` },
       h('span', { class: 'sr-only' }, mine ? 'You said: ' : `${name} said: `),
       renderBody(m),
       h(
@@ -257,7 +367,7 @@ function render(detail = {}) {
     }
     const showName = !prev || prev.uid !== m.uid || m.time - prev.time > RUN_MS || dayKey(prev.time) !== day;
     const status = m.uid === store.me.id ? statusOf(c, m).label : '';
-    const sig = [m.id, m.status, m.error, status, showName, store.userName(m.uid), m.time.getTime()].join('|');
+    const sig = [m.id, m.status, m.error, status, showName, store.userName(m.uid), m.time.getTime(), m.kind, m.content].join('|');
     const key = keyOf(m);
     const old = rendered.get(key);
     const el = old && old.sig === sig ? old.el : bubble(c, m, showName);

@@ -1,0 +1,292 @@
+//! The full-text index of messages: the FTS5 table `message_index` (rowid =
+//! message id), written in the same transaction as each message, caught up
+//! at start-up with messages written by other means, and searched within
+//! the caller's conversations. The text side (tokens, queries, ranking,
+//! snippets) is [`crate::search`].
+//!
+//! A search reads the newest [`WINDOW`] matching messages of the caller's
+//! conversations, ranks them (BM25, ties newest first) and returns a page.
+//! The window bounds the work of a query whatever the database size; the
+//! `scope` column (one token per conversation) lets FTS5 itself keep to one
+//! conversation, or to the few conversations of someone in few, instead of
+//! filtering a server's worth of matches afterwards.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Group, Kind, MESSAGE_COLS, Message, User, groups, message_from_row, users};
+use crate::error::Result;
+use crate::search::{self, DF_CAP, Query};
+
+/// How many of the newest matching messages a search ranks.
+pub const WINDOW: usize = 1000;
+/// Someone in at most this many conversations has them named in the FTS5
+/// query; beyond that, matches are filtered by membership as they are read.
+const SCOPE_LIST_MAX: usize = 64;
+
+/// One search result.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub group: Group,
+    pub message: Message,
+    pub user: User,
+    /// An excerpt with the hits marked (see [`crate::search::Query::snippet`]).
+    pub snippet: String,
+}
+
+/// The text a message is found by: its content, without markup for
+/// RichText; the file name for Image and File messages.
+pub fn searchable<'a>(kind: Kind, content: &'a str, file_name: Option<&'a str>) -> Cow<'a, str> {
+    match (file_name, kind) {
+        (Some(name), _) => Cow::Borrowed(name),
+        (None, Kind::RichText) => search::strip_markup(content),
+        (None, _) => Cow::Borrowed(content),
+    }
+}
+
+fn scope_token(gid: u64) -> String {
+    format!("g{gid}")
+}
+
+/// Indexes one message; called in the transaction that stores it.
+pub fn index(c: &Connection, msg_id: u64, gid: u64, text: &str) -> Result<()> {
+    c.prepare_cached("INSERT INTO message_index (rowid, body, scope) VALUES (?1, ?2, ?3)")?
+        .execute(params![msg_id, search::index_body(text), scope_token(gid)])?;
+    Ok(())
+}
+
+/// Indexes the messages newer than the newest indexed one: those of a
+/// database from before the index existed, or bulk-loaded into the file
+/// (as `rim bench` does). Every message gets an index row (its `scope`
+/// token at least), so the newest row says how far indexing got. Commits
+/// every 20,000 messages. Returns how many were indexed.
+pub fn catch_up(c: &Connection) -> Result<u64> {
+    let newest: u64 = c
+        .prepare("SELECT rowid FROM message_index ORDER BY rowid DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let mut done = 0u64;
+    let mut after = newest;
+    loop {
+        let batch: Vec<(u64, u64, Kind, String, Option<String>)> = {
+            let mut stmt = c.prepare_cached(
+                "SELECT m.id, m.gid, m.kind, m.content, mf.name
+                 FROM messages m LEFT JOIN message_files mf ON mf.msg_id = m.id
+                 WHERE m.id > ?1 ORDER BY m.id LIMIT 20000",
+            )?;
+            let rows = stmt.query_map([after], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    Kind::from_db(r.get(2)?),
+                    r.get(3)?,
+                    r.get(4)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let Some(last) = batch.last() else {
+            return Ok(done);
+        };
+        after = last.0;
+        let tx = c.unchecked_transaction()?;
+        for (id, gid, kind, content, name) in &batch {
+            index(&tx, *id, *gid, &searchable(*kind, content, name.as_deref()))?;
+        }
+        tx.commit()?;
+        done += batch.len() as u64;
+    }
+}
+
+/// Searches the conversations `me` is a member of (or only `gid`, 403/404
+/// as for history when they may not read it). `page` counts from 1.
+pub fn search(
+    c: &Connection,
+    me: u64,
+    gid: Option<u64>,
+    query: &Query,
+    page: u32,
+    size: u32,
+) -> Result<Vec<Hit>> {
+    // One snapshot for every statement below.
+    let tx = c.unchecked_transaction()?;
+    if let Some(gid) = gid {
+        groups::require_member(&tx, gid, me)?;
+    }
+    let offset = u64::from(page.saturating_sub(1)) * u64::from(size);
+    if query.is_empty() || offset >= WINDOW as u64 {
+        return Ok(Vec::new());
+    }
+    let mut expr = query.fts();
+    match gid {
+        Some(gid) => {
+            expr.push_str(" AND scope : ");
+            expr.push_str(&scope_token(gid));
+        }
+        None => {
+            let mine: Vec<u64> = tx
+                .prepare_cached(&format!(
+                    "SELECT gid FROM members WHERE uid = ?1 LIMIT {}",
+                    SCOPE_LIST_MAX + 1
+                ))?
+                .query_map([me], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if mine.is_empty() {
+                return Ok(Vec::new());
+            }
+            if mine.len() <= SCOPE_LIST_MAX {
+                let scopes: Vec<String> = mine
+                    .iter()
+                    .map(|g| format!("scope : {}", scope_token(*g)))
+                    .collect();
+                expr.push_str(" AND (");
+                expr.push_str(&scopes.join(" OR "));
+                expr.push(')');
+            }
+        }
+    }
+    // FTS5 hands out matches newest first and the joins keep only the
+    // caller's conversations; the LIMIT stops the scan at the window.
+    let sql = format!(
+        "SELECT {MESSAGE_COLS}, mf.name FROM message_index
+         JOIN messages m ON m.id = message_index.rowid
+         JOIN members mb ON mb.gid = m.gid AND mb.uid = ?2
+         LEFT JOIN message_files mf ON mf.msg_id = m.id
+         WHERE message_index MATCH ?1 AND (?3 IS NULL OR m.gid = ?3)
+         ORDER BY message_index.rowid DESC LIMIT {WINDOW}"
+    );
+    let candidates: Vec<(Message, Option<String>)> = tx
+        .prepare_cached(&sql)?
+        .query_map(params![expr, me, gid], |r| {
+            Ok((message_from_row(r, 0)?, r.get(8)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let docs: Vec<Cow<'_, str>> = candidates
+        .iter()
+        .map(|(m, name)| searchable(m.kind, &m.content, name.as_deref()))
+        .collect();
+    let doc_refs: Vec<&str> = docs.iter().map(|d| d.as_ref()).collect();
+    // With one term, its weight is the same for every candidate: only its
+    // frequency in each message and their lengths decide.
+    let df: Vec<u64> = if query.terms.len() > 1 {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM message_index WHERE message_index MATCH ?1
+                 LIMIT {DF_CAP})"
+        ))?;
+        query
+            .terms
+            .iter()
+            .map(|t| stmt.query_row([t.fts()], |r| r.get(0)))
+            .collect::<rusqlite::Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let n: u64 = tx
+        .prepare_cached("SELECT coalesce(max(id), 0) FROM messages")?
+        .query_row([], |r| r.get(0))?;
+    let scores = query.rank(&doc_refs, &df, n);
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by(|&a, &b| {
+        scores[b]
+            .total_cmp(&scores[a])
+            .then(candidates[b].0.id.cmp(&candidates[a].0.id))
+    });
+    let mut groups_seen: HashMap<u64, Group> = HashMap::new();
+    let mut users_seen: HashMap<u64, User> = HashMap::new();
+    let mut hits = Vec::with_capacity(size as usize);
+    for &i in order.iter().skip(offset as usize).take(size as usize) {
+        let message = &candidates[i].0;
+        let group = match groups_seen.get(&message.gid) {
+            Some(g) => g.clone(),
+            None => match groups::get(&tx, message.gid)? {
+                Some(g) => groups_seen.entry(g.id).or_insert(g).clone(),
+                None => continue,
+            },
+        };
+        let user = match users_seen.get(&message.uid) {
+            Some(u) => u.clone(),
+            None => match users::by_id(&tx, message.uid)? {
+                Some(u) => users_seen.entry(u.id).or_insert(u).clone(),
+                None => continue,
+            },
+        };
+        hits.push(Hit {
+            group,
+            message: message.clone(),
+            user,
+            snippet: query.snippet(&docs[i]),
+        });
+    }
+    tx.finish()?;
+    Ok(hits)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as PropConfig, TestRunner};
+
+    use super::*;
+
+    /// An index like the real one, with a few messages.
+    fn small_index() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE VIRTUAL TABLE message_index USING fts5(body, scope, content = '',
+                 contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2');",
+        )
+        .unwrap();
+        for (i, text) in [
+            "Café «Rouge» \"quoted\" (x)",
+            "wifi密码是1234",
+            "NEAR AND OR NOT * ^",
+        ]
+        .iter()
+        .enumerate()
+        {
+            super::index(&c, i as u64 + 1, 1, text).unwrap();
+        }
+        c
+    }
+
+    fn matches(c: &Connection, q: &str) -> rusqlite::Result<Vec<u64>> {
+        let Ok(query) = Query::parse(q) else {
+            return Ok(Vec::new());
+        };
+        if query.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut stmt = c.prepare(
+            "SELECT rowid FROM message_index WHERE message_index MATCH ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([format!("{} AND scope : g1", query.fts())], |r| r.get(0))?;
+        rows.collect()
+    }
+
+    #[test]
+    fn any_text_is_a_valid_query() {
+        let c = small_index();
+        assert_eq!(matches(&c, "cafe").unwrap(), vec![1]);
+        assert_eq!(matches(&c, "\"quoted\" (x)").unwrap(), vec![1]);
+        assert_eq!(matches(&c, "密码").unwrap(), vec![2]);
+        assert_eq!(matches(&c, "NEAR AND").unwrap(), vec![3]);
+        let mut runner = TestRunner::new(PropConfig {
+            cases: 2000,
+            failure_persistence: None,
+            ..PropConfig::default()
+        });
+        let text = prop_oneof![".{0,40}", "[\"*^(){}:+\\-a-zA-Z0-9 密码éNEAROR]{0,30}",];
+        runner
+            .run(&text, |q| {
+                prop_assert!(matches(&c, &q).is_ok(), "FTS5 refused the query of {q:?}");
+                Ok(())
+            })
+            .unwrap();
+    }
+}

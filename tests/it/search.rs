@@ -1,0 +1,480 @@
+//! Full-text search over the real server: mixed-language messages (accents
+//! folded, Chinese, Japanese and Korean without spaces), only the caller's
+//! conversations, ranking and paging, snippets, query text that looks like
+//! FTS5 syntax, and messages indexed at start-up.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, Ws, assert_ack, create_group, direct_pair, msg_frame, url_encode};
+
+/// `GET /api/message/search` as `token`; the answer's rows.
+async fn search(srv: &TestServer, token: &str, q: &str, extra: &str) -> Vec<Value> {
+    let r = srv
+        .get(
+            &format!("/api/message/search?q={}{extra}", url_encode(q)),
+            Some(token),
+        )
+        .await;
+    r.assert_ok().as_array().expect("rows").clone()
+}
+
+/// The contents of the messages a search finds, best first.
+async fn found(srv: &TestServer, token: &str, q: &str) -> Vec<String> {
+    search(srv, token, q, "")
+        .await
+        .iter()
+        .map(|row| row["msg"]["content"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn say(ws: &mut Ws, gid: u64, text: &str, cmid: &str) -> u64 {
+    ws.send(msg_frame("Text", gid, text, cmid)).await;
+    assert_ack(&ws.recv().await, cmid).expect("message id")
+}
+
+const MESSAGES: &[&str] = &[
+    "Let's meet at the Café Rouge tomorrow",
+    "wifi密码是1234",
+    "パスワードは1234です",
+    "Der Schlüssel liegt unter der Fußmatte",
+    "비밀번호는 5678입니다",
+    "Пароль от роутера: qwerty",
+    "the cafe on the corner is closed",
+    "我们明天去北京",
+];
+
+#[tokio::test]
+async fn mixed_languages_are_found_word_by_word() {
+    let srv = TestServer::start().await;
+    let ((_, ta), (_, tb), gid) = direct_pair(&srv, "alice", "bob").await;
+    let mut ws = srv.ws_login(&ta).await;
+    for (i, m) in MESSAGES.iter().enumerate() {
+        say(&mut ws, gid, m, &format!("m{i}")).await;
+    }
+    let m = |i: usize| MESSAGES[i].to_owned();
+    let set = |v: Vec<String>| v.into_iter().collect::<BTreeSet<_>>();
+
+    // Accents and case folded both ways.
+    assert_eq!(set(found(&srv, &tb, "cafe").await), set(vec![m(0), m(6)]));
+    assert_eq!(set(found(&srv, &tb, "CAFÉ").await), set(vec![m(0), m(6)]));
+    assert_eq!(found(&srv, &tb, "rouge cafe").await, vec![m(0)]);
+    assert_eq!(found(&srv, &tb, "schlussel").await, vec![m(3)]);
+    assert_eq!(found(&srv, &tb, "Schlüssel fußmatte").await, vec![m(3)]);
+    // Cyrillic, case folded.
+    assert_eq!(found(&srv, &tb, "ПАРОЛЬ").await, vec![m(5)]);
+    // Chinese without spaces: a two-character word, a single character, a
+    // longer phrase; and what is not there.
+    assert_eq!(found(&srv, &tb, "密码").await, vec![m(1)]);
+    assert_eq!(found(&srv, &tb, "码").await, vec![m(1)]);
+    assert_eq!(found(&srv, &tb, "明天去北京").await, vec![m(7)]);
+    assert_eq!(found(&srv, &tb, "北京").await, vec![m(7)]);
+    assert!(found(&srv, &tb, "密北").await.is_empty());
+    assert!(
+        found(&srv, &tb, "京北").await.is_empty(),
+        "order matters in a run"
+    );
+    // Mixed scripts in one query word.
+    assert_eq!(found(&srv, &tb, "wifi密码").await, vec![m(1)]);
+    // Japanese (katakana, hiragana) and Korean.
+    assert_eq!(found(&srv, &tb, "パスワード").await, vec![m(2)]);
+    assert_eq!(found(&srv, &tb, "비밀번호").await, vec![m(4)]);
+    // Digits next to CJK are words of their own.
+    assert_eq!(set(found(&srv, &tb, "1234").await), set(vec![m(1), m(2)]));
+    assert!(found(&srv, &tb, "12").await.is_empty(), "whole words only");
+}
+
+#[tokio::test]
+async fn a_search_never_leaves_the_callers_conversations() {
+    let srv = TestServer::start().await;
+    let ((ua, ta), (ub, tb), direct) = direct_pair(&srv, "alice", "bob").await;
+    let (uc, tc) = srv.user("carol").await;
+    let (_, td) = srv.user("dave").await;
+    let club = create_group(&srv, &ta, "club", &[ub, uc]).await;
+    let mut ws = srv.ws_login(&ta).await;
+    say(&mut ws, direct, "the secret password is swordfish", "d1").await;
+    say(&mut ws, club, "club password is hunter2", "c1").await;
+
+    assert_eq!(search(&srv, &tb, "password", "").await.len(), 2);
+    let carol = found(&srv, &tc, "password").await;
+    assert_eq!(carol, vec!["club password is hunter2"]);
+    assert!(found(&srv, &tc, "swordfish").await.is_empty());
+    assert!(found(&srv, &td, "password").await.is_empty());
+    // Within one conversation: only that one, and only for its members.
+    let rows = search(&srv, &tb, "password", &format!("&gid={direct}")).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["group"]["id"], direct);
+    assert_eq!(rows[0]["user"]["id"], ua);
+    assert_eq!(
+        rows[0]["user"]["email"], "",
+        "other people's emails stay hidden"
+    );
+    let r = srv
+        .get(
+            &format!("/api/message/search?q=password&gid={direct}"),
+            Some(&tc),
+        )
+        .await;
+    r.assert_error(403);
+    srv.get("/api/message/search?q=password&gid=999", Some(&tc))
+        .await
+        .assert_error(404);
+    srv.get("/api/message/search?q=password", None)
+        .await
+        .assert_error(401);
+    // Removed from the club: its messages are gone from her results.
+    srv.post(
+        "/api/group/user/change",
+        Some(&ta),
+        json!({"gid": club, "uids": [uc], "opType": 2}),
+    )
+    .await
+    .assert_ok();
+    assert!(found(&srv, &tc, "password").await.is_empty());
+}
+
+#[tokio::test]
+async fn results_are_ranked_then_newest_first_and_paged() {
+    let srv = TestServer::start().await;
+    let ((_, ta), (_, tb), gid) = direct_pair(&srv, "alice", "bob").await;
+    let mut ws = srv.ws_login(&ta).await;
+    let long = say(
+        &mut ws,
+        gid,
+        "we could have pizza tonight or try that new place everyone talks about",
+        "r1",
+    )
+    .await;
+    let twice = say(&mut ws, gid, "pizza pizza", "r2").await;
+    let short = say(&mut ws, gid, "pizza?", "r3").await;
+    let rows = search(&srv, &tb, "pizza", "").await;
+    let ids: Vec<u64> = rows
+        .iter()
+        .map(|r| r["msg"]["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![twice, short, long],
+        "BM25: frequency, then length"
+    );
+
+    // Equal scores: newest first. 25 identical messages, paged by 10.
+    let mut sent = Vec::new();
+    for i in 0..25 {
+        sent.push(say(&mut ws, gid, "same old story", &format!("s{i}")).await);
+    }
+    let mut seen = Vec::new();
+    for page in 1..=4 {
+        let rows = search(&srv, &tb, "story", &format!("&page={page}&size=10")).await;
+        assert_eq!(rows.len(), [10, 10, 5, 0][page - 1], "page {page}");
+        seen.extend(rows.iter().map(|r| r["msg"]["id"].as_u64().unwrap()));
+    }
+    sent.reverse();
+    assert_eq!(seen, sent, "newest first, every message once");
+
+    // Paging parameters are checked like everywhere else.
+    for bad in ["&size=0", "&size=101", "&page=0", "&page=x", "&gid=x"] {
+        srv.get(&format!("/api/message/search?q=story{bad}"), Some(&tb))
+            .await
+            .assert_error(400);
+    }
+}
+
+#[tokio::test]
+async fn snippets_mark_the_hits_and_stay_plain_text() {
+    let srv = TestServer::start().await;
+    let ((_, ta), (_, tb), gid) = direct_pair(&srv, "alice", "bob").await;
+    let mut ws = srv.ws_login(&ta).await;
+    let long = format!(
+        "{} and then Dad said the Wi-Fi password is «garden» {}",
+        "blah ".repeat(40),
+        "more ".repeat(40)
+    );
+    say(&mut ws, gid, &long, "p1").await;
+    ws.send(msg_frame(
+        "RichText",
+        gid,
+        "<b>bye</b> <script>x()</script>",
+        "p2",
+    ))
+    .await;
+    assert_ack(&ws.recv().await, "p2");
+
+    let rows = search(&srv, &tb, "wifi password", "").await;
+    assert!(rows.is_empty(), "wi-fi is two words, wifi one");
+    let rows = search(&srv, &tb, "wi-fi password", "").await;
+    let snippet = rows[0]["snippet"].as_str().unwrap();
+    assert!(
+        snippet.starts_with('…') && snippet.ends_with('…'),
+        "{snippet}"
+    );
+    assert!(
+        snippet.contains("the «Wi-Fi» «password» is ‹garden›"),
+        "{snippet}"
+    );
+    assert_eq!(
+        rows[0]["msg"]["content"], long,
+        "the message itself is whole"
+    );
+
+    // RichText is searched, and quoted, without its markup.
+    let rows = search(&srv, &tb, "bye", "").await;
+    assert_eq!(rows[0]["snippet"], "«bye» x()");
+    assert_eq!(rows[0]["msg"]["content"], "<b>bye</b> <script>x()</script>");
+    assert!(
+        found(&srv, &tb, "script").await.is_empty(),
+        "tags are not words"
+    );
+
+    // A File message is found by its name.
+    let file = srv
+        .upload_ok(&ta, "tax-return-2025.pdf", "application/pdf", b"%PDF-1.4\n")
+        .await;
+    ws.send(msg_frame(
+        "File",
+        gid,
+        &json!({"fileId": file, "name": "tax-return-2025.pdf"}).to_string(),
+        "p3",
+    ))
+    .await;
+    assert_ack(&ws.recv().await, "p3");
+    let rows = search(&srv, &tb, "tax return", "").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["msg"]["kind"], 3);
+    assert_eq!(rows[0]["snippet"], "«tax»-«return»-2025.pdf");
+}
+
+#[tokio::test]
+async fn query_text_is_text_never_search_syntax() {
+    let srv = TestServer::start().await;
+    let ((_, ta), (_, tb), gid) = direct_pair(&srv, "alice", "bob").await;
+    let mut ws = srv.ws_login(&ta).await;
+    say(
+        &mut ws,
+        gid,
+        "cats and dogs, NEAR the body: a (small) \"quote\"",
+        "q1",
+    )
+    .await;
+    say(&mut ws, gid, "cats only", "q2").await;
+    // Words FTS5 would read as operators are words here: "and" must occur.
+    assert_eq!(found(&srv, &tb, "cats AND dogs").await.len(), 1);
+    assert_eq!(found(&srv, &tb, "cats OR dogs").await.len(), 0);
+    assert_eq!(found(&srv, &tb, "NEAR (small)").await.len(), 1);
+    assert_eq!(
+        found(&srv, &tb, "NEAR(cats dogs)").await.len(),
+        0,
+        "\"near cats\" is a phrase"
+    );
+    assert_eq!(found(&srv, &tb, "body:").await.len(), 1);
+    for q in [
+        "\"",
+        "\"cats",
+        "*",
+        "cats*",
+        "^cats",
+        "-dogs",
+        "(",
+        ")",
+        "{body}: cats",
+        "scope:g1",
+        "NOT",
+        "a\"b",
+        "'",
+        ":",
+        "+",
+        "NEAR(",
+        "\u{0}",
+        "💥",
+        "......",
+    ] {
+        let r = srv
+            .get(
+                &format!("/api/message/search?q={}", url_encode(q)),
+                Some(&tb),
+            )
+            .await;
+        assert_eq!(r.status, 200, "q={q:?}: {}", r.json);
+    }
+    // scope tokens belong to the index, not to the words.
+    assert!(found(&srv, &tb, &format!("g{gid}")).await.is_empty());
+    // Bad queries are 400s that say why.
+    for path in [
+        "/api/message/search",
+        "/api/message/search?q=",
+        "/api/message/search?q=%20%20",
+    ] {
+        srv.get(path, Some(&tb)).await.assert_error(400);
+    }
+    let long = "x".repeat(300);
+    srv.get(&format!("/api/message/search?q={long}"), Some(&tb))
+        .await
+        .assert_error(400);
+    srv.get("/api/message/search?q=a+b+c+d+e+f+g+h+i", Some(&tb))
+        .await
+        .assert_error(400);
+}
+
+#[tokio::test]
+async fn messages_written_behind_the_servers_back_are_indexed_at_start() {
+    let srv = TestServer::start().await;
+    let ((ua, ta), (_, tb), gid) = direct_pair(&srv, "alice", "bob").await;
+    let mut ws = srv.ws_login(&ta).await;
+    say(&mut ws, gid, "written by the server", "w1").await;
+    drop(ws);
+    // A bulk load straight into the file (as `rim bench` does) bypasses
+    // the index...
+    {
+        let conn = rusqlite::Connection::open(&srv.db_path).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        for (i, text) in ["bulk loaded 北京", "another bulk row"].iter().enumerate() {
+            conn.execute(
+                "INSERT INTO messages (gid, uid, kind, content, client_msg_id, created_at, updated_at)
+                 VALUES (?1, ?2, 0, ?3, ?4, 0, 0)",
+                rusqlite::params![gid, ua, text, format!("bulk{i}")],
+            )
+            .unwrap();
+        }
+    }
+    assert!(found(&srv, &tb, "bulk").await.is_empty());
+    // ...until the server starts on it again.
+    let srv = srv.restart().await;
+    let tb = srv.login("bob").await;
+    assert_eq!(found(&srv, &tb, "bulk").await.len(), 2);
+    assert_eq!(found(&srv, &tb, "北京").await, vec!["bulk loaded 北京"]);
+    assert_eq!(found(&srv, &tb, "server").await.len(), 1, "nothing twice");
+}
+
+/// Search latency on a large database: `RIM_SEARCH_BENCH=1000000 cargo test
+/// --release --test it search_latency -- --ignored --nocapture`. Bulk-loads
+/// messages like `rim bench`'s history scenario (plus everyday words),
+/// restarts the server (which indexes them), then times queries over REST.
+#[tokio::test]
+#[ignore]
+async fn search_latency_on_a_large_database() {
+    use std::time::{Duration, Instant};
+    let n: u64 = std::env::var("RIM_SEARCH_BENCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let groups = 1000u64;
+    let srv = TestServer::start().await;
+    let (ua, ta) = srv.user("alice").await;
+    let (ub, _) = srv.user("bob").await;
+    let (uc, tc) = srv.user("carol").await;
+    let mut gids = Vec::new();
+    for j in 0..groups {
+        let members: &[u64] = if j < 5 { &[ub, uc] } else { &[ub] };
+        gids.push(create_group(&srv, &ta, &format!("g{j}"), members).await);
+    }
+    let words = [
+        "the", "dinner", "tonight", "wifi", "password", "school", "pick", "up", "call", "later",
+        "milk", "bread", "photo", "cat", "dog", "garden", "weekend", "trip", "keys", "doctor",
+        "birthday", "cake", "party", "gift", "beach", "café", "晚饭", "密码", "周末", "学校",
+    ];
+    let t = Instant::now();
+    {
+        let conn = rusqlite::Connection::open(&srv.db_path).unwrap();
+        conn.busy_timeout(Duration::from_secs(30)).unwrap();
+        conn.execute_batch("PRAGMA synchronous = OFF;").unwrap();
+        let tx = conn.unchecked_transaction().unwrap();
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO messages (gid, uid, kind, content, client_msg_id, created_at, updated_at)
+                     VALUES (?1, ?2, 0, ?3, '', 0, 0)",
+                )
+                .unwrap();
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+            for k in 0..n {
+                let j = (k % groups) as usize;
+                let mut text = format!("history message {k} in conversation {j}:");
+                for _ in 0..5 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    text.push(' ');
+                    text.push_str(words[(x % words.len() as u64) as usize]);
+                }
+                stmt.execute(rusqlite::params![gids[j], ua, text]).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    eprintln!(
+        "bulk load: {n} messages in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let srv = srv.restart().await;
+    eprintln!(
+        "restart, indexing {n} messages: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let ta = srv.login("alice").await;
+    let tc_new = srv.login("carol").await;
+    let _ = tc;
+    let mid = n / 2;
+    let cases: Vec<(String, String, &str)> = vec![
+        (format!("a number (1 hit): {mid}"), mid.to_string(), ""),
+        (
+            "a word in every message: history".into(),
+            "history".into(),
+            "",
+        ),
+        ("a word in 1 of 6: wifi".into(), "wifi".into(), ""),
+        (
+            "two words: wifi password".into(),
+            "wifi password".into(),
+            "",
+        ),
+        ("Chinese, 2 characters: 密码".into(), "密码".into(), ""),
+        ("accent folded: cafe".into(), "cafe".into(), ""),
+        ("nothing: zebra".into(), "zebra".into(), ""),
+        (
+            "in one conversation: history".into(),
+            "history".into(),
+            "gid",
+        ),
+        (
+            "in one conversation: wifi password".into(),
+            "wifi password".into(),
+            "gid",
+        ),
+        (
+            "member of 5 of 1000: history".into(),
+            "history".into(),
+            "carol",
+        ),
+    ];
+    for (label, q, mode) in cases {
+        let mut times = Vec::new();
+        let mut rows = 0;
+        for i in 0..200u64 {
+            let (token, extra) = match mode {
+                "gid" => (&ta, format!("&gid={}", gids[(i % groups) as usize])),
+                "carol" => (&tc_new, String::new()),
+                _ => (&ta, String::new()),
+            };
+            let t = Instant::now();
+            let r = srv
+                .get(
+                    &format!("/api/message/search?q={}{extra}", url_encode(&q)),
+                    Some(token),
+                )
+                .await;
+            times.push(t.elapsed());
+            rows = r.assert_ok().as_array().unwrap().len();
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        eprintln!(
+            "{label:40} p50 {:6.2} ms  p99 {:6.2} ms  max {:6.2} ms  ({rows} rows)",
+            ms(times[times.len() / 2]),
+            ms(times[times.len() * 99 / 100]),
+            ms(times[times.len() - 1])
+        );
+    }
+}
