@@ -10,7 +10,6 @@
 //! admin, a friend) run inside the same transaction as the change they guard.
 
 pub mod admin;
-mod checkpoint;
 pub mod files;
 mod friends;
 mod groups;
@@ -272,7 +271,6 @@ struct Inner {
     /// writer per file, and `rim restore` can tell that a server runs.
     /// Released when the writer has stopped.
     lock: Mutex<Option<std::fs::File>>,
-    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
 }
 
 impl Db {
@@ -297,7 +295,7 @@ impl Db {
         let handle = std::thread::Builder::new()
             .name("rim-writer".into())
             .spawn(move || writer::run(conn, rx, batch, thread_stats))?;
-        let checkpointer = checkpoint::Checkpointer::start(&opts.path)?;
+
         Ok(Db {
             inner: Arc::new(Inner {
                 path: opts.path.clone(),
@@ -308,7 +306,6 @@ impl Db {
                 read_permits: Semaphore::new(opts.read_connections),
                 max_group_members: opts.max_group_members,
                 lock: Mutex::new(Some(lock)),
-                checkpointer: Mutex::new(Some(checkpointer)),
             }),
         })
     }
@@ -342,15 +339,6 @@ impl Db {
             .and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
-        let checkpointer = self
-            .inner
-            .checkpointer
-            .lock()
-            .ok()
-            .and_then(|mut c| c.take());
-        if let Some(checkpointer) = checkpointer {
-            let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
         }
         if let Ok(mut lock) = self.inner.lock.lock() {
             lock.take();
