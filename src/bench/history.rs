@@ -182,11 +182,13 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
         let writing = tokio::spawn(load::run_phase(plans, sizes.history_secs, 0, None, pid));
         let mut latest = Histogram::new();
         let mut before = Histogram::new();
+        let mut search = Histogram::new();
         let mut bad = 0;
         for t in tasks {
             let done = t.await??;
             latest.merge(&done.latest);
             before.merge(&done.before);
+            search.merge(&done.search);
             bad += done.bad;
         }
         let usage = meter.finish();
@@ -221,6 +223,15 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
         );
         report.rows.push(
             Row::new(
+                format!("{who}: search, mixed queries"),
+                search.count(),
+                "req/s",
+                usage,
+            )
+            .latency("request", &search),
+        );
+        report.rows.push(
+            Row::new(
                 format!(
                     "{who}: writes ({} msgs/s offered)",
                     sizes.history_write_rate
@@ -234,7 +245,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
         direct::problems(&mut report, &format!("writes with {who}"), &written);
         if bad > 0 {
             report.problems.push(format!(
-                "{bad} history answers had fewer than {PAGE} messages or failed"
+                "{bad} history answers had fewer than {PAGE} messages, or history or search answers failed"
             ));
         }
         let p99 = latest.quantile_ns(0.99) as f64 / 1e6;
@@ -252,6 +263,16 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
                 ),
                 p99 < 2.0 && layout.is_some(),
             );
+            let search_p99 = search.quantile_ns(0.99) as f64 / 1e6;
+            report.figures.insert("search_p99_ms", search_p99);
+            report.check(
+                format!("search p99 < 20 ms on the {total}-message database"),
+                format!(
+                    "p99 {search_p99:.2} ms (p50 {:.2} ms), one reader, writes going on",
+                    search.quantile_ns(0.5) as f64 / 1e6,
+                ),
+                search_p99 < 20.0 && layout.is_some(),
+            );
         } else {
             report.figures.insert("latest_p99_ms_many_readers", p99);
         }
@@ -265,6 +286,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
 struct ReadDone {
     latest: Histogram,
     before: Histogram,
+    search: Histogram,
     bad: u64,
 }
 
@@ -283,6 +305,7 @@ async fn read_loop(
     let mut done = ReadDone {
         latest: Histogram::new(),
         before: Histogram::new(),
+        search: Histogram::new(),
         bad: 0,
     };
     let mut n = 0;
@@ -318,6 +341,25 @@ async fn read_loop(
             )
             .await?;
         done.before.record(t.elapsed());
+        if !body.starts_with(br#"{"ok":true"#) {
+            done.bad += 1;
+        }
+        // Full-text search over all of the reader's conversations, in turn:
+        // a message number (one hit), a phrase naming one conversation, a
+        // word that is in every message, and that word within one
+        // conversation (the worst case: every message there matches).
+        let total = layout.as_ref().map_or(1, |l| l.messages.max(1));
+        let path = match n % 4 {
+            0 => format!("/api/message/search?q={}", rng.below(total)),
+            1 => format!("/api/message/search?q=conversation%20{j}"),
+            2 => "/api/message/search?q=history".to_owned(),
+            _ => format!("/api/message/search?q=history&gid={gid}"),
+        };
+        let t = Instant::now();
+        let body = http
+            .call_raw(Method::GET, &path, Some(&reader.token), None)
+            .await?;
+        done.search.record(t.elapsed());
         if !body.starts_with(br#"{"ok":true"#) {
             done.bad += 1;
         }
