@@ -690,6 +690,28 @@ impl Db {
         Ok(done)
     }
 
+    /// Puts the writer in (or out of) read-only mode: while on, every write
+    /// fails with 503 "the database is read-only", exactly as when the file
+    /// or its disk turns read-only under a running server, and nothing is
+    /// acknowledged. For maintenance windows, and the test of that path.
+    pub async fn set_read_only(&self, on: bool) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        // Outside any transaction: query_only cannot change inside one.
+        self.inner
+            .writer
+            .send(writer::Command::Pragma(
+                if on {
+                    "PRAGMA query_only = ON"
+                } else {
+                    "PRAGMA query_only = OFF"
+                },
+                tx,
+            ))
+            .await
+            .map_err(|_| writer::shutting_down())?;
+        rx.await.map_err(|_| writer::shutting_down())?
+    }
+
     /// Changes the size cap of the database while running (0 = none).
     pub async fn set_size_limit(&self, max_mb: u64) -> Result<()> {
         self.write(move |c| Ok(schema::set_size_limit(c, max_mb)?))

@@ -40,6 +40,8 @@ pub(super) enum Command {
     Job(Box<dyn Job>),
     /// Finish everything queued before this, then stop the thread.
     Stop(oneshot::Sender<()>),
+    /// Run a connection setting between batches (outside any transaction).
+    Pragma(&'static str, oneshot::Sender<Result<()>>),
 }
 
 /// Runs on the writer thread with a job's result once it is committed.
@@ -170,20 +172,29 @@ pub(super) fn run(
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(batch_max);
     let mut stop: Option<oneshot::Sender<()>> = None;
+    let mut pragma: Option<(&'static str, oneshot::Sender<Result<()>>)> = None;
     while stop.is_none() {
         match rx.blocking_recv() {
             Some(Command::Job(job)) => batch.push(job),
             Some(Command::Stop(done)) => stop = Some(done),
+            Some(Command::Pragma(sql, reply)) => pragma = Some((sql, reply)),
             None => break,
         }
-        while batch.len() < batch_max && stop.is_none() {
+        while batch.len() < batch_max && stop.is_none() && pragma.is_none() {
             match rx.try_recv() {
                 Ok(Command::Job(job)) => batch.push(job),
                 Ok(Command::Stop(done)) => stop = Some(done),
+                Ok(Command::Pragma(sql, reply)) => pragma = Some((sql, reply)),
                 Err(_) => break,
             }
         }
+        // A setting applies after the writes queued before it, and before
+        // those queued after it.
+        let setting = pragma.take();
         if batch.is_empty() {
+            if let Some((sql, reply)) = setting {
+                let _ = reply.send(conn.execute_batch(sql).map_err(Error::from));
+            }
             continue;
         }
         let started = Instant::now();
@@ -211,6 +222,9 @@ pub(super) fn run(
         );
         for job in batch.drain(..) {
             job.finish(committed.clone());
+        }
+        if let Some((sql, reply)) = setting {
+            let _ = reply.send(conn.execute_batch(sql).map_err(Error::from));
         }
     }
     // Close the queue so late writers get an error instead of waiting, then

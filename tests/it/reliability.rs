@@ -572,3 +572,50 @@ async fn graceful_shutdown_under_load_loses_nothing_acknowledged() {
     assert_eq!(ok, "ok");
     eprintln!("{} acked messages stored across a SIGTERM", all_acked.len());
 }
+
+#[tokio::test]
+async fn a_read_only_database_refuses_writes_clearly_and_recovers() {
+    let srv = TestServer::start().await;
+    let (gid, users) = group_of(&srv, 2).await;
+    let mut ws = srv.ws_login(&users[0].1).await;
+    assert_eq!(ws.send_msg(gid, "before", "ro-0").await["kind"], "Ack");
+
+    srv.app().db.set_read_only(true).await.unwrap();
+    let answer = ws.send_msg(gid, "while read-only", "ro-1").await;
+    assert_eq!(answer["kind"], "Error", "{answer}");
+    assert_eq!(answer["code"], 503, "{answer}");
+    assert!(answer["serverMsgId"].is_null());
+    assert!(
+        answer["content"].as_str().unwrap().contains("read-only"),
+        "{answer}"
+    );
+    srv.post(
+        "/api/group/create",
+        Some(&users[0].1),
+        json!({"group": {"name": "more"}, "users": []}),
+    )
+    .await
+    .assert_error(503);
+    // Reads go on; nothing was stored.
+    let r = srv
+        .post(
+            "/api/message/history",
+            Some(&users[1].1),
+            json!({"gid": gid}),
+        )
+        .await;
+    assert_eq!(r.assert_ok().as_array().unwrap().len(), 1);
+    assert_eq!(srv.get("/healthz", None).await.status, 200);
+
+    srv.app().db.set_read_only(false).await.unwrap();
+    let answer = ws.send_msg(gid, "while read-only", "ro-1").await;
+    assert_eq!(answer["kind"], "Ack", "{answer}");
+    let r = srv
+        .post(
+            "/api/message/history",
+            Some(&users[1].1),
+            json!({"gid": gid}),
+        )
+        .await;
+    assert_eq!(r.assert_ok().as_array().unwrap().len(), 2);
+}
