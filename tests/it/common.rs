@@ -255,22 +255,15 @@ pub async fn http(
 
 /// Sends an arbitrary request and parses the JSON answer.
 pub async fn raw_request(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
-        .await
-        .expect("answer in time")
-        .expect("response");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+    let RawReply {
+        status,
+        headers,
+        body,
+    } = send_raw(addr, req).await;
+    let json = serde_json::from_slice(&body).unwrap_or_else(|_| {
         panic!(
             "not JSON (status {status}): {:?}",
-            String::from_utf8_lossy(&bytes)
+            String::from_utf8_lossy(&body)
         )
     });
     Reply {

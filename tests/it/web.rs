@@ -6,14 +6,12 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{HeaderMap, Method, Request};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpStream;
 
-use crate::common::{TestServer, WAIT};
+use crate::common::TestServer;
 
 struct Answer {
     status: u16,
@@ -43,22 +41,11 @@ async fn fetch(addr: SocketAddr, method: Method, path: &str, headers: &[(&str, &
         req = req.header(*name, *value);
     }
     let req = req.body(Full::new(Bytes::new())).unwrap();
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
-        .await
-        .expect("answer in time")
-        .expect("response");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let reply = crate::common::send_raw(addr, req).await;
     Answer {
-        status,
-        headers,
-        body,
+        status: reply.status,
+        headers: reply.headers,
+        body: Bytes::from(reply.body),
     }
 }
 
