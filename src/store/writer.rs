@@ -235,7 +235,9 @@ pub(super) fn run(
             job.finish(Err(shutting_down()));
         }
     }
-    let _ = conn.execute_batch("PRAGMA optimize;");
+    // Leave everything in the database file itself, so that a stopped
+    // server's rim.db can be copied on its own (see the README).
+    let _ = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);");
     drop(conn);
     if let Some(done) = stop {
         let _ = done.send(());

@@ -619,3 +619,28 @@ async fn a_read_only_database_refuses_writes_clearly_and_recovers() {
         .await;
     assert_eq!(r.assert_ok().as_array().unwrap().len(), 2);
 }
+
+/// After a clean stop the database file alone holds everything: the WAL was
+/// checkpointed into it, so copying just `rim.db` is a complete copy.
+#[tokio::test]
+async fn a_stopped_server_leaves_everything_in_the_database_file() {
+    let mut srv = TestServer::start().await;
+    let (gid, users) = group_of(&srv, 2).await;
+    let mut ws = srv.ws_login(&users[0].1).await;
+    for i in 0..20 {
+        assert_eq!(
+            ws.send_msg(gid, "kept", &format!("k{i}")).await["kind"],
+            "Ack"
+        );
+    }
+    drop(ws);
+    srv.stop().await;
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_dir.path().join("copy.db");
+    std::fs::copy(&srv.db_path, &copy).unwrap();
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 20);
+}
