@@ -113,6 +113,18 @@ fn file_bytes(path: &std::path::Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
+/// Starting on `path` fails with a message containing `why`, and the file
+/// is byte for byte what it was.
+async fn refused_untouched(path: &std::path::Path, why: &str) {
+    let before = file_bytes(path);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let Err(err) = rim::server::start(test_config(path.to_path_buf()), listener).await else {
+        panic!("{} was accepted", path.display());
+    };
+    assert!(format!("{err:#}").contains(why), "{err:#}");
+    assert_eq!(file_bytes(path), before, "{} was modified", path.display());
+}
+
 #[tokio::test]
 async fn startup_refuses_foreign_and_newer_databases_without_touching_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,18 +136,7 @@ async fn startup_refuses_foreign_and_newer_databases_without_touching_them() {
         c.execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('keep me');")
             .unwrap();
     }
-    let before = file_bytes(&foreign);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = rim::server::start(test_config(foreign.clone()), listener)
-        .await
-        .err()
-        .expect("refused");
-    assert!(format!("{err:#}").contains("not rim's"), "{err:#}");
-    assert_eq!(
-        file_bytes(&foreign),
-        before,
-        "the foreign file is untouched"
-    );
+    refused_untouched(&foreign, "not rim's").await;
     assert!(!dir.path().join("other.db-wal").exists());
 
     // Not SQLite at all.
@@ -145,17 +146,7 @@ async fn startup_refuses_foreign_and_newer_databases_without_touching_them() {
         "just some text, definitely not a database\n".repeat(200),
     )
     .unwrap();
-    let before = file_bytes(&text);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = rim::server::start(test_config(text.clone()), listener)
-        .await
-        .err()
-        .expect("refused");
-    assert!(
-        format!("{err:#}").contains("not a SQLite database"),
-        "{err:#}"
-    );
-    assert_eq!(file_bytes(&text), before);
+    refused_untouched(&text, "not a SQLite database").await;
 
     // A rim database from a newer rim.
     let newer = dir.path().join("newer.db");
@@ -166,14 +157,7 @@ async fn startup_refuses_foreign_and_newer_databases_without_touching_them() {
         let c = rusqlite::Connection::open(&newer).unwrap();
         c.execute_batch("PRAGMA user_version = 99;").unwrap();
     }
-    let before = file_bytes(&newer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = rim::server::start(test_config(newer.clone()), listener)
-        .await
-        .err()
-        .expect("refused");
-    assert!(format!("{err:#}").contains("newer"), "{err:#}");
-    assert_eq!(file_bytes(&newer), before);
+    refused_untouched(&newer, "newer").await;
 }
 
 #[tokio::test]
