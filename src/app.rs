@@ -232,7 +232,7 @@ impl App {
         if matches!(msg.kind, Kind::Image | Kind::File) {
             self.attach(&mut msg).await?;
         }
-        // Pushed from the database writer right after the commit, so every
+        // Pushed by the database's publisher thread right after the commit, so every
         // member sees a conversation's messages in id order, even when several
         // members send at once.
         let hub = self.hub.clone();

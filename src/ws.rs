@@ -275,7 +275,25 @@ impl Conn {
             Err(e) => Err(e),
         };
         let text = answer.unwrap_or_else(|e| protocol::error_answer(&parsed.client_msg_id, &e));
-        self.send(text).await
+        self.answer(text).await
+    }
+
+    /// Sends a frame's answer, and the live pushes queued while it was
+    /// handled, in one write: one syscall and one TCP segment instead of one
+    /// each (the writer queues a batch's pushes before it wakes the batch's
+    /// senders, so a sender usually finds its peers' messages waiting).
+    async fn answer(&mut self, text: String) -> Result<(), End> {
+        let mut frames = vec![Message::text(text)];
+        if let Some(login) = &mut self.login {
+            while frames.len() < 64 {
+                match login.live.try_recv() {
+                    Ok(push) if login.covered(&push) => {}
+                    Ok(push) => frames.push(Message::Text(push.frame.clone())),
+                    Err(_) => break,
+                }
+            }
+        }
+        self.write(frames.into_iter()).await
     }
 
     /// Handles every frame but Login; returns the ack to answer with.

@@ -8,6 +8,12 @@
 //! COMMIT returns does any job's caller get its result, so "acknowledged" always
 //! means "on disk". If the commit fails (disk full, read-only file) every job in
 //! the batch gets that error and nothing of the batch is kept.
+//!
+//! A committed batch goes to a second thread, the publisher, which runs the
+//! batch's after-commit hooks (the pushes of new messages) and then hands out
+//! its results, in commit order, while the writer is already running the next
+//! batch. Message jobs check everything before they write and run without a
+//! savepoint (see [`Job::checks_first`]).
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -32,6 +38,9 @@ pub(super) trait Job: Send {
     fn checks_first(&self) -> bool {
         false
     }
+    /// Runs the job's after-commit hook, if it has one and the batch was
+    /// committed (see [`ClosureJob::with_after`]).
+    fn publish(&mut self) {}
     /// Hands the job's result to its caller once the batch's fate is known.
     fn finish(self: Box<Self>, commit: Result<()>);
 }
@@ -44,7 +53,8 @@ pub(super) enum Command {
     Pragma(&'static str, oneshot::Sender<Result<()>>),
 }
 
-/// Runs on the writer thread with a job's result once it is committed.
+/// Runs on the publisher thread, in commit order, with a job's result once
+/// it is committed.
 pub(super) type AfterCommit<R> = Box<dyn FnOnce(&R) + Send>;
 
 /// A job built from a closure; its result waits in `result` until the commit.
@@ -67,8 +77,8 @@ impl<F, R> ClosureJob<F, R> {
         }
     }
 
-    /// A job whose committed result is also handed to `after`, on the writer
-    /// thread and so in commit order, before its caller gets it.
+    /// A job whose committed result is also handed to `after`, on the
+    /// publisher thread and so in commit order, before its caller gets it.
     pub(super) fn with_after(
         f: F,
         after: AfterCommit<R>,
@@ -119,18 +129,21 @@ where
         self.checks_first
     }
 
+    fn publish(&mut self) {
+        if let (Some(Ok(result)), Some(after)) = (&self.result, self.after.take()) {
+            // Like a job, a panicking hook must not take the writer down.
+            if std::panic::catch_unwind(AssertUnwindSafe(|| after(result))).is_err() {
+                crate::log_error!("panic after a write job");
+            }
+        }
+    }
+
     fn finish(self: Box<Self>, commit: Result<()>) {
         let outcome = match (commit, self.result) {
             (Err(e), _) => Err(e),
             (Ok(()), Some(result)) => result,
             (Ok(()), None) => Err(Error::Internal("write job was not run".into())),
         };
-        if let (Ok(result), Some(after)) = (&outcome, self.after) {
-            // Like a job, a panicking hook must not take the writer down.
-            if std::panic::catch_unwind(AssertUnwindSafe(|| after(result))).is_err() {
-                crate::log_error!("panic after a write job");
-            }
-        }
         let _ = self.reply.send(outcome);
     }
 }
@@ -166,14 +179,58 @@ fn bucket(bounds: &[u64], value: u64) -> usize {
 
 pub(super) fn run(
     conn: Connection,
-    mut rx: mpsc::Receiver<Command>,
+    rx: mpsc::Receiver<Command>,
     batch_max: usize,
     stats: std::sync::Arc<std::sync::Mutex<WriterStats>>,
 ) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(batch_max);
+    let stop = std::thread::scope(|scope| {
+        let (to_publisher, published) = std::sync::mpsc::channel();
+        let publisher = std::thread::Builder::new()
+            .name("rim-publish".into())
+            .spawn_scoped(scope, move || publish(published));
+        if let Err(e) = publisher {
+            // Without a publisher thread the writer hands results out itself.
+            crate::log_warn!("cannot start the publisher thread", error = e);
+            let (inline_tx, inline_rx) = std::sync::mpsc::channel();
+            let stop = write(&conn, rx, batch_max, &stats, &inline_tx, Some(&inline_rx));
+            return stop;
+        }
+        write(&conn, rx, batch_max, &stats, &to_publisher, None)
+        // Leaving the scope waits for the publisher to hand out every result.
+    });
+    // Leave everything in the database file itself, so that a stopped
+    // server's rim.db can be copied on its own (see the README).
+    let _ = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);");
+    drop(conn);
+    if let Some(done) = stop {
+        let _ = done.send(());
+    }
+}
+
+/// What the writer hands to the publisher thread, in commit order.
+enum Outcome {
+    /// A batch and the fate of its transaction.
+    Batch(Vec<Box<dyn Job>>, Result<()>),
+    /// The answer to a [`Command::Pragma`].
+    Setting(oneshot::Sender<Result<()>>, Result<()>),
+}
+
+/// The writer's loop: forms batches, commits them, and hands each committed
+/// batch to `publish` (through `out`) so that the next batch can start while
+/// the last one's pushes and replies go out. With `inline`, the writer
+/// drains `out` itself after every batch. Returns the Stop command's reply.
+fn write(
+    conn: &Connection,
+    mut rx: mpsc::Receiver<Command>,
+    batch_max: usize,
+    stats: &std::sync::Mutex<WriterStats>,
+    out: &std::sync::mpsc::Sender<Outcome>,
+    inline: Option<&std::sync::mpsc::Receiver<Outcome>>,
+) -> Option<oneshot::Sender<()>> {
     let mut stop: Option<oneshot::Sender<()>> = None;
     let mut pragma: Option<(&'static str, oneshot::Sender<Result<()>>)> = None;
     while stop.is_none() {
+        let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(batch_max.min(64));
         match rx.blocking_recv() {
             Some(Command::Job(job)) => batch.push(job),
             Some(Command::Stop(done)) => stop = Some(done),
@@ -191,40 +248,16 @@ pub(super) fn run(
         // A setting applies after the writes queued before it, and before
         // those queued after it.
         let setting = pragma.take();
-        if batch.is_empty() {
-            if let Some((sql, reply)) = setting {
-                let _ = reply.send(conn.execute_batch(sql).map_err(Error::from));
-            }
-            continue;
-        }
-        let started = Instant::now();
-        let size = batch.len() as u64;
-        let committed = commit_batch(&conn, &mut batch);
-        let micros = started.elapsed().as_micros() as u64;
-        if let Ok(mut s) = stats.lock() {
-            s.batches += 1;
-            s.jobs += size;
-            s.largest_batch = s.largest_batch.max(size);
-            s.batch_sizes[bucket(&BATCH_SIZE_BOUNDS, size)] += 1;
-            s.commit_micros[bucket(&COMMIT_MICROS_BOUNDS, micros)] += 1;
-            s.commit_micros_total += micros;
-            if committed.is_err() {
-                s.failed_commits += 1;
-            }
-        }
-        if let Err(e) = &committed {
-            crate::log_warn!("write batch failed", jobs = size, error = e);
-        }
-        crate::log_debug!(
-            "write batch",
-            jobs = size,
-            us = started.elapsed().as_micros()
-        );
-        for job in batch.drain(..) {
-            job.finish(committed.clone());
+        if !batch.is_empty() {
+            let committed = commit_and_count(conn, &mut batch, stats);
+            let _ = out.send(Outcome::Batch(batch, committed));
         }
         if let Some((sql, reply)) = setting {
-            let _ = reply.send(conn.execute_batch(sql).map_err(Error::from));
+            let applied = conn.execute_batch(sql).map_err(Error::from);
+            let _ = out.send(Outcome::Setting(reply, applied));
+        }
+        if let Some(inline) = inline {
+            publish_queued(inline);
         }
     }
     // Close the queue so late writers get an error instead of waiting, then
@@ -235,12 +268,69 @@ pub(super) fn run(
             job.finish(Err(shutting_down()));
         }
     }
-    // Leave everything in the database file itself, so that a stopped
-    // server's rim.db can be copied on its own (see the README).
-    let _ = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);");
-    drop(conn);
-    if let Some(done) = stop {
-        let _ = done.send(());
+    stop
+}
+
+/// Commits one batch and records it in the writer's statistics.
+fn commit_and_count(
+    conn: &Connection,
+    batch: &mut [Box<dyn Job>],
+    stats: &std::sync::Mutex<WriterStats>,
+) -> Result<()> {
+    let started = Instant::now();
+    let size = batch.len() as u64;
+    let committed = commit_batch(conn, batch);
+    let micros = started.elapsed().as_micros() as u64;
+    if let Ok(mut s) = stats.lock() {
+        s.batches += 1;
+        s.jobs += size;
+        s.largest_batch = s.largest_batch.max(size);
+        s.batch_sizes[bucket(&BATCH_SIZE_BOUNDS, size)] += 1;
+        s.commit_micros[bucket(&COMMIT_MICROS_BOUNDS, micros)] += 1;
+        s.commit_micros_total += micros;
+        if committed.is_err() {
+            s.failed_commits += 1;
+        }
+    }
+    if let Err(e) = &committed {
+        crate::log_warn!("write batch failed", jobs = size, error = e);
+    }
+    crate::log_debug!("write batch", jobs = size, us = micros);
+    committed
+}
+
+/// The publisher thread: hands out each batch's results in commit order
+/// until the writer is gone.
+fn publish(outcomes: std::sync::mpsc::Receiver<Outcome>) {
+    while let Ok(outcome) = outcomes.recv() {
+        publish_one(outcome);
+    }
+}
+
+fn publish_queued(outcomes: &std::sync::mpsc::Receiver<Outcome>) {
+    while let Ok(outcome) = outcomes.try_recv() {
+        publish_one(outcome);
+    }
+}
+
+fn publish_one(outcome: Outcome) {
+    match outcome {
+        Outcome::Batch(mut batch, committed) => {
+            // Every hook of the batch first, then every reply: a connection
+            // woken by its ack then finds the pushes of the same batch
+            // already queued, and sends them with the ack in one write.
+            if committed.is_ok() {
+                for job in batch.iter_mut() {
+                    job.publish();
+                }
+            }
+            for job in batch {
+                job.finish(committed.clone());
+            }
+        }
+        Outcome::Setting(reply, applied) => {
+            let _ = reply.send(applied);
+        }
     }
 }
 
