@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::schema::{self, APPLICATION_ID, SCHEMA_VERSION};
-use super::{NewUser, USER_COLS, User, user_from_row, users};
+use super::{NewUser, User, user_from_row, users};
 use crate::config::Synchronous;
 use crate::error::{Error, Result};
 
@@ -227,12 +227,14 @@ pub fn is_admin(c: &Connection, uid: u64) -> Result<bool> {
 
 /// Every account, oldest first.
 pub fn accounts(c: &Connection, now: i64) -> Result<Vec<Account>> {
-    let sql = format!(
-        "SELECT {USER_COLS}, u.is_admin, u.disabled_at,
+    let sql = concat!(
+        "SELECT ",
+        user_cols!(),
+        ", u.is_admin, u.disabled_at,
                 (SELECT count(*) FROM sessions s WHERE s.uid = u.id AND s.expires_at > ?1)
          FROM users u ORDER BY u.id"
     );
-    let mut stmt = c.prepare(&sql)?;
+    let mut stmt = c.prepare(sql)?;
     let rows = stmt.query_map([now], |r| {
         Ok(Account {
             user: user_from_row(r, 0)?,

@@ -62,7 +62,12 @@ pub struct Collected {
     pub bytes: u64,
 }
 
-const FILE_COLS: &str = "f.id, f.sha256, f.size, f.content_type, f.width, f.height, f.chunk_size";
+/// Column list matching `file_from_row`, for a table aliased `f`.
+macro_rules! file_cols {
+    () => {
+        "f.id, f.sha256, f.size, f.content_type, f.width, f.height, f.chunk_size"
+    };
+}
 
 fn file_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileMeta> {
     let hash: Vec<u8> = r.get(1)?;
@@ -82,8 +87,12 @@ fn file_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileMeta> {
 }
 
 fn by_id(c: &Connection, id: u64) -> Result<Option<FileMeta>> {
-    let sql = format!("SELECT {FILE_COLS} FROM files f WHERE f.id = ?1 AND f.sha256 IS NOT NULL");
-    Ok(c.prepare_cached(&sql)?
+    let sql = concat!(
+        "SELECT ",
+        file_cols!(),
+        " FROM files f WHERE f.id = ?1 AND f.sha256 IS NOT NULL"
+    );
+    Ok(c.prepare_cached(sql)?
         .query_row([id], file_from_row)
         .optional()?)
 }
@@ -213,15 +222,17 @@ pub fn attach(c: &Connection, msg_id: u64, file: &FileRef) -> Result<()> {
 /// The file, if `uid` may read it: they uploaded it, or it was sent in a
 /// conversation they are a member of.
 pub fn readable(c: &Connection, uid: u64, file_id: u64) -> Result<Option<FileMeta>> {
-    let sql = format!(
-        "SELECT {FILE_COLS} FROM files f WHERE f.id = ?1 AND f.sha256 IS NOT NULL AND (
+    let sql = concat!(
+        "SELECT ",
+        file_cols!(),
+        " FROM files f WHERE f.id = ?1 AND f.sha256 IS NOT NULL AND (
             EXISTS (SELECT 1 FROM uploads u WHERE u.file_id = ?1 AND u.uid = ?2)
             OR EXISTS (SELECT 1 FROM message_files mf
                        JOIN messages m ON m.id = mf.msg_id
                        JOIN members mb ON mb.gid = m.gid AND mb.uid = ?2
                        WHERE mf.file_id = ?1))"
     );
-    Ok(c.prepare_cached(&sql)?
+    Ok(c.prepare_cached(sql)?
         .query_row([file_id, uid], file_from_row)
         .optional()?)
 }

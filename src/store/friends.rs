@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{FriendList, USER_COLS, User, user_from_row, users};
+use super::{FriendList, User, user_from_row, users};
 use crate::error::{Error, Result};
 
 const PENDING: i64 = 0;
@@ -109,18 +109,25 @@ pub fn are_friends(c: &Connection, a: u64, b: u64) -> Result<bool> {
 }
 
 pub fn list(c: &Connection, me: u64, which: FriendList) -> Result<Vec<User>> {
-    let condition = match which {
-        FriendList::Incoming => "f.status = 0 AND f.requester <> ?1",
-        FriendList::Friends => "f.status = 1",
-        FriendList::Outgoing => "f.status = 0 AND f.requester = ?1",
+    macro_rules! list {
+        ($condition:literal) => {
+            concat!(
+                "SELECT ",
+                user_cols!(),
+                " FROM friendships f
+                 JOIN users u ON u.id = CASE WHEN f.lo = ?1 THEN f.hi ELSE f.lo END
+                 WHERE (f.lo = ?1 OR f.hi = ?1) AND ",
+                $condition,
+                " ORDER BY f.updated_at DESC, u.id"
+            )
+        };
+    }
+    let sql = match which {
+        FriendList::Incoming => list!("f.status = 0 AND f.requester <> ?1"),
+        FriendList::Friends => list!("f.status = 1"),
+        FriendList::Outgoing => list!("f.status = 0 AND f.requester = ?1"),
     };
-    let sql = format!(
-        "SELECT {USER_COLS} FROM friendships f
-         JOIN users u ON u.id = CASE WHEN f.lo = ?1 THEN f.hi ELSE f.lo END
-         WHERE (f.lo = ?1 OR f.hi = ?1) AND {condition}
-         ORDER BY f.updated_at DESC, u.id"
-    );
-    let mut stmt = c.prepare_cached(&sql)?;
+    let mut stmt = c.prepare_cached(sql)?;
     let rows = stmt.query_map([me], |r| user_from_row(r, 0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

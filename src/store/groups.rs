@@ -2,15 +2,12 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{
-    GROUP_COLS, Group, Member, MemberOp, Mode, Role, USER_COLS, friends, group_from_row,
-    user_from_row, users,
-};
+use super::{Group, Member, MemberOp, Mode, Role, friends, group_from_row, user_from_row, users};
 use crate::error::{Error, Result};
 
 pub fn get(c: &Connection, gid: u64) -> Result<Option<Group>> {
-    let sql = format!("SELECT {GROUP_COLS} FROM groups g WHERE g.id = ?1");
-    Ok(c.prepare_cached(&sql)?
+    let sql = concat!("SELECT ", group_cols!(), " FROM groups g WHERE g.id = ?1");
+    Ok(c.prepare_cached(sql)?
         .query_row([gid], |r| group_from_row(r, 0))
         .optional()?)
 }
@@ -33,16 +30,6 @@ pub fn require_member(c: &Connection, gid: u64, uid: u64) -> Result<(Group, Role
         None => Err(Error::forbidden(format!(
             "you are not a member of group {gid}"
         ))),
-    }
-}
-
-/// The caller's role in `gid`, with the same errors as [`require_member`]
-/// but one primary-key lookup when the caller is a member (the hot path of
-/// every message sent).
-pub fn check_member(c: &Connection, gid: u64, uid: u64) -> Result<Role> {
-    match role(c, gid, uid)? {
-        Some(role) => Ok(role),
-        None => require_member(c, gid, uid).map(|(_, role)| role),
     }
 }
 
@@ -181,22 +168,26 @@ pub fn update(
 }
 
 pub fn of_user(c: &Connection, me: u64) -> Result<Vec<Group>> {
-    let sql = format!(
-        "SELECT {GROUP_COLS} FROM members mb JOIN groups g ON g.id = mb.gid
+    let sql = concat!(
+        "SELECT ",
+        group_cols!(),
+        " FROM members mb JOIN groups g ON g.id = mb.gid
          WHERE mb.uid = ?1 ORDER BY g.id"
     );
-    let mut stmt = c.prepare_cached(&sql)?;
+    let mut stmt = c.prepare_cached(sql)?;
     let rows = stmt.query_map([me], |r| group_from_row(r, 0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn members(c: &Connection, me: u64, gid: u64) -> Result<Vec<Member>> {
     require_member(c, gid, me)?;
-    let sql = format!(
-        "SELECT mb.role, mb.read_id, {USER_COLS} FROM members mb JOIN users u ON u.id = mb.uid
+    let sql = concat!(
+        "SELECT mb.role, mb.read_id, ",
+        user_cols!(),
+        " FROM members mb JOIN users u ON u.id = mb.uid
          WHERE mb.gid = ?1 ORDER BY mb.joined_at, u.id"
     );
-    let mut stmt = c.prepare_cached(&sql)?;
+    let mut stmt = c.prepare_cached(sql)?;
     let rows = stmt.query_map([gid], |r| {
         Ok(Member {
             role: Role::from_db(r.get(0)?),

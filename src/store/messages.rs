@@ -3,8 +3,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    ChatRow, Cursor, FileRef, GROUP_COLS, History, Kind, MESSAGE_COLS, Message, ReadMark,
-    USER_COLS, files, group_from_row, groups, message_from_row, search, user_from_row,
+    ChatRow, Cursor, FileRef, History, Kind, Message, ReadMark, files, group_from_row, groups,
+    message_from_row, search, user_from_row,
 };
 use crate::error::{Error, Result};
 
@@ -53,11 +53,13 @@ fn by_sender_and_client_id(
     // non-empty, does not use that index, and scans the whole table on every
     // message sent (found by `rim bench`: 5,000 msgs/s falling with the
     // table's size, 127 msgs/s at 100,000 rows).
-    let sql = format!(
-        "SELECT {MESSAGE_COLS} FROM messages m
+    let sql = concat!(
+        "SELECT ",
+        message_cols!(),
+        " FROM messages m
          WHERE m.uid = ?1 AND m.client_msg_id = ?2 AND m.client_msg_id <> ''"
     );
-    Ok(c.prepare_cached(&sql)?
+    Ok(c.prepare_cached(sql)?
         .query_row(params![uid, client_msg_id], |r| message_from_row(r, 0))
         .optional()?)
 }
@@ -65,7 +67,12 @@ fn by_sender_and_client_id(
 /// Stores a message. Every check comes before the first write: the writer
 /// runs this without a savepoint (see `Db::write_then`).
 pub fn insert(c: &Connection, new: &NewMessage, now: i64) -> Result<Stored> {
-    groups::check_member(c, new.gid, new.uid)?;
+    // The member list is needed for the pushes anyway; reading it first is
+    // also the membership check (one index range instead of a lookup more).
+    let members = groups::member_ids(c, new.gid)?;
+    if !members.contains(&new.uid) {
+        groups::require_member(c, new.gid, new.uid)?;
+    }
     if let Some(file) = &new.file {
         files::require_uploader(c, new.uid, file.id)?;
     }
@@ -115,7 +122,6 @@ pub fn insert(c: &Connection, new: &NewMessage, now: i64) -> Result<Stored> {
          WHERE gid = ?1 AND uid = ?2",
     )?
     .execute([new.gid, new.uid, id])?;
-    let members = groups::member_ids(c, new.gid)?;
     Ok(Stored {
         message: Message {
             id,
@@ -142,21 +148,32 @@ pub fn history(c: &Connection, me: u64, gid: u64, size: u32, cursor: Cursor) -> 
     let (group, _) = groups::require_member(c, gid, me)?;
     // Both directions read the (gid, id) index in order; the page is always
     // returned oldest first.
+    macro_rules! page {
+        ($order:literal) => {
+            concat!(
+                "SELECT ",
+                message_cols!(),
+                ", ",
+                user_cols!(),
+                " FROM messages m JOIN users u ON u.id = m.uid WHERE m.gid = ?1 AND ",
+                $order,
+                " LIMIT CAST(?3 AS INTEGER) OFFSET CAST(?4 AS INTEGER)"
+            )
+        };
+    }
+    const OLDER: &str = page!("m.id < ?2 ORDER BY m.id DESC");
+    const NEWER: &str = page!("m.id > ?2 ORDER BY m.id ASC");
     let (sql, bound, offset, newest_first) = match cursor {
         Cursor::Page(page) => (
-            "m.id < ?2 ORDER BY m.id DESC",
+            OLDER,
             i64::MAX as u64,
             u64::from(page.saturating_sub(1)) * u64::from(size),
             true,
         ),
-        Cursor::Before(id) => ("m.id < ?2 ORDER BY m.id DESC", id, 0, true),
-        Cursor::After(id) => ("m.id > ?2 ORDER BY m.id ASC", id, 0, false),
+        Cursor::Before(id) => (OLDER, id, 0, true),
+        Cursor::After(id) => (NEWER, id, 0, false),
     };
-    let sql = format!(
-        "SELECT {MESSAGE_COLS}, {USER_COLS} FROM messages m JOIN users u ON u.id = m.uid
-         WHERE m.gid = ?1 AND {sql} LIMIT CAST(?3 AS INTEGER) OFFSET CAST(?4 AS INTEGER)"
-    );
-    let mut stmt = c.prepare_cached(&sql)?;
+    let mut stmt = c.prepare_cached(sql)?;
     let rows = stmt.query_map(params![gid, bound, size, offset], |r| {
         Ok((message_from_row(r, 0)?, user_from_row(r, 8)?))
     })?;
@@ -175,8 +192,14 @@ pub fn chat_list(c: &Connection, me: u64, page: u32, size: u32) -> Result<Vec<Ch
     let offset = u64::from(page.saturating_sub(1)) * u64::from(size);
     // The "user" column is the partner in a direct chat and the last sender
     // in a group.
-    let sql = format!(
-        "SELECT {GROUP_COLS}, {MESSAGE_COLS}, {USER_COLS},
+    let sql = concat!(
+        "SELECT ",
+        group_cols!(),
+        ", ",
+        message_cols!(),
+        ", ",
+        user_cols!(),
+        ",
            (SELECT count(*) FROM (SELECT 1 FROM messages x
               WHERE x.gid = g.id AND x.id > mb.read_id AND x.uid <> ?1 LIMIT CAST(?4 AS INTEGER)))
          FROM members mb
@@ -188,7 +211,7 @@ pub fn chat_list(c: &Connection, me: u64, page: u32, size: u32) -> Result<Vec<Ch
          WHERE mb.uid = ?1 AND g.last_msg_id IS NOT NULL
          ORDER BY g.last_msg_id DESC LIMIT CAST(?2 AS INTEGER) OFFSET CAST(?3 AS INTEGER)"
     );
-    let mut stmt = c.prepare_cached(&sql)?;
+    let mut stmt = c.prepare_cached(sql)?;
     let rows = stmt.query_map(params![me, size, offset, UNREAD_CAP], |r| {
         Ok(ChatRow {
             group: group_from_row(r, 0)?,
@@ -258,19 +281,15 @@ pub fn replay(c: &Connection, me: u64, after: Option<u64>, limit: usize) -> Resu
     let fetch = limit as i64 + 1;
     let sql = match after {
         // The client's cursor: everything in its conversations after it.
-        Some(_) => format!(
-            "SELECT {MESSAGE_COLS} FROM members mb JOIN messages m ON m.gid = mb.gid
-             WHERE mb.uid = ?1 AND m.id > ?2 AND m.id <= ?3 ORDER BY m.id LIMIT CAST(?4 AS INTEGER)"
-        ),
+        Some(_) => concat!("SELECT ", message_cols!(), " FROM members mb JOIN messages m ON m.gid = mb.gid
+             WHERE mb.uid = ?1 AND m.id > ?2 AND m.id <= ?3 ORDER BY m.id LIMIT CAST(?4 AS INTEGER)"),
         // No cursor: what others sent that no device of this user acknowledged.
-        None => format!(
-            "SELECT {MESSAGE_COLS} FROM members mb JOIN messages m ON m.gid = mb.gid
+        None => concat!("SELECT ", message_cols!(), " FROM members mb JOIN messages m ON m.gid = mb.gid
              WHERE mb.uid = ?1 AND m.id > max(mb.delivered_id, ?2) AND m.id <= ?3 AND m.uid <> ?1
-             ORDER BY m.id LIMIT CAST(?4 AS INTEGER)"
-        ),
+             ORDER BY m.id LIMIT CAST(?4 AS INTEGER)"),
     };
     let mut messages = {
-        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut stmt = tx.prepare_cached(sql)?;
         let rows = stmt.query_map(params![me, after.unwrap_or(0), snapshot, fetch], |r| {
             message_from_row(r, 0)
         })?;

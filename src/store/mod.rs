@@ -9,11 +9,31 @@
 //! Permission checks that depend on stored state (is this user a member, an
 //! admin, a friend) run inside the same transaction as the change they guard.
 
+// Column lists matching `user_from_row`, `group_from_row` and
+// `message_from_row`, for tables aliased `u`, `g` and `m`. Macros rather than
+// constants, so that queries are put together by `concat!` at compile time
+// instead of by `format!` on every call.
+macro_rules! user_cols {
+    () => {
+        "u.id, u.account, u.name, u.avatar, u.email, u.created_at, u.is_admin"
+    };
+}
+macro_rules! group_cols {
+    () => {
+        "g.id, g.name, g.avatar, g.mode, g.creator_uid, g.created_at"
+    };
+}
+macro_rules! message_cols {
+    () => {
+        "m.id, m.gid, m.uid, m.kind, m.content, m.client_msg_id, m.created_at, m.updated_at"
+    };
+}
+
 pub mod admin;
 pub mod files;
 mod friends;
 mod groups;
-mod messages;
+pub(crate) mod messages;
 pub mod schema;
 pub mod search;
 mod users;
@@ -357,7 +377,7 @@ impl Db {
     }
 
     /// Like [`Db::write`], and `after` gets the result once it is committed,
-    /// on the writer thread: in commit order, before the caller does. `f`
+    /// on the publisher thread: in commit order, before the caller does. `f`
     /// must do all its checks before its first write (it runs without a
     /// savepoint: see `writer::Job::checks_first`).
     async fn write_then<R, F>(&self, f: F, after: writer::AfterCommit<R>) -> Result<R>
@@ -556,8 +576,7 @@ impl Db {
     /// Stores a message (or finds the earlier copy of a resend). Resolves after
     /// the commit, so the result may be acknowledged.
     pub async fn send_message(&self, msg: NewMessage) -> Result<Stored> {
-        self.write(move |c| messages::insert(c, &msg, crate::time::now_ms()))
-            .await
+        self.send_message_then(msg, |_| {}).await
     }
 
     /// [`Db::send_message`], calling `pushed` with the result once it is
@@ -778,9 +797,6 @@ fn user_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<User> {
     })
 }
 
-/// Column list matching [`user_from_row`], for a table aliased `u`.
-const USER_COLS: &str = "u.id, u.account, u.name, u.avatar, u.email, u.created_at, u.is_admin";
-
 fn group_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Group> {
     Ok(Group {
         id: row.get(at)?,
@@ -791,9 +807,6 @@ fn group_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Group>
         created_at: row.get(at + 5)?,
     })
 }
-
-/// Column list matching [`group_from_row`], for a table aliased `g`.
-const GROUP_COLS: &str = "g.id, g.name, g.avatar, g.mode, g.creator_uid, g.created_at";
 
 fn message_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Message> {
     Ok(Message {
@@ -809,8 +822,7 @@ fn message_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Mess
 }
 
 /// Column list matching [`message_from_row`], for a table aliased `m`.
-const MESSAGE_COLS: &str =
-    "m.id, m.gid, m.uid, m.kind, m.content, m.client_msg_id, m.created_at, m.updated_at";
+const MESSAGE_COLS: &str = message_cols!();
 
 #[cfg(test)]
 mod tests {

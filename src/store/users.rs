@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{NewUser, Session, USER_COLS, User, user_from_row};
+use super::{NewUser, Session, User, user_from_row};
 use crate::error::{Error, Result};
 
 pub fn create(c: &Connection, u: &NewUser, now: i64) -> Result<u64> {
@@ -29,15 +29,19 @@ pub fn create(c: &Connection, u: &NewUser, now: i64) -> Result<u64> {
 }
 
 pub fn by_id(c: &Connection, id: u64) -> Result<Option<User>> {
-    let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.id = ?1");
-    Ok(c.prepare_cached(&sql)?
+    let sql = concat!("SELECT ", user_cols!(), " FROM users u WHERE u.id = ?1");
+    Ok(c.prepare_cached(sql)?
         .query_row([id], |r| user_from_row(r, 0))
         .optional()?)
 }
 
 pub fn by_account(c: &Connection, account: &str) -> Result<Option<User>> {
-    let sql = format!("SELECT {USER_COLS} FROM users u WHERE u.account = ?1");
-    Ok(c.prepare_cached(&sql)?
+    let sql = concat!(
+        "SELECT ",
+        user_cols!(),
+        " FROM users u WHERE u.account = ?1"
+    );
+    Ok(c.prepare_cached(sql)?
         .query_row([account], |r| user_from_row(r, 0))
         .optional()?)
 }
