@@ -840,6 +840,37 @@ mod tests {
         }
     }
 
+    /// The writer replaces SQLite's automatic checkpoint with its own: the
+    /// WAL must still be copied back and started over, not grow without end.
+    #[tokio::test]
+    async fn the_writer_keeps_the_wal_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&options(dir.path())).unwrap();
+        let blob = "x".repeat(3000);
+        // About 6,000 pages of WAL in all: one page of row data and a few
+        // of index each, one write at a time (an idle writer).
+        for i in 0..1500 {
+            db.create_user(NewUser {
+                account: format!("user{i}"),
+                name: blob.clone(),
+                avatar: String::new(),
+                email: String::new(),
+                password_hash: "x".into(),
+            })
+            .await
+            .unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join("t.db-wal"))
+            .unwrap()
+            .len();
+        let page = 4096 + 24;
+        assert!(
+            wal < (writer::CHECKPOINT_IDLE_PAGES as u64 + 200) * page,
+            "the WAL grew to {wal} bytes"
+        );
+        db.close().await;
+    }
+
     #[tokio::test]
     async fn a_panicking_job_fails_alone_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();

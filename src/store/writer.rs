@@ -16,6 +16,8 @@
 //! savepoint (see [`Job::checks_first`]).
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rusqlite::Connection;
@@ -177,12 +179,79 @@ fn bucket(bounds: &[u64], value: u64) -> usize {
     bounds.partition_point(|&b| b < value)
 }
 
+/// WAL pages at which a writer with nothing waiting checkpoints (SQLite's
+/// own default threshold).
+pub(super) const CHECKPOINT_IDLE_PAGES: usize = 1000;
+/// WAL pages at which a writer with writes waiting checkpoints anyway.
+const CHECKPOINT_BUSY_PAGES: usize = 8192;
+
+/// WAL checkpoints, taken out of the commits. SQLite's automatic checkpoint
+/// runs inside the COMMIT that takes the WAL past 1,000 pages, so every ack
+/// of that batch also waits for the WAL to be copied into the database file
+/// and synced. The writer turns it off (by installing its own WAL hook,
+/// which counts the pages) and checkpoints between batches instead, once the
+/// last batch is on its way to the publisher: at
+/// [`CHECKPOINT_IDLE_PAGES`] when no write is waiting, and at
+/// [`CHECKPOINT_BUSY_PAGES`] while writes keep queuing, so that a saturated
+/// writer copies each hot page (an index leaf, a conversation's row) back once
+/// per 8,192 pages of WAL rather than once per 1,000. Between transactions on
+/// the writer's own connection, a PASSIVE checkpoint that copies everything
+/// lets the next commit start the WAL file over, as the automatic one does.
+/// (A checkpoint thread of its own was measured worse here: its syncs of the
+/// database file delayed the commits' syncs of the WAL.)
+struct Checkpoints {
+    /// Pages in the WAL after the last commit, as the hook reported them.
+    pages: Arc<AtomicUsize>,
+}
+
+impl Checkpoints {
+    fn install(conn: &mut Connection) -> rusqlite::Result<Checkpoints> {
+        let pages = Arc::new(AtomicUsize::new(0));
+        let seen = pages.clone();
+        conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, n: std::ffi::c_int| {
+                seen.store(n.max(0) as usize, Ordering::Relaxed);
+                Ok(())
+            },
+        ))?;
+        Ok(Checkpoints { pages })
+    }
+
+    /// Checkpoints if the WAL has grown past the threshold for a writer that
+    /// is `busy` (has writes waiting) or not.
+    fn after_batch(&self, conn: &Connection, busy: bool) {
+        let pages = self.pages.load(Ordering::Relaxed);
+        let threshold = if busy {
+            CHECKPOINT_BUSY_PAGES
+        } else {
+            CHECKPOINT_IDLE_PAGES
+        };
+        if pages < threshold {
+            return;
+        }
+        // Counted again by the next commit: small if the WAL started over,
+        // as large as before if a reader kept it from being copied whole.
+        self.pages.store(0, Ordering::Relaxed);
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            crate::log_warn!("wal checkpoint failed", pages = pages, error = e);
+        }
+    }
+}
+
 pub(super) fn run(
-    conn: Connection,
+    mut conn: Connection,
     rx: mpsc::Receiver<Command>,
     batch_max: usize,
-    stats: std::sync::Arc<std::sync::Mutex<WriterStats>>,
+    stats: Arc<Mutex<WriterStats>>,
 ) {
+    let checkpoints = match Checkpoints::install(&mut conn) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            crate::log_warn!("cannot watch the WAL; SQLite checkpoints it", error = e);
+            None
+        }
+    };
+    let checkpoints = checkpoints.as_ref();
     let stop = std::thread::scope(|scope| {
         let (to_publisher, published) = std::sync::mpsc::channel();
         let publisher = std::thread::Builder::new()
@@ -192,10 +261,17 @@ pub(super) fn run(
             // Without a publisher thread the writer hands results out itself.
             crate::log_warn!("cannot start the publisher thread", error = e);
             let (inline_tx, inline_rx) = std::sync::mpsc::channel();
-            let stop = write(&conn, rx, batch_max, &stats, &inline_tx, Some(&inline_rx));
-            return stop;
+            let out = (&inline_tx, Some(&inline_rx));
+            return write(&conn, rx, batch_max, &stats, out, checkpoints);
         }
-        write(&conn, rx, batch_max, &stats, &to_publisher, None)
+        write(
+            &conn,
+            rx,
+            batch_max,
+            &stats,
+            (&to_publisher, None),
+            checkpoints,
+        )
         // Leaving the scope waits for the publisher to hand out every result.
     });
     // Leave everything in the database file itself, so that a stopped
@@ -217,15 +293,19 @@ enum Outcome {
 
 /// The writer's loop: forms batches, commits them, and hands each committed
 /// batch to `publish` (through `out`) so that the next batch can start while
-/// the last one's pushes and replies go out. With `inline`, the writer
-/// drains `out` itself after every batch. Returns the Stop command's reply.
+/// the last one's pushes and replies go out; then checkpoints when due. With
+/// `inline`, the writer drains `out` itself after every batch. Returns the
+/// Stop command's reply.
 fn write(
     conn: &Connection,
     mut rx: mpsc::Receiver<Command>,
     batch_max: usize,
-    stats: &std::sync::Mutex<WriterStats>,
-    out: &std::sync::mpsc::Sender<Outcome>,
-    inline: Option<&std::sync::mpsc::Receiver<Outcome>>,
+    stats: &Mutex<WriterStats>,
+    (out, inline): (
+        &std::sync::mpsc::Sender<Outcome>,
+        Option<&std::sync::mpsc::Receiver<Outcome>>,
+    ),
+    checkpoints: Option<&Checkpoints>,
 ) -> Option<oneshot::Sender<()>> {
     let mut stop: Option<oneshot::Sender<()>> = None;
     let mut pragma: Option<(&'static str, oneshot::Sender<Result<()>>)> = None;
@@ -259,6 +339,9 @@ fn write(
         if let Some(inline) = inline {
             publish_queued(inline);
         }
+        if let Some(checkpoints) = checkpoints {
+            checkpoints.after_batch(conn, !rx.is_empty());
+        }
     }
     // Close the queue so late writers get an error instead of waiting, then
     // answer whatever slipped in before the close.
@@ -275,7 +358,7 @@ fn write(
 fn commit_and_count(
     conn: &Connection,
     batch: &mut [Box<dyn Job>],
-    stats: &std::sync::Mutex<WriterStats>,
+    stats: &Mutex<WriterStats>,
 ) -> Result<()> {
     let started = Instant::now();
     let size = batch.len() as u64;
