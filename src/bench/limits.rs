@@ -366,7 +366,7 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
                 store(&tx, &gids, n)?;
                 n += 1;
             }
-            tx.commit()?;
+            commit(tx)?;
         }
         (n, meter.finish())
     };
@@ -380,7 +380,7 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
             let t = Instant::now();
             let tx = conn.transaction()?;
             store(&tx, &gids, n)?;
-            tx.commit()?;
+            commit(tx)?;
             hist.record(t.elapsed());
             n += 1;
         }
@@ -408,7 +408,7 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
             for n in next..arrived {
                 store(&tx, &gids, n)?;
             }
-            tx.commit()?;
+            commit(tx)?;
             let done = Instant::now();
             for n in next..arrived {
                 hist.record(done.saturating_duration_since(start + every * n as u32));
@@ -498,6 +498,15 @@ fn message(gids: &[(u64, u64)], n: u64) -> NewMessage {
         client_msg_id: n.to_string(),
         file: None,
     }
+}
+
+/// Commits rows stored by [`store`] as rim's writer does: their full-text
+/// index entries move from the queue into FTS5 first (see
+/// `store::search::index`).
+fn commit(tx: rusqlite::Transaction<'_>) -> anyhow::Result<()> {
+    crate::store::search::flush_queue(&tx)?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Stores row `n` with rim's own per-message function, as rim's writer runs

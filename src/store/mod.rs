@@ -928,6 +928,58 @@ mod tests {
         assert!(db.purge_expired_sessions().await.is_ok());
     }
 
+    /// A batch's messages reach the full-text index through the writer's
+    /// queue at COMMIT: all of them, and only those that were stored.
+    #[tokio::test]
+    async fn every_message_of_a_batch_is_indexed_at_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&options(dir.path())).unwrap();
+        let mut uids = Vec::new();
+        for account in ["alice", "bob", "carol"] {
+            uids.push(
+                db.create_user(NewUser {
+                    account: account.into(),
+                    name: account.into(),
+                    avatar: String::new(),
+                    email: String::new(),
+                    password_hash: "x".into(),
+                })
+                .await
+                .unwrap(),
+            );
+        }
+        let gid = db
+            .create_group(
+                uids[0],
+                "zoo".into(),
+                String::new(),
+                vec![(uids[1], Role::Member)],
+            )
+            .await
+            .unwrap();
+        let send = |uid: u64, n: usize| {
+            db.send_message(NewMessage {
+                gid,
+                uid,
+                kind: Kind::Text,
+                content: format!("wombat number {n}"),
+                client_msg_id: format!("c{n}"),
+                file: None,
+            })
+        };
+        // Queued at once, so they share batches; carol is not a member.
+        let sent = futures_util::future::join_all(
+            (0..40).map(|n| send(uids[if n == 17 { 2 } else { n % 2 }], n)),
+        )
+        .await;
+        assert_eq!(sent.iter().filter(|r| r.is_ok()).count(), 39);
+        let query = crate::search::Query::parse("wombat").unwrap();
+        let hits = db.search(uids[0], Some(gid), query, 1, 100).await.unwrap();
+        assert_eq!(hits.len(), 39);
+        assert!(hits.iter().all(|h| h.message.content != "wombat number 17"));
+        db.close().await;
+    }
+
     #[tokio::test]
     async fn a_failing_job_rolls_back_only_its_own_changes() {
         let dir = tempfile::tempdir().unwrap();

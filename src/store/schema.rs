@@ -55,6 +55,7 @@ pub fn open_writer(path: &Path, sync: Synchronous, max_mb: u64) -> anyhow::Resul
     common_pragmas(&conn)?;
     migrate(&conn)?;
     set_size_limit(&conn, max_mb)?;
+    super::search::create_queue(&conn)?;
     Ok(conn)
 }
 

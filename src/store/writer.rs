@@ -464,6 +464,9 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<()> {
             }));
         }
     }
+    // Messages reach the full-text index in their own transaction, a
+    // batch at a time (see `search::index`).
+    super::search::flush_queue(conn)?;
     conn.prepare_cached("COMMIT")?.execute([])?;
     Ok(())
 }
