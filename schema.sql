@@ -86,4 +86,5 @@ CREATE TABLE messages (
 );
 CREATE INDEX messages_by_gid ON messages(gid, id);
 -- A resend with the same clientMsgId from the same sender is the same message.
+-- (Schema version 4 drops this index: see migrations/004_resend_window.sql.)
 CREATE UNIQUE INDEX messages_dedup ON messages(uid, client_msg_id) WHERE client_msg_id <> '';

@@ -55,7 +55,8 @@ use super::sys::{Meter, Usage};
 use super::target::{ServerSpec, Spawned};
 use super::{Ctx, Report, Row, Scenario, rate};
 use crate::config::{Config, Synchronous};
-use crate::store::{Db, Kind, NewMessage, Options, messages};
+use crate::store::messages::{self, ResendWindow};
+use crate::store::{Db, Kind, NewMessage, Options};
 
 /// The most rows one raw batch holds: rim's default `storage.writer_batch`.
 const MAX_BATCH: usize = 1024;
@@ -357,13 +358,14 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
     };
     let (rim_rows, rim_usage) = {
         let (mut conn, gids) = fresh(dir, "raw-rim.db")?;
+        let mut resends = ResendWindow::default();
         let meter = Meter::start(None);
         let until = Instant::now() + window;
         let mut n = 0u64;
         while Instant::now() < until && n < 100_000_000 {
             let tx = conn.transaction()?;
             for _ in 0..batch {
-                store(&tx, &gids, n)?;
+                store(&tx, &mut resends, &gids, n)?;
                 n += 1;
             }
             commit(tx)?;
@@ -372,6 +374,7 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
     };
     let (commit_hist, commit_usage) = {
         let (mut conn, gids) = fresh(dir, "raw-commit.db")?;
+        let mut resends = ResendWindow::default();
         let meter = Meter::start(None);
         let until = Instant::now() + window;
         let mut hist = Histogram::new();
@@ -379,7 +382,7 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
         while Instant::now() < until && n < 10_000 {
             let t = Instant::now();
             let tx = conn.transaction()?;
-            store(&tx, &gids, n)?;
+            store(&tx, &mut resends, &gids, n)?;
             commit(tx)?;
             hist.record(t.elapsed());
             n += 1;
@@ -391,6 +394,7 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
     // does it), and times each row from its arrival to its commit.
     let (paced_hist, paced_usage) = {
         let (mut conn, gids) = fresh(dir, "raw-paced.db")?;
+        let mut resends = ResendWindow::default();
         let meter = Meter::start(None);
         let start = Instant::now();
         let until = start + window;
@@ -406,7 +410,7 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
             }
             let tx = conn.transaction()?;
             for n in next..arrived {
-                store(&tx, &gids, n)?;
+                store(&tx, &mut resends, &gids, n)?;
             }
             commit(tx)?;
             let done = Instant::now();
@@ -512,8 +516,13 @@ fn commit(tx: rusqlite::Transaction<'_>) -> anyhow::Result<()> {
 /// Stores row `n` with rim's own per-message function, as rim's writer runs
 /// it: inside the caller's transaction, without a savepoint (a message
 /// checks before it writes, see `Job::checks_first` in `store::writer`).
-fn store(c: &Connection, gids: &[(u64, u64)], n: u64) -> anyhow::Result<()> {
-    messages::insert(c, &message(gids, n), crate::time::now_ms())?;
+fn store(
+    c: &Connection,
+    resends: &mut ResendWindow,
+    gids: &[(u64, u64)],
+    n: u64,
+) -> anyhow::Result<()> {
+    messages::insert(c, resends, &message(gids, n), crate::time::now_ms())?;
     Ok(())
 }
 

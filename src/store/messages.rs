@@ -1,5 +1,8 @@
 //! Messages, read and delivery positions, conversation lists and replay.
 
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
@@ -43,30 +46,117 @@ pub struct Replay {
     pub truncated: bool,
 }
 
-fn by_sender_and_client_id(
-    c: &Connection,
-    uid: u64,
-    client_msg_id: &str,
-) -> Result<Option<Message>> {
-    // `client_msg_id <> ''` repeats the condition of the partial index
-    // `messages_dedup`: without it SQLite cannot prove a bound parameter is
-    // non-empty, does not use that index, and scans the whole table on every
-    // message sent (found by `rim bench`: 5,000 msgs/s falling with the
-    // table's size, 127 msgs/s at 100,000 rows).
+/// How long a resend is recognised by its `clientMsgId`: clients resend what
+/// was not acknowledged when they reconnect, seconds to hours later, and a
+/// day covers a phone that was offline overnight.
+pub const RESEND_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+/// At most this many of the newest messages are remembered, which bounds the
+/// writer's memory (about 8 MB) on a busy server.
+pub const RESEND_WINDOW_MESSAGES: usize = 100_000;
+
+/// The `(sender, clientMsgId)` of the messages stored within the resend
+/// window, so that a resend is answered with the stored message instead of
+/// being stored twice. Owned by the writer thread; filled from the messages
+/// table at start-up, so a resend after a restart is recognised too.
+///
+/// Held in memory rather than as a unique index in the file: such an index
+/// covers every message ever sent, and each batch of sends then dirtied one
+/// of its leaf pages per sender, written to the WAL, synced and checkpointed
+/// back (about half of a batch's pages; `rim bench`, direct closed loop).
+///
+/// An entry is only a hint: a message is a resend when the row the entry
+/// names still has the same sender and `clientMsgId`. So an entry left by a
+/// batch that was rolled back (its id may be reused by another message), or
+/// one of a deleted conversation, or two ids with the same hash, can never
+/// make a new message look like a resend.
+#[derive(Default)]
+pub struct ResendWindow {
+    by_sender: HashMap<(u64, u64), u64>,
+    /// `(message id, created_at, key)`, oldest first.
+    order: VecDeque<(u64, i64, (u64, u64))>,
+}
+
+impl ResendWindow {
+    /// The window of the messages in `c` stored within [`RESEND_WINDOW_MS`]
+    /// of `now` (at most the newest [`RESEND_WINDOW_MESSAGES`]).
+    pub fn load(c: &Connection, now: i64) -> Result<ResendWindow> {
+        let mut window = ResendWindow::default();
+        let mut stmt = c.prepare(
+            "SELECT id, uid, client_msg_id, created_at FROM messages
+             WHERE id > (SELECT coalesce(max(id), 0) FROM messages) - ?1
+               AND created_at >= ?2 AND client_msg_id <> ''
+             ORDER BY id",
+        )?;
+        let mut rows = stmt.query(params![
+            RESEND_WINDOW_MESSAGES as u64,
+            now - RESEND_WINDOW_MS
+        ])?;
+        while let Some(r) = rows.next()? {
+            let client_msg_id: String = r.get(2)?;
+            window.remember(r.get(0)?, r.get(1)?, &client_msg_id, r.get(3)?);
+        }
+        Ok(window)
+    }
+
+    fn key(uid: u64, client_msg_id: &str) -> (u64, u64) {
+        // A fixed-key hash: the window is rebuilt in every process, so the
+        // hash need not be stable across builds.
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(client_msg_id);
+        (uid, hash)
+    }
+
+    /// The id of the message `uid` may be resending.
+    fn candidate(&self, uid: u64, client_msg_id: &str) -> Option<u64> {
+        self.by_sender.get(&Self::key(uid, client_msg_id)).copied()
+    }
+
+    fn remember(&mut self, id: u64, uid: u64, client_msg_id: &str, created_at: i64) {
+        let key = Self::key(uid, client_msg_id);
+        self.by_sender.insert(key, id);
+        self.order.push_back((id, created_at, key));
+        while let Some(&(old, at, key)) = self.order.front() {
+            if self.order.len() <= RESEND_WINDOW_MESSAGES && at >= created_at - RESEND_WINDOW_MS {
+                break;
+            }
+            self.order.pop_front();
+            if self.by_sender.get(&key) == Some(&old) {
+                self.by_sender.remove(&key);
+            }
+        }
+    }
+
+    /// How many messages the window holds.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_sender.len()
+    }
+}
+
+/// The stored message `new` repeats, if it is a resend within the window.
+fn resent(c: &Connection, window: &ResendWindow, new: &NewMessage) -> Result<Option<Message>> {
+    let Some(id) = window.candidate(new.uid, &new.client_msg_id) else {
+        return Ok(None);
+    };
     let sql = concat!(
         "SELECT ",
         message_cols!(),
-        " FROM messages m
-         WHERE m.uid = ?1 AND m.client_msg_id = ?2 AND m.client_msg_id <> ''"
+        " FROM messages m WHERE m.id = ?1"
     );
-    Ok(c.prepare_cached(sql)?
-        .query_row(params![uid, client_msg_id], |r| message_from_row(r, 0))
-        .optional()?)
+    let stored = c
+        .prepare_cached(sql)?
+        .query_row([id], |r| message_from_row(r, 0))
+        .optional()?;
+    Ok(stored.filter(|m| m.uid == new.uid && m.client_msg_id == new.client_msg_id))
 }
 
 /// Stores a message. Every check comes before the first write: the writer
 /// runs this without a savepoint (see `Db::write_then`).
-pub fn insert(c: &Connection, new: &NewMessage, now: i64) -> Result<Stored> {
+pub fn insert(
+    c: &Connection,
+    window: &mut ResendWindow,
+    new: &NewMessage,
+    now: i64,
+) -> Result<Stored> {
     // The member list is needed for the pushes anyway; reading it first is
     // also the membership check (one index range instead of a lookup more).
     let members = groups::member_ids(c, new.gid)?;
@@ -77,7 +167,7 @@ pub fn insert(c: &Connection, new: &NewMessage, now: i64) -> Result<Stored> {
         files::require_uploader(c, new.uid, file.id)?;
     }
     if !new.client_msg_id.is_empty()
-        && let Some(message) = by_sender_and_client_id(c, new.uid, &new.client_msg_id)?
+        && let Some(message) = resent(c, window, new)?
     {
         if message.gid != new.gid {
             return Err(Error::conflict(format!(
@@ -122,6 +212,9 @@ pub fn insert(c: &Connection, new: &NewMessage, now: i64) -> Result<Stored> {
          WHERE gid = ?1 AND uid = ?2",
     )?
     .execute([new.gid, new.uid, id])?;
+    if !new.client_msg_id.is_empty() {
+        window.remember(id, new.uid, &new.client_msg_id, now);
+    }
     Ok(Stored {
         message: Message {
             id,
@@ -303,4 +396,83 @@ pub fn replay(c: &Connection, me: u64, after: Option<u64>, limit: usize) -> Resu
         snapshot,
         truncated,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Synchronous;
+
+    #[test]
+    fn the_resend_window_forgets_by_count_and_by_age() {
+        let mut w = ResendWindow::default();
+        let n = RESEND_WINDOW_MESSAGES as u64 + 10;
+        for id in 1..=n {
+            w.remember(id, 7, &id.to_string(), 0);
+        }
+        assert_eq!(w.len(), RESEND_WINDOW_MESSAGES);
+        assert_eq!(w.candidate(7, "10"), None);
+        assert_eq!(w.candidate(7, "11"), Some(11));
+        assert_eq!(w.candidate(8, "11"), None, "another sender's id");
+        // A day later, only the newest message is left.
+        w.remember(n + 1, 7, "late", RESEND_WINDOW_MS + 1);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.candidate(7, "late"), Some(n + 1));
+    }
+
+    /// Two users in one conversation, on a fresh file.
+    fn pair() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let c = super::super::schema::open_writer(&dir.path().join("t.db"), Synchronous::Normal, 0)
+            .unwrap();
+        c.execute_batch(
+            "INSERT INTO users (id, account, name, password_hash, created_at)
+                 VALUES (1, 'a', 'a', 'x', 0), (2, 'b', 'b', 'x', 0);
+             INSERT INTO groups (id, name, mode, creator_uid, created_at) VALUES (1, '', 1, 1, 0);
+             INSERT INTO members (gid, uid, role, joined_at) VALUES (1, 1, 1, 0), (1, 2, 1, 0);",
+        )
+        .unwrap();
+        (dir, c)
+    }
+
+    fn text(uid: u64, client_msg_id: &str) -> NewMessage {
+        NewMessage {
+            gid: 1,
+            uid,
+            kind: Kind::Text,
+            content: "hi".into(),
+            client_msg_id: client_msg_id.into(),
+            file: None,
+        }
+    }
+
+    #[test]
+    fn a_rolled_back_send_leaves_no_false_resend() {
+        let (_dir, c) = pair();
+        let mut w = ResendWindow::default();
+        c.execute_batch("BEGIN").unwrap();
+        let lost = insert(&c, &mut w, &text(1, "a"), 1000).unwrap();
+        c.execute_batch("ROLLBACK").unwrap();
+        // The rolled-back id is handed out again, to someone else's message.
+        let other = insert(&c, &mut w, &text(2, "b"), 1000).unwrap();
+        assert_eq!(other.message.id, lost.message.id);
+        let again = insert(&c, &mut w, &text(1, "a"), 1000).unwrap();
+        assert!(!again.duplicate);
+        assert_ne!(again.message.id, other.message.id);
+        let resend = insert(&c, &mut w, &text(1, "a"), 1000).unwrap();
+        assert!(resend.duplicate);
+        assert_eq!(resend.message.id, again.message.id);
+    }
+
+    #[test]
+    fn the_window_is_filled_from_the_file_for_a_day() {
+        let (_dir, c) = pair();
+        let sent = insert(&c, &mut ResendWindow::default(), &text(1, "a"), 1000).unwrap();
+        let mut fresh = ResendWindow::load(&c, 1000 + RESEND_WINDOW_MS).unwrap();
+        let resend = insert(&c, &mut fresh, &text(1, "a"), 1000 + RESEND_WINDOW_MS).unwrap();
+        assert!(resend.duplicate);
+        assert_eq!(resend.message.id, sent.message.id);
+        let later = ResendWindow::load(&c, 1001 + RESEND_WINDOW_MS).unwrap();
+        assert_eq!(later.len(), 0);
+    }
 }

@@ -304,6 +304,7 @@ impl Db {
         if indexed > 0 {
             crate::log_info!("messages indexed for search", count = indexed);
         }
+        let resends = messages::ResendWindow::load(&conn, crate::time::now_ms())?;
         let mut readers = Vec::with_capacity(opts.read_connections);
         for _ in 0..opts.read_connections {
             readers.push(schema::open_reader(&opts.path)?);
@@ -314,7 +315,7 @@ impl Db {
         let batch = opts.writer_batch;
         let handle = std::thread::Builder::new()
             .name("rim-writer".into())
-            .spawn(move || writer::run(conn, rx, batch, thread_stats))?;
+            .spawn(move || writer::run(conn, resends, rx, batch, thread_stats))?;
 
         Ok(Db {
             inner: Arc::new(Inner {
@@ -372,8 +373,8 @@ impl Db {
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        self.submit(Box::new(writer::ClosureJob::new(f, tx)), rx)
-            .await
+        let job = writer::ClosureJob::new(move |c: &Connection, _: &mut _| f(c), tx);
+        self.submit(Box::new(job), rx).await
     }
 
     /// Like [`Db::write`], and `after` gets the result once it is committed,
@@ -382,7 +383,7 @@ impl Db {
     /// savepoint: see `writer::Job::checks_first`).
     async fn write_then<R, F>(&self, f: F, after: writer::AfterCommit<R>) -> Result<R>
     where
-        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        F: FnOnce(&Connection, &mut messages::ResendWindow) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
@@ -589,7 +590,7 @@ impl Db {
         pushed: impl FnOnce(&Stored) + Send + 'static,
     ) -> Result<Stored> {
         self.write_then(
-            move |c| messages::insert(c, &msg, crate::time::now_ms()),
+            move |c, resends| messages::insert(c, resends, &msg, crate::time::now_ms()),
             Box::new(pushed),
         )
         .await
@@ -905,7 +906,7 @@ mod tests {
         let db = Db::open(&options(dir.path())).unwrap();
         let failed = db
             .write_then(
-                |c| -> Result<()> {
+                |c, _| -> Result<()> {
                     c.execute(
                         "INSERT INTO users (account, name, password_hash, created_at) VALUES ('ghost', 'g', 'x', 0)",
                         [],
@@ -920,7 +921,7 @@ mod tests {
         // A checks-first job failing before it writes leaves the batch alone.
         let refused = db
             .write_then(
-                |_| -> Result<()> { Err(Error::forbidden("no")) },
+                |_, _| -> Result<()> { Err(Error::forbidden("no")) },
                 Box::new(|_| {}),
             )
             .await;

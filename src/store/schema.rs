@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../schema.sql"),
     include_str!("migrations/002_accounts.sql"),
     include_str!("migrations/003_files_search.sql"),
+    include_str!("migrations/004_resend_window.sql"),
 ];
 
 /// The schema version this binary writes.
