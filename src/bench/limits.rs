@@ -55,7 +55,7 @@ use super::sys::{Meter, Usage};
 use super::target::{ServerSpec, Spawned};
 use super::{Ctx, Report, Row, Scenario, rate};
 use crate::config::{Config, Synchronous};
-use crate::store::messages::{self, ResendWindow};
+use crate::store::messages::{self, Sends};
 use crate::store::{Db, Kind, NewMessage, Options};
 
 /// The most rows one raw batch holds: rim's default `storage.writer_batch`.
@@ -358,23 +358,23 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
     };
     let (rim_rows, rim_usage) = {
         let (mut conn, gids) = fresh(dir, "raw-rim.db")?;
-        let mut resends = ResendWindow::default();
+        let mut sends = Sends::default();
         let meter = Meter::start(None);
         let until = Instant::now() + window;
         let mut n = 0u64;
         while Instant::now() < until && n < 100_000_000 {
             let tx = conn.transaction()?;
             for _ in 0..batch {
-                store(&tx, &mut resends, &gids, n)?;
+                store(&tx, &mut sends, &gids, n)?;
                 n += 1;
             }
-            commit(tx)?;
+            commit(tx, &mut sends)?;
         }
         (n, meter.finish())
     };
     let (commit_hist, commit_usage) = {
         let (mut conn, gids) = fresh(dir, "raw-commit.db")?;
-        let mut resends = ResendWindow::default();
+        let mut sends = Sends::default();
         let meter = Meter::start(None);
         let until = Instant::now() + window;
         let mut hist = Histogram::new();
@@ -382,8 +382,8 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
         while Instant::now() < until && n < 10_000 {
             let t = Instant::now();
             let tx = conn.transaction()?;
-            store(&tx, &mut resends, &gids, n)?;
-            commit(tx)?;
+            store(&tx, &mut sends, &gids, n)?;
+            commit(tx, &mut sends)?;
             hist.record(t.elapsed());
             n += 1;
         }
@@ -394,7 +394,7 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
     // does it), and times each row from its arrival to its commit.
     let (paced_hist, paced_usage) = {
         let (mut conn, gids) = fresh(dir, "raw-paced.db")?;
-        let mut resends = ResendWindow::default();
+        let mut sends = Sends::default();
         let meter = Meter::start(None);
         let start = Instant::now();
         let until = start + window;
@@ -410,9 +410,9 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
             }
             let tx = conn.transaction()?;
             for n in next..arrived {
-                store(&tx, &mut resends, &gids, n)?;
+                store(&tx, &mut sends, &gids, n)?;
             }
-            commit(tx)?;
+            commit(tx, &mut sends)?;
             let done = Instant::now();
             for n in next..arrived {
                 hist.record(done.saturating_duration_since(start + every * n as u32));
@@ -504,11 +504,10 @@ fn message(gids: &[(u64, u64)], n: u64) -> NewMessage {
     }
 }
 
-/// Commits rows stored by [`store`] as rim's writer does: their full-text
-/// index entries move from the queue into FTS5 first (see
-/// `store::search::index`).
-fn commit(tx: rusqlite::Transaction<'_>) -> anyhow::Result<()> {
-    crate::store::search::flush_queue(&tx)?;
+/// Commits rows stored by [`store`] as rim's writer does, after
+/// `store::messages::before_commit`.
+fn commit(tx: rusqlite::Transaction<'_>, sends: &mut Sends) -> anyhow::Result<()> {
+    messages::before_commit(&tx, sends)?;
     tx.commit()?;
     Ok(())
 }
@@ -516,13 +515,8 @@ fn commit(tx: rusqlite::Transaction<'_>) -> anyhow::Result<()> {
 /// Stores row `n` with rim's own per-message function, as rim's writer runs
 /// it: inside the caller's transaction, without a savepoint (a message
 /// checks before it writes, see `Job::checks_first` in `store::writer`).
-fn store(
-    c: &Connection,
-    resends: &mut ResendWindow,
-    gids: &[(u64, u64)],
-    n: u64,
-) -> anyhow::Result<()> {
-    messages::insert(c, resends, &message(gids, n), crate::time::now_ms())?;
+fn store(c: &Connection, sends: &mut Sends, gids: &[(u64, u64)], n: u64) -> anyhow::Result<()> {
+    messages::insert(c, sends, &message(gids, n), crate::time::now_ms())?;
     Ok(())
 }
 

@@ -304,7 +304,7 @@ impl Db {
         if indexed > 0 {
             crate::log_info!("messages indexed for search", count = indexed);
         }
-        let resends = messages::ResendWindow::load(&conn, crate::time::now_ms())?;
+        let sends = messages::Sends::load(&conn, crate::time::now_ms())?;
         let mut readers = Vec::with_capacity(opts.read_connections);
         for _ in 0..opts.read_connections {
             readers.push(schema::open_reader(&opts.path)?);
@@ -315,7 +315,7 @@ impl Db {
         let batch = opts.writer_batch;
         let handle = std::thread::Builder::new()
             .name("rim-writer".into())
-            .spawn(move || writer::run(conn, resends, rx, batch, thread_stats))?;
+            .spawn(move || writer::run(conn, sends, rx, batch, thread_stats))?;
 
         Ok(Db {
             inner: Arc::new(Inner {
@@ -383,7 +383,7 @@ impl Db {
     /// savepoint: see `writer::Job::checks_first`).
     async fn write_then<R, F>(&self, f: F, after: writer::AfterCommit<R>) -> Result<R>
     where
-        F: FnOnce(&Connection, &mut messages::ResendWindow) -> Result<R> + Send + 'static,
+        F: FnOnce(&Connection, &mut messages::Sends) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
@@ -590,7 +590,7 @@ impl Db {
         pushed: impl FnOnce(&Stored) + Send + 'static,
     ) -> Result<Stored> {
         self.write_then(
-            move |c, resends| messages::insert(c, resends, &msg, crate::time::now_ms()),
+            move |c, sends| messages::insert(c, sends, &msg, crate::time::now_ms()),
             Box::new(pushed),
         )
         .await
@@ -929,12 +929,8 @@ mod tests {
         assert!(db.purge_expired_sessions().await.is_ok());
     }
 
-    /// A batch's messages reach the full-text index through the writer's
-    /// queue at COMMIT: all of them, and only those that were stored.
-    #[tokio::test]
-    async fn every_message_of_a_batch_is_indexed_at_its_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&options(dir.path())).unwrap();
+    /// Alice, Bob and Carol, and a group of Alice's with Bob in it.
+    async fn alice_bob_and_carol(db: &Db) -> (Vec<u64>, u64) {
         let mut uids = Vec::new();
         for account in ["alice", "bob", "carol"] {
             uids.push(
@@ -952,12 +948,22 @@ mod tests {
         let gid = db
             .create_group(
                 uids[0],
-                "zoo".into(),
+                "club".into(),
                 String::new(),
                 vec![(uids[1], Role::Member)],
             )
             .await
             .unwrap();
+        (uids, gid)
+    }
+
+    /// A batch's messages reach the full-text index through the writer's
+    /// queue at COMMIT: all of them, and only those that were stored.
+    #[tokio::test]
+    async fn every_message_of_a_batch_is_indexed_at_its_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&options(dir.path())).unwrap();
+        let (uids, gid) = alice_bob_and_carol(&db).await;
         let send = |uid: u64, n: usize| {
             db.send_message(NewMessage {
                 gid,
@@ -978,6 +984,38 @@ mod tests {
         let hits = db.search(uids[0], Some(gid), query, 1, 100).await.unwrap();
         assert_eq!(hits.len(), 39);
         assert!(hits.iter().all(|h| h.message.content != "wombat number 17"));
+        db.close().await;
+    }
+
+    /// A batch's messages move their conversation's positions before any
+    /// other write of the batch runs: a member added right after a message,
+    /// in the same batch, starts after it (nothing unread), and the sender
+    /// has read their own message.
+    #[tokio::test]
+    async fn other_writes_in_a_batch_see_the_messages_before_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&options(dir.path())).unwrap();
+        let (uids, gid) = alice_bob_and_carol(&db).await;
+        let message = NewMessage {
+            gid,
+            uid: uids[0],
+            kind: Kind::Text,
+            content: "before carol".into(),
+            client_msg_id: "c1".into(),
+            file: None,
+        };
+        // Queued in this order, so that they share a batch.
+        let (sent, added) = tokio::join!(
+            db.send_message(message),
+            db.change_members(uids[0], gid, vec![uids[2]], MemberOp::Add),
+        );
+        let id = sent.unwrap().message.id;
+        added.unwrap();
+        let members = db.group_members(uids[0], gid).await.unwrap();
+        let read = |uid: u64| members.iter().find(|m| m.user.id == uid).unwrap().read_id;
+        assert_eq!(read(uids[0]), id);
+        assert_eq!(read(uids[1]), 0);
+        assert_eq!(read(uids[2]), id);
         db.close().await;
     }
 

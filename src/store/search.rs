@@ -46,6 +46,11 @@ pub fn searchable<'a>(kind: Kind, content: &'a str, file_name: Option<&'a str>) 
     }
 }
 
+/// What the index holds for a message: its searchable text as index terms.
+pub fn body(kind: Kind, content: &str, file_name: Option<&str>) -> String {
+    search::index_body(&searchable(kind, content, file_name))
+}
+
 fn scope_token(gid: u64) -> String {
     format!("g{gid}")
 }
@@ -61,7 +66,7 @@ pub fn create_queue(c: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// Queues one message for the index; called in the transaction that stores
+/// Queues one message for the index, `body` as [`body`] makes it; called in the transaction that stores
 /// it. [`flush_queue`] must run before that transaction commits.
 ///
 /// Why a queue: FTS5 keeps new index entries in memory until the
@@ -73,9 +78,9 @@ pub fn create_queue(c: &Connection) -> rusqlite::Result<()> {
 /// table (the writer connection's memory, rolled back with its transaction);
 /// one INSERT ... SELECT moves a whole batch into FTS5, which then writes
 /// one segment at COMMIT.
-pub fn index(c: &Connection, msg_id: u64, gid: u64, text: &str) -> Result<()> {
+pub fn index(c: &Connection, msg_id: u64, gid: u64, body: &str) -> Result<()> {
     c.prepare_cached("INSERT INTO temp.index_queue (id, body, scope) VALUES (?1, ?2, ?3)")?
-        .execute(params![msg_id, search::index_body(text), scope_token(gid)])?;
+        .execute(params![msg_id, body, scope_token(gid)])?;
     Ok(())
 }
 
@@ -131,7 +136,7 @@ pub fn catch_up(c: &Connection) -> Result<u64> {
         after = last.0;
         let tx = c.unchecked_transaction()?;
         for (id, gid, kind, content, name) in &batch {
-            index(&tx, *id, *gid, &searchable(*kind, content, name.as_deref()))?;
+            index(&tx, *id, *gid, &body(*kind, content, name.as_deref()))?;
         }
         flush_queue(&tx)?;
         tx.commit()?;
@@ -289,7 +294,7 @@ mod tests {
         .iter()
         .enumerate()
         {
-            super::index(&c, i as u64 + 1, 1, text).unwrap();
+            super::index(&c, i as u64 + 1, 1, &search::index_body(text)).unwrap();
         }
         flush_queue(&c).unwrap();
         c

@@ -23,7 +23,7 @@ use std::time::Instant;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::messages::ResendWindow;
+use super::messages::Sends;
 use crate::error::{Error, Result};
 
 /// One queued write, type-erased so the queue can carry any result type.
@@ -31,7 +31,7 @@ pub(super) trait Job: Send {
     /// Runs the job inside the batch transaction, with the writer's window of
     /// recent sends. Returns false when the job failed and its savepoint must
     /// be rolled back.
-    fn run(&mut self, conn: &Connection, resends: &mut ResendWindow) -> bool;
+    fn run(&mut self, conn: &Connection, sends: &mut Sends) -> bool;
     /// The job's error, if it ran and failed.
     fn error(&self) -> Option<Error>;
     /// True for a job that does all its checks before its first write, so
@@ -104,16 +104,16 @@ impl<F, R> ClosureJob<F, R> {
 
 impl<F, R> Job for ClosureJob<F, R>
 where
-    F: FnOnce(&Connection, &mut ResendWindow) -> Result<R> + Send,
+    F: FnOnce(&Connection, &mut Sends) -> Result<R> + Send,
     R: Send,
 {
-    fn run(&mut self, conn: &Connection, resends: &mut ResendWindow) -> bool {
+    fn run(&mut self, conn: &Connection, sends: &mut Sends) -> bool {
         let Some(f) = self.f.take() else {
             return false;
         };
         // A panic in one job must not take the writer (and with it every
         // client) down: it becomes that job's error and its savepoint is undone.
-        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(conn, resends))) {
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(conn, sends))) {
             Ok(result) => result,
             Err(_) => {
                 crate::log_error!("panic in a write job");
@@ -244,7 +244,7 @@ impl Checkpoints {
 
 pub(super) fn run(
     mut conn: Connection,
-    mut resends: ResendWindow,
+    mut sends: Sends,
     rx: mpsc::Receiver<Command>,
     batch_max: usize,
     stats: Arc<Mutex<WriterStats>>,
@@ -267,11 +267,11 @@ pub(super) fn run(
             crate::log_warn!("cannot start the publisher thread", error = e);
             let (inline_tx, inline_rx) = std::sync::mpsc::channel();
             let out = (&inline_tx, Some(&inline_rx));
-            return write(&conn, &mut resends, rx, batch_max, &stats, out, checkpoints);
+            return write(&conn, &mut sends, rx, batch_max, &stats, out, checkpoints);
         }
         write(
             &conn,
-            &mut resends,
+            &mut sends,
             rx,
             batch_max,
             &stats,
@@ -304,7 +304,7 @@ enum Outcome {
 /// Stop command's reply.
 fn write(
     conn: &Connection,
-    resends: &mut ResendWindow,
+    sends: &mut Sends,
     mut rx: mpsc::Receiver<Command>,
     batch_max: usize,
     stats: &Mutex<WriterStats>,
@@ -336,7 +336,7 @@ fn write(
         // those queued after it.
         let setting = pragma.take();
         if !batch.is_empty() {
-            let committed = commit_and_count(conn, resends, &mut batch, stats);
+            let committed = commit_and_count(conn, sends, &mut batch, stats);
             let _ = out.send(Outcome::Batch(batch, committed));
         }
         if let Some((sql, reply)) = setting {
@@ -364,13 +364,13 @@ fn write(
 /// Commits one batch and records it in the writer's statistics.
 fn commit_and_count(
     conn: &Connection,
-    resends: &mut ResendWindow,
+    sends: &mut Sends,
     batch: &mut [Box<dyn Job>],
     stats: &Mutex<WriterStats>,
 ) -> Result<()> {
     let started = Instant::now();
     let size = batch.len() as u64;
-    let committed = commit_batch(conn, resends, batch);
+    let committed = commit_batch(conn, sends, batch);
     let micros = started.elapsed().as_micros() as u64;
     if let Ok(mut s) = stats.lock() {
         s.batches += 1;
@@ -432,31 +432,28 @@ pub(super) fn shutting_down() -> Error {
 /// Runs every job of the batch in one transaction, one savepoint each (but
 /// for jobs that check before they write). On any
 /// failure the transaction is rolled back, so a batch is kept whole or not at all.
-fn commit_batch(
-    conn: &Connection,
-    resends: &mut ResendWindow,
-    batch: &mut [Box<dyn Job>],
-) -> Result<()> {
-    let result = run_batch(conn, resends, batch);
-    if result.is_err() && !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
+fn commit_batch(conn: &Connection, sends: &mut Sends, batch: &mut [Box<dyn Job>]) -> Result<()> {
+    let result = run_batch(conn, sends, batch);
+    if result.is_err() {
+        sends.discard_positions();
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
     }
     result
 }
 
-fn run_batch(
-    conn: &Connection,
-    resends: &mut ResendWindow,
-    batch: &mut [Box<dyn Job>],
-) -> Result<()> {
+fn run_batch(conn: &Connection, sends: &mut Sends, batch: &mut [Box<dyn Job>]) -> Result<()> {
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     for job in batch.iter_mut() {
         let savepoint = !job.checks_first();
         if savepoint {
+            // Other writes may read what the messages before them moved.
+            sends.write_positions(conn)?;
             conn.prepare_cached("SAVEPOINT job")?.execute([])?;
         }
         let before = conn.total_changes();
-        let ok = job.run(conn, resends);
+        let ok = job.run(conn, sends);
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back by itself (it does so on
             // SQLITE_FULL and some I/O errors): the batch is lost, and every job
@@ -478,9 +475,7 @@ fn run_batch(
             }));
         }
     }
-    // Messages reach the full-text index in their own transaction, a
-    // batch at a time (see `search::index`).
-    super::search::flush_queue(conn)?;
+    super::messages::before_commit(conn, sends)?;
     conn.prepare_cached("COMMIT")?.execute([])?;
     Ok(())
 }
