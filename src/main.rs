@@ -35,9 +35,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listen = config.listen;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let listener =
+            rim::server::listen(listen).with_context(|| format!("cannot listen on {listen}"))?;
         let app = rim::server::open(config).await?;
         rim::server::run(listener, app, shutdown_signal()).await
     })

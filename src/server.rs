@@ -27,7 +27,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -56,6 +56,28 @@ impl Running {
         }
         (&mut self.task).await?
     }
+}
+
+/// Connections the kernel may hold complete before rim accepts them.
+/// tokio's `TcpListener::bind` asks for 1,024: when every client of a
+/// restarted server reconnects at once, the ones beyond that wait for their
+/// SYN to be sent again, a second later (`rim bench`, idle scenario: connect
+/// p99 about 1 s). Linux caps it at `net.core.somaxconn`, 4,096 by default.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `addr` with [`LISTEN_BACKLOG`]. Call it inside the runtime.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted server may bind at once
+    // although connections of the last one linger in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Opens the database and serves on `listener` in a background task. For

@@ -76,9 +76,7 @@ impl TestServer {
     }
 
     async fn launch(config: Config) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = rim::server::listen("127.0.0.1:0".parse().unwrap()).expect("bind");
         let running = rim::server::start(config.clone(), listener)
             .await
             .expect("server starts");
