@@ -562,6 +562,20 @@ mod tests {
         assert_eq!(index_body("비밀번호는 1234"), "비밀 밀번 번호 호는 는 1234");
     }
 
+    /// `store::search::body` indexes ASCII text as it is, relying on this:
+    /// for ASCII, `index_body` keeps exactly the runs of letters and digits,
+    /// which are FTS5's `unicode61` tokens.
+    #[test]
+    fn ascii_index_bodies_are_the_alphanumeric_runs() {
+        proptest::proptest!(|(text in "[ -~]{0,40}")| {
+            let runs: Vec<&str> = text
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|t| !t.is_empty())
+                .collect();
+            proptest::prop_assert_eq!(index_body(&text), runs.join(" "));
+        });
+    }
+
     #[test]
     fn folding_removes_case_and_accents() {
         assert_eq!(fold("Café"), "cafe");

@@ -516,7 +516,7 @@ fn commit(tx: rusqlite::Transaction<'_>, sends: &mut Sends) -> anyhow::Result<()
 /// it: inside the caller's transaction, without a savepoint (a message
 /// checks before it writes, see `Job::checks_first` in `store::writer`).
 fn store(c: &Connection, sends: &mut Sends, gids: &[(u64, u64)], n: u64) -> anyhow::Result<()> {
-    messages::insert(c, sends, &message(gids, n), crate::time::now_ms())?;
+    messages::insert(c, sends, message(gids, n), crate::time::now_ms())?;
     Ok(())
 }
 

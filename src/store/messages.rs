@@ -1,7 +1,7 @@
 //! Messages, read and delivery positions, conversation lists and replay.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -71,9 +71,30 @@ pub const RESEND_WINDOW_MESSAGES: usize = 100_000;
 /// make a new message look like a resend.
 #[derive(Default)]
 pub struct ResendWindow {
-    by_sender: HashMap<(u64, u64), u64>,
+    /// [`ResendWindow::key`] -> message id.
+    by_sender: HashMap<u64, u64, BuildHasherDefault<Prehashed>>,
     /// `(message id, created_at, key)`, oldest first.
-    order: VecDeque<(u64, i64, (u64, u64))>,
+    order: VecDeque<(u64, i64, u64)>,
+}
+
+/// The hasher of keys that are hashes already.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl ResendWindow {
@@ -98,11 +119,15 @@ impl ResendWindow {
         Ok(window)
     }
 
-    fn key(uid: u64, client_msg_id: &str) -> (u64, u64) {
-        // A fixed-key hash: the window is rebuilt in every process, so the
-        // hash need not be stable across builds.
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(client_msg_id);
-        (uid, hash)
+    /// FNV-1a of the sender and the id: cheap for short strings, and good
+    /// enough, since a key only points at a row that is then compared.
+    fn key(uid: u64, client_msg_id: &str) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in uid.to_le_bytes().iter().chain(client_msg_id.as_bytes()) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash
     }
 
     /// The id of the message `uid` may be resending.
@@ -215,7 +240,7 @@ fn resent(c: &Connection, window: &ResendWindow, new: &NewMessage) -> Result<Opt
 
 /// Stores a message. Every check comes before the first write: the writer
 /// runs this without a savepoint (see `Db::write_then`).
-pub fn insert(c: &Connection, sends: &mut Sends, new: &NewMessage, now: i64) -> Result<Stored> {
+pub fn insert(c: &Connection, sends: &mut Sends, new: NewMessage, now: i64) -> Result<Stored> {
     // The member list is needed for the pushes anyway; reading it first is
     // also the membership check (one index range instead of a lookup more).
     let members = groups::member_ids(c, new.gid)?;
@@ -226,7 +251,7 @@ pub fn insert(c: &Connection, sends: &mut Sends, new: &NewMessage, now: i64) -> 
         files::require_uploader(c, new.uid, file.id)?;
     }
     if !new.client_msg_id.is_empty()
-        && let Some(message) = resent(c, &sends.resends, new)?
+        && let Some(message) = resent(c, &sends.resends, &new)?
     {
         if message.gid != new.gid {
             return Err(Error::conflict(format!(
@@ -269,8 +294,8 @@ pub fn insert(c: &Connection, sends: &mut Sends, new: &NewMessage, now: i64) -> 
             gid: new.gid,
             uid: new.uid,
             kind: new.kind,
-            content: new.content.clone(),
-            client_msg_id: new.client_msg_id.clone(),
+            content: new.content,
+            client_msg_id: new.client_msg_id,
             created_at: now,
             updated_at: now,
         },
@@ -499,16 +524,16 @@ mod tests {
         let (_dir, c) = pair();
         let mut w = Sends::default();
         c.execute_batch("BEGIN").unwrap();
-        let lost = insert(&c, &mut w, &text(1, "a"), 1000).unwrap();
+        let lost = insert(&c, &mut w, text(1, "a"), 1000).unwrap();
         c.execute_batch("ROLLBACK").unwrap();
         w.discard_positions();
         // The rolled-back id is handed out again, to someone else's message.
-        let other = insert(&c, &mut w, &text(2, "b"), 1000).unwrap();
+        let other = insert(&c, &mut w, text(2, "b"), 1000).unwrap();
         assert_eq!(other.message.id, lost.message.id);
-        let again = insert(&c, &mut w, &text(1, "a"), 1000).unwrap();
+        let again = insert(&c, &mut w, text(1, "a"), 1000).unwrap();
         assert!(!again.duplicate);
         assert_ne!(again.message.id, other.message.id);
-        let resend = insert(&c, &mut w, &text(1, "a"), 1000).unwrap();
+        let resend = insert(&c, &mut w, text(1, "a"), 1000).unwrap();
         assert!(resend.duplicate);
         assert_eq!(resend.message.id, again.message.id);
     }
@@ -516,9 +541,9 @@ mod tests {
     #[test]
     fn the_window_is_filled_from_the_file_for_a_day() {
         let (_dir, c) = pair();
-        let sent = insert(&c, &mut Sends::default(), &text(1, "a"), 1000).unwrap();
+        let sent = insert(&c, &mut Sends::default(), text(1, "a"), 1000).unwrap();
         let mut fresh = Sends::load(&c, 1000 + RESEND_WINDOW_MS).unwrap();
-        let resend = insert(&c, &mut fresh, &text(1, "a"), 1000 + RESEND_WINDOW_MS).unwrap();
+        let resend = insert(&c, &mut fresh, text(1, "a"), 1000 + RESEND_WINDOW_MS).unwrap();
         assert!(resend.duplicate);
         assert_eq!(resend.message.id, sent.message.id);
         let later = ResendWindow::load(&c, 1001 + RESEND_WINDOW_MS).unwrap();

@@ -590,7 +590,7 @@ impl Db {
         pushed: impl FnOnce(&Stored) + Send + 'static,
     ) -> Result<Stored> {
         self.write_then(
-            move |c, sends| messages::insert(c, sends, &msg, crate::time::now_ms()),
+            move |c, sends| messages::insert(c, sends, msg, crate::time::now_ms()),
             Box::new(pushed),
         )
         .await

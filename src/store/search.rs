@@ -47,8 +47,15 @@ pub fn searchable<'a>(kind: Kind, content: &'a str, file_name: Option<&'a str>) 
 }
 
 /// What the index holds for a message: its searchable text as index terms.
-pub fn body(kind: Kind, content: &str, file_name: Option<&str>) -> String {
-    search::index_body(&searchable(kind, content, file_name))
+pub fn body<'a>(kind: Kind, content: &'a str, file_name: Option<&'a str>) -> Cow<'a, str> {
+    let text = searchable(kind, content, file_name);
+    if text.is_ascii() {
+        // FTS5 splits ASCII text exactly as `index_body` would (runs of
+        // letters and digits are the tokens), so it goes in as it is.
+        text
+    } else {
+        Cow::Owned(search::index_body(&text))
+    }
 }
 
 fn scope_token(gid: u64) -> String {
