@@ -58,6 +58,8 @@ pub fn body<'a>(kind: Kind, content: &'a str, file_name: Option<&'a str>) -> Cow
     }
 }
 
+/// The `scope` of conversation `gid`'s messages (`flush_queue` writes the
+/// same in SQL).
 fn scope_token(gid: u64) -> String {
     format!("g{gid}")
 }
@@ -66,15 +68,16 @@ fn scope_token(gid: u64) -> String {
 pub fn create_queue(c: &Connection) -> rusqlite::Result<()> {
     c.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS index_queue (
-             id    INTEGER PRIMARY KEY,
-             body  TEXT NOT NULL,
-             scope TEXT NOT NULL
+             id   INTEGER PRIMARY KEY,
+             body TEXT NOT NULL,
+             gid  INTEGER NOT NULL
          );",
     )
 }
 
-/// Queues one message for the index, `body` as [`body`] makes it; called in the transaction that stores
-/// it. [`flush_queue`] must run before that transaction commits.
+/// Queues one message for the index, `body` as [`body`] makes it; called in
+/// the transaction that stores it. [`flush_queue`] must run before that
+/// transaction commits.
 ///
 /// Why a queue: FTS5 keeps new index entries in memory until the
 /// transaction ends, but writes them out as a new index segment whenever a
@@ -86,8 +89,8 @@ pub fn create_queue(c: &Connection) -> rusqlite::Result<()> {
 /// one INSERT ... SELECT moves a whole batch into FTS5, which then writes
 /// one segment at COMMIT.
 pub fn index(c: &Connection, msg_id: u64, gid: u64, body: &str) -> Result<()> {
-    c.prepare_cached("INSERT INTO temp.index_queue (id, body, scope) VALUES (?1, ?2, ?3)")?
-        .execute(params![msg_id, body, scope_token(gid)])?;
+    c.prepare_cached("INSERT INTO temp.index_queue (id, body, gid) VALUES (?1, ?2, ?3)")?
+        .execute(params![msg_id, body, gid])?;
     Ok(())
 }
 
@@ -95,8 +98,9 @@ pub fn index(c: &Connection, msg_id: u64, gid: u64, body: &str) -> Result<()> {
 pub fn flush_queue(c: &Connection) -> Result<()> {
     let queued = c
         .prepare_cached(
+            // 'g' || gid is `scope_token(gid)`.
             "INSERT INTO message_index (rowid, body, scope)
-             SELECT id, body, scope FROM temp.index_queue ORDER BY id",
+             SELECT id, body, 'g' || gid FROM temp.index_queue ORDER BY id",
         )?
         .execute([])?;
     if queued > 0 {
