@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_accounts.sql"),
     include_str!("migrations/003_files_search.sql"),
     include_str!("migrations/004_resend_window.sql"),
+    include_str!("migrations/005_index_merges.sql"),
 ];
 
 /// The schema version this binary writes.
