@@ -313,9 +313,10 @@ impl Db {
         let stats = Arc::new(Mutex::new(WriterStats::default()));
         let thread_stats = stats.clone();
         let batch = opts.writer_batch;
+        let publisher = writer::Publisher::start()?;
         let handle = std::thread::Builder::new()
             .name("rim-writer".into())
-            .spawn(move || writer::run(conn, sends, rx, batch, thread_stats))?;
+            .spawn(move || writer::run(conn, sends, rx, batch, thread_stats, publisher))?;
 
         Ok(Db {
             inner: Arc::new(Inner {

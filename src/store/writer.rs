@@ -242,12 +242,37 @@ impl Checkpoints {
     }
 }
 
+/// The publisher thread (see the module documentation) and the channel to
+/// it. Started before the writer, so that a server that cannot start it
+/// does not start at all.
+pub(super) struct Publisher {
+    to: std::sync::mpsc::Sender<Outcome>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Publisher {
+    pub(super) fn start() -> std::io::Result<Publisher> {
+        let (to, outcomes) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("rim-publish".into())
+            .spawn(move || publish(outcomes))?;
+        Ok(Publisher { to, thread })
+    }
+
+    /// Waits until every result handed over so far is out.
+    fn finish(self) {
+        drop(self.to);
+        let _ = self.thread.join();
+    }
+}
+
 pub(super) fn run(
     mut conn: Connection,
     mut sends: Sends,
     rx: mpsc::Receiver<Command>,
     batch_max: usize,
     stats: Arc<Mutex<WriterStats>>,
+    publisher: Publisher,
 ) {
     let checkpoints = match Checkpoints::install(&mut conn) {
         Ok(c) => Some(c),
@@ -256,30 +281,16 @@ pub(super) fn run(
             None
         }
     };
-    let checkpoints = checkpoints.as_ref();
-    let stop = std::thread::scope(|scope| {
-        let (to_publisher, published) = std::sync::mpsc::channel();
-        let publisher = std::thread::Builder::new()
-            .name("rim-publish".into())
-            .spawn_scoped(scope, move || publish(published));
-        if let Err(e) = publisher {
-            // Without a publisher thread the writer hands results out itself.
-            crate::log_warn!("cannot start the publisher thread", error = e);
-            let (inline_tx, inline_rx) = std::sync::mpsc::channel();
-            let out = (&inline_tx, Some(&inline_rx));
-            return write(&conn, &mut sends, rx, batch_max, &stats, out, checkpoints);
-        }
-        write(
-            &conn,
-            &mut sends,
-            rx,
-            batch_max,
-            &stats,
-            (&to_publisher, None),
-            checkpoints,
-        )
-        // Leaving the scope waits for the publisher to hand out every result.
-    });
+    let stop = write(
+        &conn,
+        &mut sends,
+        rx,
+        batch_max,
+        &stats,
+        &publisher.to,
+        checkpoints.as_ref(),
+    );
+    publisher.finish();
     // Leave everything in the database file itself, so that a stopped
     // server's rim.db can be copied on its own (see the README).
     let _ = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);");
@@ -299,19 +310,15 @@ enum Outcome {
 
 /// The writer's loop: forms batches, commits them, and hands each committed
 /// batch to `publish` (through `out`) so that the next batch can start while
-/// the last one's pushes and replies go out; then checkpoints when due. With
-/// `inline`, the writer drains `out` itself after every batch. Returns the
-/// Stop command's reply.
+/// the last one's pushes and replies go out; then checkpoints when due.
+/// Returns the Stop command's reply.
 fn write(
     conn: &Connection,
     sends: &mut Sends,
     mut rx: mpsc::Receiver<Command>,
     batch_max: usize,
     stats: &Mutex<WriterStats>,
-    (out, inline): (
-        &std::sync::mpsc::Sender<Outcome>,
-        Option<&std::sync::mpsc::Receiver<Outcome>>,
-    ),
+    out: &std::sync::mpsc::Sender<Outcome>,
     checkpoints: Option<&Checkpoints>,
 ) -> Option<oneshot::Sender<()>> {
     let mut stop: Option<oneshot::Sender<()>> = None;
@@ -342,9 +349,6 @@ fn write(
         if let Some((sql, reply)) = setting {
             let applied = conn.execute_batch(sql).map_err(Error::from);
             let _ = out.send(Outcome::Setting(reply, applied));
-        }
-        if let Some(inline) = inline {
-            publish_queued(inline);
         }
         if let Some(checkpoints) = checkpoints {
             checkpoints.after_batch(conn, !rx.is_empty());
@@ -394,12 +398,6 @@ fn commit_and_count(
 /// until the writer is gone.
 fn publish(outcomes: std::sync::mpsc::Receiver<Outcome>) {
     while let Ok(outcome) = outcomes.recv() {
-        publish_one(outcome);
-    }
-}
-
-fn publish_queued(outcomes: &std::sync::mpsc::Receiver<Outcome>) {
-    while let Ok(outcome) = outcomes.try_recv() {
         publish_one(outcome);
     }
 }
