@@ -1020,6 +1020,65 @@ mod tests {
         db.close().await;
     }
 
+    /// A file written by a rim of schema version 3 (the resend index, FTS5's
+    /// own merging) opens, migrates, and keeps recognising its messages:
+    /// a resend of an old message from the day is not stored again, and
+    /// the old message is still found by search.
+    #[tokio::test]
+    async fn a_version_3_file_migrates_and_keeps_its_resends_and_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(dir.path());
+        {
+            let c = Connection::open(&opts.path).unwrap();
+            for sql in &schema::MIGRATIONS[..3] {
+                c.execute_batch(sql).unwrap();
+            }
+            let now = crate::time::now_ms();
+            c.execute_batch(&format!(
+                "PRAGMA application_id = {};
+                 PRAGMA user_version = 3;
+                 INSERT INTO users (id, account, name, password_hash, created_at)
+                     VALUES (1, 'alice', 'Alice', 'x', {now}), (2, 'bob', 'Bob', 'x', {now});
+                 INSERT INTO groups (id, name, mode, creator_uid, created_at, last_msg_id)
+                     VALUES (1, 'club', 0, 1, {now}, 1);
+                 INSERT INTO members (gid, uid, role, joined_at) VALUES (1, 1, 2, {now}), (1, 2, 1, {now});
+                 INSERT INTO messages (id, gid, uid, kind, content, client_msg_id, created_at, updated_at)
+                     VALUES (1, 1, 1, 0, 'wombat picnic', 'old-1', {now}, {now});
+                 INSERT INTO message_index (rowid, body, scope) VALUES (1, 'wombat picnic', 'g1');",
+                schema::APPLICATION_ID
+            ))
+            .unwrap();
+        }
+        let db = Db::open(&opts).unwrap();
+        assert_eq!(db.ping().await.unwrap(), schema::SCHEMA_VERSION);
+        let resend = db
+            .send_message(NewMessage {
+                gid: 1,
+                uid: 1,
+                kind: Kind::Text,
+                content: "wombat picnic".into(),
+                client_msg_id: "old-1".into(),
+                file: None,
+            })
+            .await
+            .unwrap();
+        assert!(resend.duplicate);
+        assert_eq!(resend.message.id, 1);
+        let query = crate::search::Query::parse("wombat").unwrap();
+        let hits = db.search(2, Some(1), query, 1, 10).await.unwrap();
+        assert_eq!(hits.len(), 1);
+        db.close().await;
+        let c = Connection::open(&opts.path).unwrap();
+        let dedup: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'messages_dedup'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(dedup, 0);
+    }
+
     #[tokio::test]
     async fn a_failing_job_rolls_back_only_its_own_changes() {
         let dir = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ pub const APPLICATION_ID: i64 = 0x7269_6d31;
 
 /// `MIGRATIONS[i]` takes a database from version `i` to `i + 1`: first the
 /// base schema, then one file per later version in `src/store/migrations/`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../schema.sql"),
     include_str!("migrations/002_accounts.sql"),
     include_str!("migrations/003_files_search.sql"),
