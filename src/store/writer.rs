@@ -28,9 +28,9 @@ use crate::error::{Error, Result};
 
 /// One queued write, type-erased so the queue can carry any result type.
 pub(super) trait Job: Send {
-    /// Runs the job inside the batch transaction, with the writer's window of
-    /// recent sends. Returns false when the job failed and its savepoint must
-    /// be rolled back.
+    /// Runs the job inside the batch transaction, with the writer's state for
+    /// message sends. Returns false when the job failed and its savepoint
+    /// must be rolled back.
     fn run(&mut self, conn: &Connection, sends: &mut Sends) -> bool;
     /// The job's error, if it ran and failed.
     fn error(&self) -> Option<Error>;
