@@ -171,6 +171,8 @@ pub struct Sends {
     newest: HashMap<u64, u64>,
     /// (conversation, sender) -> the sender's newest message there.
     seen: HashMap<(u64, u64), u64>,
+    /// Messages wait in the search queue (see `search::index`).
+    queued: bool,
 }
 
 impl Sends {
@@ -206,10 +208,12 @@ impl Sends {
         Ok(())
     }
 
-    /// Forgets positions not yet written: their batch was rolled back.
+    /// Forgets positions not yet written: their batch was rolled back (and
+    /// the search queue with it).
     pub fn discard_positions(&mut self) {
         self.newest.clear();
         self.seen.clear();
+        self.queued = false;
     }
 }
 
@@ -218,7 +222,10 @@ impl Sends {
 /// (see `search::index`).
 pub fn before_commit(c: &Connection, sends: &mut Sends) -> Result<()> {
     sends.write_positions(c)?;
-    search::flush_queue(c)
+    if std::mem::take(&mut sends.queued) {
+        search::flush_queue(c)?;
+    }
+    Ok(())
 }
 
 /// The stored message `new` repeats, if it is a resend within the window.
@@ -283,6 +290,7 @@ pub fn insert(c: &Connection, sends: &mut Sends, new: NewMessage, now: i64) -> R
     }
     let name = new.file.as_ref().map(|f| f.name.as_str());
     search::index(c, id, new.gid, &search::body(new.kind, &new.content, name))?;
+    sends.queued = true;
     sends.newest.insert(new.gid, id);
     sends.seen.insert((new.gid, new.uid), id);
     if !new.client_msg_id.is_empty() {
