@@ -16,7 +16,7 @@ use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Notice};
 use crate::store::{
-    Db, FileRef, FriendEvent, Kind, MemberOp, NewMessage, NewUser, Session, Stored,
+    Committed, Db, FileRef, FriendEvent, Kind, MemberOp, NewMessage, NewUser, Session, Stored,
 };
 
 #[derive(Clone)]
@@ -206,11 +206,19 @@ impl App {
     /// gets the ack instead of a push. The content of an Image or File
     /// message is checked and rewritten from the stored file (see
     /// [`App::attach`]).
-    pub async fn send_message(
+    pub async fn send_message(&self, msg: NewMessage, from_conn: Option<u64>) -> Result<Stored> {
+        self.queue_message(msg, from_conn).await?.await
+    }
+
+    /// [`App::send_message`] in two steps: checks the message and hands it
+    /// to the writer, then the returned [`Committed`] resolves once it is
+    /// stored. A WebSocket connection reads its client's next frames
+    /// meanwhile, so that a burst of messages shares commits.
+    pub async fn queue_message(
         &self,
         mut msg: NewMessage,
         from_conn: Option<u64>,
-    ) -> Result<Stored> {
+    ) -> Result<Committed<Stored>> {
         if msg.content.is_empty() {
             return Err(Error::bad_request("a message needs content"));
         }
@@ -230,16 +238,17 @@ impl App {
             .check(&msg.uid)
             .map_err(|wait| limits::too_many("messages", wait))?;
         if matches!(msg.kind, Kind::Image | Kind::File) {
-            self.attach(&mut msg).await?;
+            // Boxed: a file lookup's state would otherwise make every
+            // message's future larger.
+            Box::pin(self.attach(&mut msg)).await?;
         }
         // Pushed by the database's publisher thread right after the commit, so every
         // member sees a conversation's messages in id order, even when several
         // members send at once.
         let hub = self.hub.clone();
         let metrics = self.metrics.clone();
-        let stored = self
-            .db
-            .send_message_then(msg, move |stored| {
+        self.db
+            .queue_message(msg, move |stored| {
                 if !stored.duplicate {
                     let push = Push {
                         msg_id: stored.message.id,
@@ -250,8 +259,7 @@ impl App {
                     metrics.record_message(pushed);
                 }
             })
-            .await?;
-        Ok(stored)
+            .await
     }
 
     /// Checks the file an Image or File message names (the sender must have

@@ -1,11 +1,19 @@
 //! One WebSocket connection on `/ws`: rim's frames, login, replay, live pushes.
 //!
 //! Each connection is one task running a `select!` over: the client's next
-//! frame, the live pushes queued for it by the [`Hub`](crate::hub::Hub), a
-//! timer (login deadline, pings, idle timeout, token expiry), its kick signal
-//! and server shutdown. Frames are handled one at a time, so a client's acks
-//! come back in the order it sent its frames; pushes queue (bounded) while a
-//! frame is being handled.
+//! frame, the answers it is waiting for, the live pushes queued for it by the
+//! [`Hub`](crate::hub::Hub), a timer (login deadline, pings, idle timeout,
+//! token expiry), its kick signal and server shutdown.
+//!
+//! Frames are read in order and may overlap: a message is handed to the
+//! writer and the next frame is read while it waits for its commit, up to
+//! [`MAX_IN_FLIGHT`] frames. Answers are written in the order of the frames
+//! they answer, and every answer that is ready goes out in one write, so a
+//! client that sends a burst gets it stored in a few commits and acked in a
+//! few writes. Pushes queue (bounded) while answers are outstanding and
+//! follow them in the same write, as they did when frames were handled one
+//! at a time: a client sees its message's ack before the messages committed
+//! after it.
 //!
 //! Every client frame gets exactly one answer: the rim ack or an `Error`
 //! answer of the same shape. Only transport-level faults close the socket:
@@ -13,8 +21,11 @@
 //! violation (1002), a client too slow to keep up or a revoked session
 //! (1008), and server shutdown (1001).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -30,7 +41,14 @@ use crate::app::App;
 use crate::error::Error;
 use crate::hub::{Kick, KickReason, Push};
 use crate::protocol::{self, ClientFrame, Notice};
-use crate::store::NewMessage;
+use crate::store::{Committed, NewMessage, Stored};
+
+/// How many of one client's frames may wait for their answers at once. The
+/// connection reads no further frame until the oldest is answered.
+pub const MAX_IN_FLIGHT: usize = 32;
+
+/// Pushes written at most in one write when no answer is outstanding.
+const PUSHES_PER_WRITE: usize = 64;
 
 /// Buffer sizes for one connection. Small on purpose: an idle connection
 /// should cost a few kilobytes, and chat frames are small.
@@ -73,6 +91,50 @@ struct Conn {
     last_seen: Instant,
     unbound_since: Instant,
     pinged: bool,
+    /// Answers not yet written, in the order of the frames they answer.
+    answers: VecDeque<Answer>,
+}
+
+/// The answer to one client frame.
+enum Answer {
+    /// Known at once: an error, a Heart's ack, a read mark's ack.
+    Ready(String),
+    /// A message the writer has: acked once it is committed.
+    Stored {
+        client_msg_id: String,
+        committed: Committed<Stored>,
+    },
+}
+
+/// Waits until the oldest answer is known; returns it and every answer behind
+/// it that is known too, in order. Never resolves when there are none.
+async fn ready_answers(answers: &mut VecDeque<Answer>) -> Vec<String> {
+    std::future::poll_fn(|cx| {
+        let mut ready = Vec::new();
+        while let Some(front) = answers.front_mut() {
+            let text = match front {
+                Answer::Ready(text) => std::mem::take(text),
+                Answer::Stored {
+                    client_msg_id,
+                    committed,
+                } => match Pin::new(committed).poll(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Ok(stored)) => {
+                        protocol::ack_message(client_msg_id, &stored.message)
+                    }
+                    Poll::Ready(Err(e)) => protocol::error_answer(client_msg_id, &e),
+                },
+            };
+            answers.pop_front();
+            ready.push(text);
+        }
+        if ready.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(ready)
+        }
+    })
+    .await
 }
 
 /// Why the loop ended, and what to tell the client.
@@ -108,6 +170,7 @@ pub async fn serve(
         last_seen: Instant::now(),
         unbound_since: Instant::now(),
         pinged: false,
+        answers: VecDeque::new(),
     };
     let end = conn.run(shutdown).await;
     let reason = match &end {
@@ -142,10 +205,27 @@ impl Conn {
         }
         loop {
             let kick = self.kick.clone();
+            let reading = self.answers.len() < MAX_IN_FLIGHT;
+            let answering = !self.answers.is_empty();
             tokio::select! {
-                _ = shutdown.changed() => return End::Close(CloseCode::Away, "server shutting down"),
+                // In this order: answers before new frames and pushes, so that
+                // what is ready goes out before more work comes in.
+                biased;
+                _ = shutdown.changed() => {
+                    // Frames already read get their answers (each message is
+                    // committed or refused by now or soon), within the write
+                    // timeout.
+                    let write_timeout = self.app.config.write_timeout;
+                    let _ = timeout(write_timeout, Box::pin(self.flush_answers())).await;
+                    return End::Close(CloseCode::Away, "server shutting down");
+                }
                 reason = kick.fired() => return kicked(reason),
-                frame = self.ws.next() => {
+                texts = ready_answers(&mut self.answers), if answering => {
+                    if let Err(end) = Box::pin(self.write_answers(texts)).await {
+                        return end;
+                    }
+                }
+                frame = self.ws.next(), if reading => {
                     self.last_seen = Instant::now();
                     self.pinged = false;
                     match frame {
@@ -157,16 +237,14 @@ impl Conn {
                         }
                         Some(Ok(Message::Binary(_))) => {
                             let err = Error::bad_request("binary frames are not supported: send JSON text frames");
-                            if let Err(end) = Box::pin(self.send(protocol::error_answer("", &err))).await {
-                                return end;
-                            }
+                            self.answers.push_back(Answer::Ready(protocol::error_answer("", &err)));
                         }
                         Some(Ok(Message::Close(_))) => return End::Gone,
                         Some(Ok(_)) => {} // ping (answered by tungstenite), pong, raw frame
                         Some(Err(e)) => return read_error(e),
                     }
                 }
-                push = recv_live(&mut self.login) => {
+                push = recv_live(&mut self.login), if !answering => {
                     let Some(push) = push else {
                         return End::Close(CloseCode::Policy, "session ended");
                     };
@@ -219,7 +297,7 @@ impl Conn {
         if !login.covered(&first) {
             frames.push(first.frame.clone());
         }
-        while frames.len() < 64 {
+        while frames.len() < PUSHES_PER_WRITE {
             match login.live.try_recv() {
                 Ok(push) if login.covered(&push) => {}
                 Ok(push) => frames.push(push.frame.clone()),
@@ -263,29 +341,38 @@ impl Conn {
         }
     }
 
+    /// Handles a text frame: queues its answer, or for a Login, answers it
+    /// and every frame before it.
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
         let parsed = protocol::parse_frame(text);
         let answer = match parsed.frame {
             Ok(ClientFrame::Login { token, uid, after }) => {
-                return self
-                    .on_login(&parsed.client_msg_id, &token, uid, after)
-                    .await;
+                // The login's ack and replay come after every earlier answer.
+                // Boxed on its own: a login's state is large, and a
+                // message's should stay small.
+                self.flush_answers().await?;
+                return Box::pin(self.on_login(&parsed.client_msg_id, &token, uid, after)).await;
             }
             Ok(frame) => self.on_frame(frame, &parsed.client_msg_id).await,
             Err(e) => Err(e),
         };
-        let text = answer.unwrap_or_else(|e| protocol::error_answer(&parsed.client_msg_id, &e));
-        self.answer(text).await
+        let answer = answer
+            .unwrap_or_else(|e| Answer::Ready(protocol::error_answer(&parsed.client_msg_id, &e)));
+        self.answers.push_back(answer);
+        Ok(())
     }
 
-    /// Sends a frame's answer, and the live pushes queued while it was
-    /// handled, in one write: one syscall and one TCP segment instead of one
-    /// each (the writer queues a batch's pushes before it wakes the batch's
-    /// senders, so a sender usually finds its peers' messages waiting).
-    async fn answer(&mut self, text: String) -> Result<(), End> {
-        let mut frames = vec![Message::text(text)];
+    /// Sends answers, and the live pushes queued while they were pending, in
+    /// one write: one syscall and one TCP segment instead of one each (the
+    /// writer queues a batch's pushes before it wakes the batch's senders, so
+    /// a sender usually finds its peers' messages waiting). It takes every
+    /// queued push: while answers are outstanding this is the only place
+    /// pushes leave the queue, and a client that keeps frames in flight must
+    /// not find it full. The queue's bound bounds the write.
+    async fn write_answers(&mut self, texts: Vec<String>) -> Result<(), End> {
+        let mut frames: Vec<Message> = texts.into_iter().map(Message::text).collect();
         if let Some(login) = &mut self.login {
-            while frames.len() < 64 {
+            loop {
                 match login.live.try_recv() {
                     Ok(push) if login.covered(&push) => {}
                     Ok(push) => frames.push(Message::Text(push.frame.clone())),
@@ -296,9 +383,19 @@ impl Conn {
         self.write(frames.into_iter()).await
     }
 
-    /// Handles every frame but Login; returns the ack to answer with.
-    async fn on_frame(&mut self, frame: ClientFrame, client_msg_id: &str) -> Result<String, Error> {
-        let ack = |server_msg_id| Ok(protocol::ack(client_msg_id, server_msg_id));
+    /// Waits for every outstanding answer and writes it.
+    async fn flush_answers(&mut self) -> Result<(), End> {
+        while !self.answers.is_empty() {
+            let texts = ready_answers(&mut self.answers).await;
+            self.write_answers(texts).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles every frame but Login; returns its answer, or the answer to
+    /// come once the writer has committed.
+    async fn on_frame(&mut self, frame: ClientFrame, client_msg_id: &str) -> Result<Answer, Error> {
+        let ack = |server_msg_id| Ok(Answer::Ready(protocol::ack(client_msg_id, server_msg_id)));
         if let ClientFrame::Heart = frame {
             return ack(None);
         }
@@ -323,9 +420,9 @@ impl Conn {
             ClientFrame::Msg {
                 gid, kind, content, ..
             } => {
-                let stored = self
+                let committed = self
                     .app
-                    .send_message(
+                    .queue_message(
                         NewMessage {
                             gid,
                             uid,
@@ -337,16 +434,19 @@ impl Conn {
                         Some(self.id),
                     )
                     .await?;
-                Ok(protocol::ack_message(client_msg_id, &stored.message))
+                Ok(Answer::Stored {
+                    client_msg_id: client_msg_id.to_owned(),
+                    committed,
+                })
             }
+            // Boxed, as a login is: only a message's state is in every
+            // frame's future.
             ClientFrame::Ack { gid, msg_id, .. } => {
-                self.app.db.mark_delivered(uid, gid, msg_id).await?;
+                Box::pin(self.app.db.mark_delivered(uid, gid, msg_id)).await?;
                 ack(Some(msg_id))
             }
             ClientFrame::Read { gid, msg_id, .. } => {
-                self.app
-                    .mark_read(uid, gid, Some(msg_id), Some(self.id))
-                    .await?;
+                Box::pin(self.app.mark_read(uid, gid, Some(msg_id), Some(self.id))).await?;
                 ack(Some(msg_id))
             }
             ClientFrame::Logout { .. } => {

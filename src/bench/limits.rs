@@ -598,7 +598,7 @@ fn open_db(dir: &Path) -> anyhow::Result<(Db, Vec<(u64, u64)>)> {
 }
 
 /// One closed-loop sender: rows `first`, `first + step`, ... until `until`.
-/// It goes through `send_message_then`, the call rim's message path makes
+/// It goes through `queue_message`, the call rim's message path makes
 /// (a message job without a savepoint), with nothing to push.
 async fn sender(
     db: Db,
@@ -612,7 +612,7 @@ async fn sender(
     let mut n = first as u64;
     while Instant::now() < until && sent < MAX_PER_SENDER {
         let t = Instant::now();
-        db.send_message_then(message(&gids, n), |_| {}).await?;
+        db.queue_message(message(&gids, n), |_| {}).await?.await?;
         hist.record(t.elapsed());
         sent += 1;
         n += step as u64;

@@ -293,6 +293,23 @@ struct Inner {
     lock: Mutex<Option<std::fs::File>>,
 }
 
+/// A write the writer has queued: resolves to its result once it is
+/// committed (or to the error that rolled it back).
+pub struct Committed<R>(oneshot::Receiver<Result<R>>);
+
+impl<R> Future for Committed<R> {
+    type Output = Result<R>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<R>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or_else(|_| Err(writer::shutting_down())))
+    }
+}
+
 impl Db {
     /// Opens or creates the database, migrates it and starts the writer
     /// thread. Blocking: call it before the runtime serves anything, or from
@@ -375,34 +392,39 @@ impl Db {
     {
         let (tx, rx) = oneshot::channel();
         let job = writer::ClosureJob::new(move |c: &Connection, _: &mut _| f(c), tx);
-        self.submit(Box::new(job), rx).await
+        self.queue(Box::new(job), rx).await?.await
     }
 
     /// Like [`Db::write`], and `after` gets the result once it is committed,
     /// on the publisher thread: in commit order, before the caller does. `f`
     /// must do all its checks before its first write (it runs without a
     /// savepoint: see `writer::Job::checks_first`).
-    async fn write_then<R, F>(&self, f: F, after: writer::AfterCommit<R>) -> Result<R>
+    ///
+    /// Resolves once the writer has the job: the returned [`Committed`]
+    /// resolves after its COMMIT. A caller may queue more work meanwhile;
+    /// the writer runs jobs in the order they were queued.
+    async fn queue_then<R, F>(&self, f: F, after: writer::AfterCommit<R>) -> Result<Committed<R>>
     where
         F: FnOnce(&Connection, &mut messages::Sends) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job = writer::ClosureJob::with_after(f, after, tx).checking_first();
-        self.submit(Box::new(job), rx).await
+        self.queue(Box::new(job), rx).await
     }
 
-    async fn submit<R>(
+    /// Hands `job` to the writer (waiting while its queue is full).
+    async fn queue<R>(
         &self,
         job: Box<dyn writer::Job>,
         rx: oneshot::Receiver<Result<R>>,
-    ) -> Result<R> {
+    ) -> Result<Committed<R>> {
         self.inner
             .writer
             .send(writer::Command::Job(job))
             .await
             .map_err(|_| writer::shutting_down())?;
-        rx.await.map_err(|_| writer::shutting_down())?
+        Ok(Committed(rx))
     }
 
     /// Runs `f` on a read-only connection on the blocking pool.
@@ -578,19 +600,22 @@ impl Db {
     /// Stores a message (or finds the earlier copy of a resend). Resolves after
     /// the commit, so the result may be acknowledged.
     pub async fn send_message(&self, msg: NewMessage) -> Result<Stored> {
-        self.send_message_then(msg, |_| {}).await
+        self.queue_message(msg, |_| {}).await?.await
     }
 
     /// [`Db::send_message`], calling `pushed` with the result once it is
     /// committed. Commits run in message id order on one thread, so whatever
     /// `pushed` does (telling online members) happens in id order too; done
     /// by the callers after `await`, racing tasks could reorder it.
-    pub async fn send_message_then(
+    /// Queues `msg` for the writer; the returned [`Committed`] resolves once
+    /// it is stored (or found to be a resend), and `pushed` runs on the
+    /// publisher thread right after the COMMIT.
+    pub async fn queue_message(
         &self,
         msg: NewMessage,
         pushed: impl FnOnce(&Stored) + Send + 'static,
-    ) -> Result<Stored> {
-        self.write_then(
+    ) -> Result<Committed<Stored>> {
+        self.queue_then(
             move |c, sends| messages::insert(c, sends, msg, crate::time::now_ms()),
             Box::new(pushed),
         )
@@ -906,7 +931,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&options(dir.path())).unwrap();
         let failed = db
-            .write_then(
+            .queue_then(
                 |c, _| -> Result<()> {
                     c.execute(
                         "INSERT INTO users (account, name, password_hash, created_at) VALUES ('ghost', 'g', 'x', 0)",
@@ -916,15 +941,19 @@ mod tests {
                 },
                 Box::new(|_| panic!("no after-commit hook for a failed job")),
             )
+            .await
+            .unwrap()
             .await;
         assert_eq!(failed.unwrap_err().code(), 507);
         assert!(db.user_by_account("ghost".into()).await.unwrap().is_none());
         // A checks-first job failing before it writes leaves the batch alone.
         let refused = db
-            .write_then(
+            .queue_then(
                 |_, _| -> Result<()> { Err(Error::forbidden("no")) },
                 Box::new(|_| {}),
             )
+            .await
+            .unwrap()
             .await;
         assert_eq!(refused.unwrap_err().code(), 403);
         assert!(db.purge_expired_sessions().await.is_ok());

@@ -315,3 +315,49 @@ async fn an_acknowledged_message_is_already_stored() {
         assert_eq!(stored.len(), i + 1);
     }
 }
+
+#[tokio::test]
+async fn a_burst_is_answered_in_order_and_stored_in_shared_commits() {
+    let srv = TestServer::start().await;
+    let ((a, ta), (_, tb), gid) = direct_pair(&srv, "alice", "bob").await;
+    let mut wa = srv.ws_login(&ta).await;
+    let mut wb = srv.ws_login(&tb).await;
+    let batches_before = srv.app().db.writer_stats().batches;
+
+    // Alice sends 60 frames without reading an answer in between: messages,
+    // with a Heart and a refused message among them.
+    let frame = |i: usize| match i {
+        20 => json!({"event": "Heart", "body": {"clientMsgId": "heart"}}),
+        40 => msg_frame("Text", gid, "", "empty"),
+        _ => msg_frame("Text", gid, &format!("burst {i}"), &format!("burst-{i}")),
+    };
+    for i in 0..60 {
+        wa.send(frame(i)).await;
+    }
+    // One answer per frame, in the order of the frames; the messages'
+    // ids rise in the same order.
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let answer = wa.recv().await;
+        match i {
+            20 => assert_eq!(assert_ack(&answer, "heart"), None),
+            40 => {
+                assert_refused(&answer, 400);
+                assert_eq!(answer["clientMsgId"], "empty", "{answer}");
+            }
+            _ => ids.push(assert_ack(&answer, &format!("burst-{i}")).expect("a msgId")),
+        }
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
+    // Bob gets every message once, in order.
+    let sent: Vec<usize> = (0..60).filter(|i| *i != 20 && *i != 40).collect();
+    for (i, id) in sent.iter().zip(&ids) {
+        assert_push(&wb.recv().await, *id, a, gid, &format!("burst {i}"));
+    }
+    wb.expect_silence(100).await;
+    // Frames were read while earlier messages waited for their commit, so
+    // the 58 messages shared commits; one frame at a time would take 58.
+    let batches = srv.app().db.writer_stats().batches - batches_before;
+    assert!(batches <= 29, "58 messages took {batches} commits");
+    assert_eq!(history_msgs(&srv, &tb, gid).await.len(), 58);
+}
