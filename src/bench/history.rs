@@ -126,7 +126,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
             .into_iter()
             .enumerate()
             .map(|(i, ws)| {
-                let mut plan = direct::closed_plan();
+                let mut plan = direct::closed_plan(1);
                 plan.max_frames = URL_FILL / (u as u64 - 1) + 1;
                 (Client::new(ws, i, gids[i % g]), plan)
             })

@@ -175,7 +175,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
             let n = clients.len();
             let plans = clients
                 .into_iter()
-                .map(|c| (c, direct::closed_plan()))
+                .map(|c| (c, direct::closed_plan(1)))
                 .collect();
             let out = load::run_phase(plans, secs, 1, None, server.pid).await;
             server.check_alive()?;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::sleep_until;
@@ -357,40 +357,31 @@ impl Task {
                     }
                 }
                 frame = self.client.ws.next() => {
-                    let text = match frame {
-                        Some(Ok(Message::Text(text))) => text,
-                        Some(Ok(Message::Close(close))) => {
-                            done.close_code = close.map(|c| u16::from(c.code));
+                    // This frame and every one that already arrived behind
+                    // it, then the refills in one write: a sender with
+                    // several messages in flight sends as the server answers.
+                    let mut frame = frame;
+                    loop {
+                        if let Err(close_code) = self.take(frame, &mut pending, &mut done) {
+                            done.close_code = close_code;
                             return self.fail(done, pending.len());
                         }
-                        Some(Ok(_)) => continue,
-                        None | Some(Err(_)) => return self.fail(done, pending.len()),
-                    };
-                    let now = Instant::now();
-                    match client::classify(text.as_str()) {
-                        Incoming::Answer { id, ok } if !self.plan.echo => {
-                            self.answered(&mut pending, id.parse().ok(), ok, now, &mut done);
+                        match self.client.ws.next().now_or_never() {
+                            Some(next) => frame = next,
+                            None => break,
                         }
-                        _ if self.plan.echo => self.answered(&mut pending, None, true, now, &mut done),
-                        Incoming::Msg { content } => {
-                            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                            if let Some((sent_ns, sender, seq)) = client::parse_content(content) {
-                                let latency = client::since_epoch_ns(now).saturating_sub(sent_ns);
-                                done.delivery.record_ns(latency);
-                                if let Some(t) = &self.tracker
-                                    && t.delivered(sender, seq)
-                                {
-                                    done.last.record_ns(latency);
-                                }
-                            }
-                        }
-                        _ => {}
                     }
                     if let Pace::Closed { window } = self.plan.pace {
+                        let now = Instant::now();
+                        let mut fed = false;
                         while pending.len() < window && now < self.send_until && sent < self.plan.max_frames {
-                            if !self.send(&mut pending, &mut sent, Instant::now()).await {
+                            if !self.feed(&mut pending, &mut sent, now).await {
                                 return self.fail(done, pending.len());
                             }
+                            fed = true;
+                        }
+                        if fed && self.client.ws.flush().await.is_err() {
+                            return self.fail(done, pending.len());
                         }
                     }
                 }
@@ -398,6 +389,43 @@ impl Task {
         }
         done.client = Some(self.client);
         done
+    }
+
+    /// Takes in one frame from the server; `Err` with the close code, if
+    /// any, when the connection ended.
+    fn take(
+        &mut self,
+        frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        pending: &mut VecDeque<(u64, Instant)>,
+        done: &mut Done,
+    ) -> Result<(), Option<u16>> {
+        let text = match frame {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(close))) => return Err(close.map(|c| u16::from(c.code))),
+            Some(Ok(_)) => return Ok(()),
+            None | Some(Err(_)) => return Err(None),
+        };
+        let now = Instant::now();
+        match client::classify(text.as_str()) {
+            Incoming::Answer { id, ok } if !self.plan.echo => {
+                self.answered(pending, id.parse().ok(), ok, now, done);
+            }
+            _ if self.plan.echo => self.answered(pending, None, true, now, done),
+            Incoming::Msg { content } => {
+                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some((sent_ns, sender, seq)) = client::parse_content(content) {
+                    let latency = client::since_epoch_ns(now).saturating_sub(sent_ns);
+                    done.delivery.record_ns(latency);
+                    if let Some(t) = &self.tracker
+                        && t.delivered(sender, seq)
+                    {
+                        done.last.record_ns(latency);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn answered(
@@ -426,6 +454,17 @@ impl Task {
         sent: &mut u64,
         meant: Instant,
     ) -> bool {
+        self.feed(pending, sent, meant).await && self.client.ws.flush().await.is_ok()
+    }
+
+    /// Queues one frame meant for `meant` without flushing it; false if the
+    /// connection failed.
+    async fn feed(
+        &mut self,
+        pending: &mut VecDeque<(u64, Instant)>,
+        sent: &mut u64,
+        meant: Instant,
+    ) -> bool {
         let seq = self.client.seq;
         self.client.seq += 1;
         let text = match self.plan.kind {
@@ -439,7 +478,7 @@ impl Task {
         pending.push_back((seq, meant));
         *sent += 1;
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
-        self.client.ws.send(Message::text(text)).await.is_ok()
+        self.client.ws.feed(Message::text(text)).await.is_ok()
     }
 
     /// The connection failed: its outstanding frames will never be answered.

@@ -94,6 +94,9 @@ pub struct Sizes {
 
     pub direct_pairs: usize,
     pub direct_closed_secs: f64,
+    /// Messages in flight per sender in the closed loops after the first
+    /// (which keeps one in flight).
+    pub direct_pipeline: Vec<usize>,
     /// Offered rates of the open-loop phases, messages/s.
     pub direct_rates: Vec<u64>,
     pub direct_open_secs: f64,
@@ -134,6 +137,7 @@ impl Sizes {
             heartbeat_secs: 30.0,
             direct_pairs: 1000,
             direct_closed_secs: 6.0,
+            direct_pipeline: vec![4],
             direct_rates: vec![1000, 5000],
             direct_open_secs: 5.0,
             direct_heart_diagnostic: true,
@@ -165,7 +169,7 @@ impl Sizes {
             idle_connections: 2000,
             idle_secs: 0.5,
             direct_pairs: 150,
-            direct_closed_secs: 1.0,
+            direct_closed_secs: 0.8,
             direct_rates: vec![5000],
             direct_open_secs: 1.0,
             direct_heart_diagnostic: false,
@@ -196,6 +200,7 @@ impl Sizes {
             heartbeat_secs: 0.1,
             direct_pairs: 5,
             direct_closed_secs: 0.3,
+            direct_pipeline: vec![2],
             direct_rates: vec![100],
             direct_open_secs: 0.3,
             direct_heart_diagnostic: true,

@@ -68,6 +68,9 @@ async fn every_scenario_runs_at_tiny_sizes() {
     };
     assert!(figure("idle", "start_rss_kib") > 0.0);
     assert!(figure("direct", "closed_loop_msgs_per_sec") > 0.0);
+    // The pipelined closed loop ran too (two in flight at this size).
+    assert!(figure("direct", "closed_loop_peak_msgs_per_sec") > 0.0);
+    assert!(printed.contains("x 2 in flight"), "{printed}");
     assert!(figure("fanout", "slow_reader_others_p99_ms") > 0.0);
     assert!(figure("history", "latest_p99_ms") > 0.0);
     assert!(figure("login", "hashes_per_sec") > 0.0);
