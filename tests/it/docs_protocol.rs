@@ -440,6 +440,10 @@ fn the_quoted_limits_are_the_defaults() {
         ),
         ("`limits.max_connections`", c.max_connections.to_string()),
         (
+            "frames in flight per connection (fixed)",
+            format!("{} frames", rim::ws::MAX_IN_FLIGHT),
+        ),
+        (
             "`rate_limits.messages_per_second` / `message_burst`",
             format!("{} / {} per user", rl.messages_per_second, rl.message_burst),
         ),
