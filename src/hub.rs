@@ -52,10 +52,17 @@ impl Kick {
     /// Waits until fired; returns why.
     pub async fn fired(&self) -> KickReason {
         self.notify.notified().await;
+        self.reason().unwrap_or(KickReason::SessionEnded)
+    }
+
+    /// Why it was fired, if it was: a check that costs one atomic load,
+    /// where [`Kick::fired`] registers a waiter.
+    pub fn reason(&self) -> Option<KickReason> {
         match self.reason.load(Ordering::Relaxed) {
-            1 => KickReason::TooSlow,
-            3 => KickReason::Shutdown,
-            _ => KickReason::SessionEnded,
+            0 => None,
+            1 => Some(KickReason::TooSlow),
+            3 => Some(KickReason::Shutdown),
+            _ => Some(KickReason::SessionEnded),
         }
     }
 }

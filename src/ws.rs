@@ -204,22 +204,24 @@ impl Conn {
             return End::Close(CloseCode::Away, "server shutting down");
         }
         loop {
+            // Checked here, cheaply, on every turn, so that a busy connection
+            // (whose other branches below are always ready) still notices;
+            // the branches at the end of the select wake an idle one.
+            if let Some(reason) = self.kick.reason() {
+                return kicked(reason);
+            }
+            if !matches!(shutdown.has_changed(), Ok(false)) {
+                return self.shut_down().await;
+            }
             let kick = self.kick.clone();
             let reading = self.answers.len() < MAX_IN_FLIGHT;
             let answering = !self.answers.is_empty();
             tokio::select! {
                 // In this order: answers before new frames and pushes, so that
-                // what is ready goes out before more work comes in.
+                // what is ready goes out before more work comes in; the
+                // signals last, so that they register their waiters only
+                // when nothing else is ready.
                 biased;
-                _ = shutdown.changed() => {
-                    // Frames already read get their answers (each message is
-                    // committed or refused by now or soon), within the write
-                    // timeout.
-                    let write_timeout = self.app.config.write_timeout;
-                    let _ = timeout(write_timeout, Box::pin(self.flush_answers())).await;
-                    return End::Close(CloseCode::Away, "server shutting down");
-                }
-                reason = kick.fired() => return kicked(reason),
                 texts = ready_answers(&mut self.answers), if answering => {
                     if let Err(end) = Box::pin(self.write_answers(texts)).await {
                         return end;
@@ -257,8 +259,19 @@ impl Conn {
                         return end;
                     }
                 }
+                _ = shutdown.changed() => return self.shut_down().await,
+                reason = kick.fired() => return kicked(reason),
             }
         }
+    }
+
+    /// The server is shutting down: frames already read get their answers
+    /// (each message is committed or refused by now or soon), within the
+    /// write timeout.
+    async fn shut_down(&mut self) -> End {
+        let write_timeout = self.app.config.write_timeout;
+        let _ = timeout(write_timeout, Box::pin(self.flush_answers())).await;
+        End::Close(CloseCode::Away, "server shutting down")
     }
 
     async fn on_tick(&mut self, now: Instant) -> Result<(), End> {
@@ -332,6 +345,9 @@ impl Conn {
             ws.flush().await
         };
         tokio::select! {
+            // The write first: it usually completes at once, and then no
+            // waiter for the kick is registered.
+            biased;
             sent = timeout(write_timeout, write) => match sent {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(End::Gone),
