@@ -403,14 +403,22 @@ impl Db {
     /// Resolves once the writer has the job: the returned [`Committed`]
     /// resolves after its COMMIT. A caller may queue more work meanwhile;
     /// the writer runs jobs in the order they were queued.
-    async fn queue_then<R, F>(&self, f: F, after: writer::AfterCommit<R>) -> Result<Committed<R>>
+    ///
+    /// Not an `async fn`: the job is boxed before the future exists, so `f`
+    /// and what it captures are not also kept in the caller's future (a
+    /// WebSocket frame's future then stays under 1 KiB: see `ws::Conn::run`).
+    fn queue_then<R, F>(
+        &self,
+        f: F,
+        after: writer::AfterCommit<R>,
+    ) -> impl Future<Output = Result<Committed<R>>> + Send + use<'_, R, F>
     where
         F: FnOnce(&Connection, &mut messages::Sends) -> Result<R> + Send + 'static,
         R: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job = writer::ClosureJob::with_after(f, after, tx).checking_first();
-        self.queue(Box::new(job), rx).await
+        self.queue(Box::new(job), rx)
     }
 
     /// Hands `job` to the writer (waiting while its queue is full).
@@ -610,16 +618,15 @@ impl Db {
     /// Queues `msg` for the writer; the returned [`Committed`] resolves once
     /// it is stored (or found to be a resend), and `pushed` runs on the
     /// publisher thread right after the COMMIT.
-    pub async fn queue_message(
+    pub fn queue_message(
         &self,
         msg: NewMessage,
         pushed: impl FnOnce(&Stored) + Send + 'static,
-    ) -> Result<Committed<Stored>> {
+    ) -> impl Future<Output = Result<Committed<Stored>>> + Send + '_ {
         self.queue_then(
             move |c, sends| messages::insert(c, sends, msg, crate::time::now_ms()),
             Box::new(pushed),
         )
-        .await
     }
 
     pub async fn history(&self, me: u64, gid: u64, size: u32, cursor: Cursor) -> Result<History> {
