@@ -105,6 +105,9 @@ pub struct Sizes {
 
     pub fanout_groups: Vec<usize>,
     pub fanout_senders: Vec<usize>,
+    /// Messages in flight per sender in one more phase of the first group
+    /// with the slow reader's senders (0: no such phase).
+    pub fanout_pipeline: usize,
     pub fanout_secs: f64,
     pub slow_reader_secs: f64,
 
@@ -145,6 +148,7 @@ impl Sizes {
             // 32 senders is a diagnostic beyond the 1 and 8: it shows
             // whether the limit is the fan-out or the senders' commit waits.
             fanout_senders: vec![1, 8, 32],
+            fanout_pipeline: 4,
             fanout_secs: 3.0,
             slow_reader_secs: 5.0,
             history_messages: 1_000_000,
@@ -175,7 +179,7 @@ impl Sizes {
             direct_heart_diagnostic: false,
             fanout_groups: vec![100],
             fanout_senders: vec![1, 8],
-            fanout_secs: 0.6,
+            fanout_secs: 0.5,
             slow_reader_secs: 1.0,
             history_messages: 100_000,
             history_groups: 200,
@@ -206,6 +210,7 @@ impl Sizes {
             direct_heart_diagnostic: true,
             fanout_groups: vec![10],
             fanout_senders: vec![1, 2],
+            fanout_pipeline: 2,
             fanout_secs: 0.3,
             slow_reader_secs: 0.5,
             history_messages: 2000,

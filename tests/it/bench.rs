@@ -72,6 +72,11 @@ async fn every_scenario_runs_at_tiny_sizes() {
     assert!(figure("direct", "closed_loop_peak_msgs_per_sec") > 0.0);
     assert!(printed.contains("x 2 in flight"), "{printed}");
     assert!(figure("fanout", "slow_reader_others_p99_ms") > 0.0);
+    // The pipelined fan-out phase ran (the target's figure needs 100 members).
+    assert!(
+        printed.contains("10 members, 2 senders x 2 in flight"),
+        "{printed}"
+    );
     assert!(figure("history", "latest_p99_ms") > 0.0);
     assert!(figure("login", "hashes_per_sec") > 0.0);
     assert!(figure("limits", "echo_msgs_per_sec") > 0.0);
