@@ -395,14 +395,19 @@ pub async fn download(
     if id_text.is_empty() || !id_text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(not_found());
     }
+    let attachment = match query.get("download").map(String::as_str) {
+        None | Some("0" | "false") => false,
+        Some("1" | "true") => true,
+        Some(other) => {
+            return Err(Error::bad_request(format!(
+                "download is 1, true, 0 or false, not {other:?}"
+            )));
+        }
+    };
     let id: u64 = id_text.parse().map_err(|_| not_found())?;
     let file = app.db.readable_file(uid, id).await?.ok_or_else(not_found)?;
     let etag = format!("\"{}\"", protocol::hex(&file.sha256));
-    let inline = media::is_inline_image(&file.content_type)
-        && !matches!(
-            query.get("download").map(String::as_str),
-            Some("1" | "true")
-        );
+    let inline = media::is_inline_image(&file.content_type) && !attachment;
     let name = match query.get("name") {
         Some(n) if !check_name(n)?.is_empty() => check_name(n)?,
         _ => default_name(Some(file.id), &file.content_type),

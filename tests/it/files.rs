@@ -292,6 +292,17 @@ async fn the_bytes_decide_what_a_file_is_served_as() {
         d.header("content-disposition"),
         "attachment; filename=\"_.png\"; filename*=UTF-8''%E7%8C%AB.png"
     );
+    // ?download=false is the default; anything but 1, true, 0, false is 400.
+    let d = srv
+        .fetch(&format!("{path}?download=false"), Some(&t), &[])
+        .await;
+    assert!(d.header("content-disposition").starts_with("inline"));
+    let d = srv
+        .fetch(&format!("{path}?download=AAA"), Some(&t), &[])
+        .await;
+    assert_eq!(d.status, 400);
+    let err: serde_json::Value = serde_json::from_slice(&d.body).expect("a JSON error");
+    assert_eq!(err["code"], 400, "{err}");
 
     // Multipart bodies and empty files are refused with a reason.
     srv.upload(&t, "a", "multipart/form-data; boundary=x", b"--x--")
