@@ -198,8 +198,12 @@ impl Conn {
             .min(config.login_timeout)
             .div_f32(2.0)
             .max(Duration::from_millis(100));
-        let mut ticker = tokio::time::interval_at(opened + tick_every, tick_every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Housekeeping (login deadline, session expiry, pings, idle timeout)
+        // is due every `tick_every`. It is checked at the top of every turn,
+        // so that no flood of frames or pushes can put it off, and `wake`
+        // wakes a connection that is idle when it falls due.
+        let mut due = opened + tick_every;
+        let mut wake = Box::pin(tokio::time::sleep_until(due));
         if *shutdown.borrow() {
             return End::Close(CloseCode::Away, "server shutting down");
         }
@@ -212,6 +216,14 @@ impl Conn {
             }
             if !matches!(shutdown.has_changed(), Ok(false)) {
                 return self.shut_down().await;
+            }
+            let now = Instant::now();
+            if now >= due {
+                due = now + tick_every;
+                wake.as_mut().reset(due);
+                if let Err(end) = Box::pin(self.on_tick(now)).await {
+                    return end;
+                }
             }
             let kick = self.kick.clone();
             let reading = self.answers.len() < MAX_IN_FLIGHT;
@@ -254,11 +266,7 @@ impl Conn {
                         return end;
                     }
                 }
-                now = ticker.tick() => {
-                    if let Err(end) = Box::pin(self.on_tick(now)).await {
-                        return end;
-                    }
-                }
+                () = &mut wake => {} // the housekeeping above is due
                 _ = shutdown.changed() => return self.shut_down().await,
                 reason = kick.fired() => return kicked(reason),
             }

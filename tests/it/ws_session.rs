@@ -268,6 +268,50 @@ async fn connection_without_login_is_closed_at_the_deadline() {
 }
 
 #[tokio::test]
+async fn a_flood_of_hearts_does_not_put_off_the_login_deadline() {
+    use futures_util::SinkExt;
+    let srv = TestServer::start_with(|c| c.login_timeout = Duration::from_secs(1)).await;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", srv.addr))
+        .await
+        .expect("websocket connects");
+    let (mut tx, mut rx) = ws.split();
+    let started = Instant::now();
+    // Heart frames without pause, never a Login, while the answers are read
+    // as fast as they come: the connection always has a frame to handle.
+    let flood = tokio::spawn(async move {
+        let mut sent = 0u64;
+        while started.elapsed() < Duration::from_secs(5) {
+            let heart = json!({"event": "Heart", "body": {"clientMsgId": sent.to_string()}});
+            if tx.send(Message::text(heart.to_string())).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        sent
+    });
+    let mut answered = 0u64;
+    let code = loop {
+        match tokio::time::timeout(WAIT, rx.next())
+            .await
+            .expect("a frame in time")
+        {
+            Some(Ok(Message::Text(_))) => answered += 1,
+            Some(Ok(Message::Close(close))) => break close.map(|c| u16::from(c.code)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break None,
+        }
+    };
+    let closed_after = started.elapsed();
+    flood.abort();
+    assert_eq!(code, Some(1008), "after {answered} answers");
+    assert!(answered > 100, "the flood was answered: {answered}");
+    assert!(
+        closed_after < Duration::from_secs(3),
+        "closed {closed_after:?} after the connection opened, with a 1 s deadline"
+    );
+}
+
+#[tokio::test]
 async fn connection_that_answers_pings_outlives_the_idle_timeout() {
     let srv = TestServer::start_with(|c| {
         c.ping_interval = Duration::from_secs(1);
