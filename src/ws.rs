@@ -79,6 +79,18 @@ impl LoggedIn {
             && push.msg_id <= self.snapshot
             && (self.cursor_mode || push.sender != self.uid)
     }
+
+    /// Moves the queued pushes the replay did not cover into `frames`, until
+    /// it holds `max` frames or the queue is empty.
+    fn take_pushes(&mut self, frames: &mut Vec<Message>, max: usize) {
+        while frames.len() < max {
+            match self.live.try_recv() {
+                Ok(push) if self.covered(&push) => {}
+                Ok(push) => frames.push(Message::Text(push.frame.clone())),
+                Err(_) => break,
+            }
+        }
+    }
 }
 
 struct Conn {
@@ -316,19 +328,13 @@ impl Conn {
         };
         let mut frames = Vec::new();
         if !login.covered(&first) {
-            frames.push(first.frame.clone());
+            frames.push(Message::Text(first.frame.clone()));
         }
-        while frames.len() < PUSHES_PER_WRITE {
-            match login.live.try_recv() {
-                Ok(push) if login.covered(&push) => {}
-                Ok(push) => frames.push(push.frame.clone()),
-                Err(_) => break,
-            }
-        }
+        login.take_pushes(&mut frames, PUSHES_PER_WRITE);
         if frames.is_empty() {
             return Ok(());
         }
-        self.write(frames.into_iter().map(Message::Text)).await
+        self.write(frames.into_iter()).await
     }
 
     async fn send(&mut self, text: String) -> Result<(), End> {
@@ -397,13 +403,7 @@ impl Conn {
     async fn write_answers(&mut self, texts: Vec<String>) -> Result<(), End> {
         let mut frames: Vec<Message> = texts.into_iter().map(Message::text).collect();
         if let Some(login) = &mut self.login {
-            loop {
-                match login.live.try_recv() {
-                    Ok(push) if login.covered(&push) => {}
-                    Ok(push) => frames.push(Message::Text(push.frame.clone())),
-                    Err(_) => break,
-                }
-            }
+            login.take_pushes(&mut frames, usize::MAX);
         }
         self.write(frames.into_iter()).await
     }
