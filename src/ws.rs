@@ -219,11 +219,14 @@ impl Conn {
         if *shutdown.borrow() {
             return End::Close(CloseCode::Away, "server shutting down");
         }
+        // The connection's own handle, so that waiting on it does not borrow
+        // `self`, which the handlers below need.
+        let kick = self.kick.clone();
         loop {
             // Checked here, cheaply, on every turn, so that a busy connection
             // (whose other branches below are always ready) still notices;
             // the branches at the end of the select wake an idle one.
-            if let Some(reason) = self.kick.reason() {
+            if let Some(reason) = kick.reason() {
                 return kicked(reason);
             }
             if !matches!(shutdown.has_changed(), Ok(false)) {
@@ -237,7 +240,6 @@ impl Conn {
                     return end;
                 }
             }
-            let kick = self.kick.clone();
             let reading = self.answers.len() < MAX_IN_FLIGHT;
             let answering = !self.answers.is_empty();
             tokio::select! {
@@ -349,7 +351,7 @@ impl Conn {
     /// at once if the connection is kicked meanwhile (a client that stopped
     /// reading must not hold its slot until the timeout).
     async fn write(&mut self, msgs: impl Iterator<Item = Message>) -> Result<(), End> {
-        let kick = self.kick.clone();
+        let kick = &self.kick;
         let write_timeout = self.app.config.write_timeout;
         let ws = &mut self.ws;
         let write = async {
