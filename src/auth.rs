@@ -23,10 +23,17 @@ use crate::error::{Error, Result};
 /// Work for a hashing thread; it gets that thread's reusable memory.
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
+/// Hashes that may wait for a thread. Bounded like every queue: past it a
+/// login is refused at once with 503 and `Retry-After` instead of waiting
+/// behind a flood (the per-address and per-account login limits come first,
+/// so only many addresses at once can fill it). A waiting job is a password
+/// and a reply channel, a few hundred bytes.
+pub const QUEUE: usize = 256;
+
 #[derive(Clone)]
 pub struct Hasher {
     cost: HashCost,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
     /// A hash of a random password, verified against when an account does not
     /// exist so that "no such account" takes as long as "wrong password".
     decoy: Arc<String>,
@@ -36,10 +43,15 @@ impl Hasher {
     /// Starts `threads` hashing threads; they end when the last `Hasher`
     /// clone is dropped.
     pub fn new(cost: HashCost, threads: usize) -> anyhow::Result<Hasher> {
+        Hasher::with_queue(cost, threads, QUEUE)
+    }
+
+    /// [`Hasher::new`] with `queue` hashes allowed to wait.
+    fn with_queue(cost: HashCost, threads: usize, queue: usize) -> anyhow::Result<Hasher> {
         let mut random = [0u8; 16];
         OsRng.fill_bytes(&mut random);
         let decoy = hash_blocking(cost, &hex(&random))?;
-        let (jobs, rx) = mpsc::channel::<Job>();
+        let (jobs, rx) = mpsc::sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
@@ -79,7 +91,13 @@ impl Hasher {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(memory)));
             let _ = tx.send(result);
         });
-        self.jobs.send(job).map_err(|_| busy())?;
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => Error::Overloaded {
+                message: "too many logins at once; try again in a second".into(),
+                retry_after: 1,
+            },
+            mpsc::TrySendError::Disconnected(_) => busy(),
+        })?;
         match rx.await {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(_)) => Err(Error::Internal("password hashing failed".into())),
@@ -305,6 +323,40 @@ mod tests {
         assert!(!verify_with(&mut memory, "x", "not a phc string"));
         // The buffer grew to the larger cost and stays for reuse.
         assert_eq!(memory.len(), 512);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_with_retry_after_instead_of_waiting() {
+        let cost = HashCost {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let h = Hasher::with_queue(cost, 1, 1).unwrap();
+        // Hold the one thread until the test lets it go.
+        let (release, held) = mpsc::channel::<()>();
+        let (started_tx, started) = oneshot::channel();
+        let holding = {
+            let h = h.clone();
+            tokio::spawn(async move {
+                h.run(move |_| {
+                    let _ = started_tx.send(());
+                    let _ = held.recv();
+                })
+                .await
+            })
+        };
+        started.await.unwrap();
+        // One may wait (polled once, it is queued), the next is refused at once.
+        let mut waiting = Box::pin(h.hash("queued password".into()));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        let refused = h.hash("one too many".into()).await.unwrap_err();
+        assert_eq!(refused.code(), 503, "{refused:?}");
+        assert_eq!(refused.retry_after(), Some(1));
+        release.send(()).unwrap();
+        holding.await.unwrap().unwrap();
+        assert!(waiting.await.unwrap().starts_with("$argon2id$"));
     }
 
     #[tokio::test]

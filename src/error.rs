@@ -25,10 +25,13 @@ pub enum Error {
     TooLarge(String),
     /// A `Range` that lies outside the file (416).
     RangeNotSatisfiable(String),
-    /// Over a rate limit (429).
-    TooManyRequests(String),
+    /// Over a rate limit (429); try again after `retry_after` seconds.
+    TooManyRequests { message: String, retry_after: u64 },
     /// The database cannot take writes right now: read-only, locked (503).
     Unavailable(String),
+    /// A bounded queue is full: the work was refused, not queued (503); try
+    /// again after `retry_after` seconds.
+    Overloaded { message: String, retry_after: u64 },
     /// The disk is full (507).
     Full(String),
     /// A bug or an unexpected storage failure (500). Details are logged, not sent.
@@ -49,9 +52,9 @@ impl Error {
             Error::Conflict(_) => 409,
             Error::TooLarge(_) => 413,
             Error::RangeNotSatisfiable(_) => 416,
-            Error::TooManyRequests(_) => 429,
+            Error::TooManyRequests { .. } => 429,
             Error::Internal(_) => 500,
-            Error::Unavailable(_) => 503,
+            Error::Unavailable(_) | Error::Overloaded { .. } => 503,
             Error::Full(_) => 507,
         }
     }
@@ -66,10 +69,22 @@ impl Error {
             | Error::Conflict(m)
             | Error::TooLarge(m)
             | Error::RangeNotSatisfiable(m)
-            | Error::TooManyRequests(m)
+            | Error::TooManyRequests { message: m, .. }
             | Error::Unavailable(m)
+            | Error::Overloaded { message: m, .. }
             | Error::Full(m)
             | Error::Internal(m) => m,
+        }
+    }
+
+    /// Seconds a client should wait before trying again (`Retry-After`),
+    /// for refusals that say so.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::TooManyRequests { retry_after, .. } | Error::Overloaded { retry_after, .. } => {
+                Some(*retry_after)
+            }
+            _ => None,
         }
     }
 

@@ -96,10 +96,11 @@ impl Limits {
 
 /// The 429 answer for a limit hit.
 pub fn too_many(what: &str, retry: Duration) -> Error {
-    Error::TooManyRequests(format!(
-        "too many {what}; try again in {} s",
-        retry.as_secs_f64().ceil().max(1.0) as u64
-    ))
+    let secs = retry.as_secs_f64().ceil().max(1.0) as u64;
+    Error::TooManyRequests {
+        message: format!("too many {what}; try again in {secs} s"),
+        retry_after: secs,
+    }
 }
 
 #[cfg(test)]

@@ -242,17 +242,23 @@ impl Checkpoints {
     }
 }
 
+/// Committed batches that may wait for the publisher. When it falls this far
+/// behind, the writer waits to hand over its next committed batch and
+/// commits nothing more meanwhile (its own queue then fills and senders get
+/// back-pressure), rather than holding results without end.
+const PUBLISH_QUEUE: usize = 64;
+
 /// The publisher thread (see the module documentation) and the channel to
 /// it. Started before the writer, so that a server that cannot start it
 /// does not start at all.
 pub(super) struct Publisher {
-    to: std::sync::mpsc::Sender<Outcome>,
+    to: std::sync::mpsc::SyncSender<Outcome>,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Publisher {
     pub(super) fn start() -> std::io::Result<Publisher> {
-        let (to, outcomes) = std::sync::mpsc::channel();
+        let (to, outcomes) = std::sync::mpsc::sync_channel(PUBLISH_QUEUE);
         let thread = std::thread::Builder::new()
             .name("rim-publish".into())
             .spawn(move || publish(outcomes))?;
@@ -318,7 +324,7 @@ fn write(
     mut rx: mpsc::Receiver<Command>,
     batch_max: usize,
     stats: &Mutex<WriterStats>,
-    out: &std::sync::mpsc::Sender<Outcome>,
+    out: &std::sync::mpsc::SyncSender<Outcome>,
     checkpoints: Option<&Checkpoints>,
 ) -> Option<oneshot::Sender<()>> {
     let mut stop: Option<oneshot::Sender<()>> = None;

@@ -187,8 +187,15 @@ fn document_is_complete_and_consistent() {
         rim::error::Error::Conflict(String::new()),
         rim::error::Error::TooLarge(String::new()),
         rim::error::Error::RangeNotSatisfiable(String::new()),
-        rim::error::Error::TooManyRequests(String::new()),
+        rim::error::Error::TooManyRequests {
+            message: String::new(),
+            retry_after: 1,
+        },
         rim::error::Error::Unavailable(String::new()),
+        rim::error::Error::Overloaded {
+            message: String::new(),
+            retry_after: 1,
+        },
         rim::error::Error::Full(String::new()),
         rim::error::Error::Internal(String::new()),
     ];
