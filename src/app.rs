@@ -47,14 +47,14 @@ pub struct Invite {
 }
 
 impl App {
-    pub fn new(db: Db, config: Config) -> anyhow::Result<App> {
+    pub fn new(db: Db, config: Config, metrics: Metrics) -> anyhow::Result<App> {
         let hasher = Hasher::new(config.hash_cost, config.hash_concurrency)?;
         Ok(App {
             db,
             hub: Arc::new(Hub::new()),
             hasher,
             limits: Arc::new(Limits::new(&config)),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(metrics),
             config: Arc::new(config),
         })
     }

@@ -6,13 +6,12 @@
 //! changes wait their turn for the write lock (`busy_timeout`) in one short
 //! `BEGIN IMMEDIATE` transaction each. What a running server must act on at
 //! once (closing the connections of a disabled account) reaches it through
-//! the `revocations` table, which [`revocations::watch`] polls. All SQL stays
+//! the `revocations` table, which the server polls (`server::revocations`). All SQL stays
 //! in [`crate::store::admin`]; this module parses, asks, hashes and prints.
 
 pub mod backup;
 pub mod files;
 pub mod invite;
-pub mod revocations;
 pub mod user;
 
 use std::io::{BufRead, IsTerminal, Write};

@@ -7,24 +7,30 @@
 //! accepting, lets in-flight requests finish, closes WebSockets with 1001,
 //! waits for every connection task (bounded by the grace period), and only
 //! then stops the database writer, which commits what is queued.
+//!
+//! Beside the accept loop: [`probes`] (`/healthz`, `/metrics`), [`origin`]
+//! (CORS and the WebSocket origin check), [`housekeeping`] (hourly clean-ups)
+//! and [`revocations`] (closing the connections of accounts the command line
+//! disabled).
+
+mod housekeeping;
+mod origin;
+mod probes;
+mod revocations;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_MAX_AGE, HOST, HeaderValue, ORIGIN, VARY,
-};
+use hyper::header::{ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue, ORIGIN, VARY};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -34,6 +40,7 @@ use tokio::task::JoinHandle;
 use crate::app::App;
 use crate::config::Config;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::protocol;
 use crate::rest;
 use crate::store::{Db, Options};
@@ -97,19 +104,17 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     })
 }
 
+/// Paths answered here rather than by `rest`, each a route label of its own
+/// in the request counters; anything else outside `/api` counts as "other".
+const OWN_ROUTES: [&str; 3] = ["/ws", "/healthz", "/metrics"];
+
 /// Opens (creating or migrating) the database and builds the application.
 pub async fn open(config: Config) -> anyhow::Result<App> {
     let opts = Options::from_config(&config);
     let db = tokio::task::spawn_blocking(move || Db::open(&opts)).await??;
-    let app = tokio::task::spawn_blocking(move || App::new(db, config)).await??;
+    let metrics = Metrics::new(rest::route_labels().chain(OWN_ROUTES));
+    let app = tokio::task::spawn_blocking(move || App::new(db, config, metrics)).await??;
     Ok(app)
-}
-
-static PANICS: AtomicU64 = AtomicU64::new(0);
-
-/// How many panics the process has contained so far.
-pub fn panics() -> u64 {
-    PANICS.load(Ordering::Relaxed)
 }
 
 /// Logs every panic as one structured line and counts it. Panics are caught
@@ -119,7 +124,7 @@ fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            PANICS.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::record_panic();
             let place = info
                 .location()
                 .map(|l| format!("{}:{}", l.file(), l.line()))
@@ -150,11 +155,8 @@ pub async fn run(
     app.metrics
         .track_connections(slots.clone(), app.config.max_connections);
     let grace = app.config.shutdown_grace;
-    let maintenance = tokio::spawn(maintain(app.clone(), stop_rx.clone()));
-    let revocations = tokio::spawn(crate::admin::revocations::watch(
-        app.clone(),
-        stop_rx.clone(),
-    ));
+    let maintenance = tokio::spawn(housekeeping::run(app.clone(), stop_rx.clone()));
+    let revocations = tokio::spawn(revocations::watch(app.clone(), stop_rx.clone()));
     crate::log_info!(
         "listening",
         addr = listener.local_addr()?,
@@ -217,31 +219,6 @@ pub async fn run(
     }
     crate::log_info!("stopped");
     Ok(())
-}
-
-/// Housekeeping while the server runs, hourly: drops expired sessions, and
-/// files no message refers to once their grace period is over.
-async fn maintain(app: App, mut stop: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = every.tick() => {
-                match app.db.collect_files(app.config.file_gc_grace).await {
-                    Ok(c) if c.files > 0 => {
-                        crate::log_info!("unsent files removed", count = c.files, bytes = c.bytes);
-                    }
-                    Ok(_) => {}
-                    Err(e) => crate::log_warn!("file collection failed", error = e),
-                }
-                if let Ok(n) = app.db.purge_expired_sessions().await
-                    && n > 0
-                {
-                    crate::log_info!("expired sessions removed", count = n);
-                }
-            }
-        }
-    }
 }
 
 /// Answers a connection over `max_connections` with a 503 and closes it.
@@ -328,11 +305,11 @@ async fn route(
     let method = req.method().clone();
     // The path only: query strings may carry tokens (/api/user/token?token=).
     let path = req.uri().path().to_owned();
-    let cors = cors_origin(&app, &req);
+    let cors = origin::cors_origin(&app, &req);
     // Behind a trusted reverse proxy, the client it reports; else the peer.
     let client = crate::proxy::client_ip(&app.config.trusted_proxies, peer.ip(), req.headers());
     let resp = if path == "/ws" {
-        let resp = if !websocket_origin_allowed(&app, &req) {
+        let resp = if !origin::websocket_allowed(&app, &req) {
             rest::error_response(&Error::forbidden(
                 "WebSocket connections from this origin are not allowed",
             ))
@@ -344,7 +321,7 @@ async fn route(
         && method == Method::OPTIONS
         && req.headers().contains_key(ORIGIN)
     {
-        preflight(cors.clone()).map(Either::Left)
+        origin::preflight(cors.clone()).map(Either::Left)
     } else if path.starts_with("/api/") {
         let mut resp = rest::handle(&app, req, client).await;
         if let Some(origin) = cors {
@@ -354,9 +331,9 @@ async fn route(
         }
         resp
     } else if path == "/healthz" {
-        health(&app, &method).await.map(Either::Left)
+        probes::health(&app, &method).await.map(Either::Left)
     } else if path == "/metrics" {
-        crate::metrics::serve(&app, &method, req.headers())
+        probes::metrics(&app, &method, req.headers())
             .await
             .map(Either::Left)
     } else {
@@ -375,7 +352,12 @@ async fn route(
         peer = peer,
         client = client
     );
-    app.metrics.record_request(&path, resp.status().as_u16());
+    let label = if path.starts_with("/api/") {
+        rest::route_label(&path)
+    } else {
+        &path
+    };
+    app.metrics.record_request(label, resp.status().as_u16());
     resp
 }
 
@@ -405,80 +387,5 @@ fn upgrade(
             resp
         }
         Err(e) => rest::error_response(&Error::bad_request(format!("bad WebSocket upgrade: {e}"))),
-    }
-}
-
-/// The request's `Origin` if it is one of `http.cors_origins`.
-fn cors_origin<B>(app: &App, req: &Request<B>) -> Option<HeaderValue> {
-    let origin = req.headers().get(ORIGIN)?;
-    let text = origin.to_str().ok()?;
-    app.config
-        .cors_origins
-        .iter()
-        .any(|o| o == text)
-        .then(|| origin.clone())
-}
-
-/// Browsers send `Origin` on WebSocket upgrades. With `http.cors_origins` set,
-/// only those origins and pages served by rim itself may connect; native
-/// clients send no `Origin` and are not affected.
-fn websocket_origin_allowed<B>(app: &App, req: &Request<B>) -> bool {
-    if app.config.cors_origins.is_empty() {
-        return true;
-    }
-    let Some(origin) = req.headers().get(ORIGIN).and_then(|o| o.to_str().ok()) else {
-        return true;
-    };
-    let host = req
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let authority = origin.split_once("://").map_or("", |(_, a)| a);
-    authority.eq_ignore_ascii_case(host) || cors_origin(app, req).is_some()
-}
-
-/// Answers a CORS preflight: allowed origins get the permissions, others 403.
-fn preflight(origin: Option<HeaderValue>) -> Response<Full<Bytes>> {
-    let Some(origin) = origin else {
-        return rest::error_response(&Error::forbidden(
-            "cross-origin requests from this origin are not allowed",
-        ));
-    };
-    let mut resp = Response::new(Full::new(Bytes::new()));
-    *resp.status_mut() = StatusCode::NO_CONTENT;
-    let h = resp.headers_mut();
-    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    h.insert(
-        ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, OPTIONS"),
-    );
-    h.insert(
-        ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Authorization, Content-Type"),
-    );
-    h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-    h.insert(VARY, HeaderValue::from_static("Origin"));
-    resp
-}
-
-async fn health(app: &App, method: &Method) -> Response<Full<Bytes>> {
-    if method != Method::GET && method != Method::HEAD {
-        let mut resp = rest::error_response(&Error::MethodNotAllowed("use GET /healthz".into()));
-        // RFC 9110: a 405 names the methods the resource does support.
-        resp.headers_mut()
-            .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return resp;
-    }
-    match app.db.ping().await {
-        Ok(schema) => rest::json_response(
-            StatusCode::OK,
-            protocol::success(&protocol::Health {
-                status: "ok",
-                schema,
-                connections: app.hub.online_connections(),
-            }),
-        ),
-        Err(e) => rest::error_response(&e),
     }
 }
