@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{self, UserOut};
 use crate::store::FriendList;
 
-pub async fn add(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn add(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::FriendAdd = ctx.json()?;
     ctx.app.friend_request(ctx.uid, req.fid).await?;
     Ok(protocol::success(&true))
@@ -13,7 +13,7 @@ pub async fn add(ctx: Ctx<'_>) -> Result<Vec<u8>> {
 
 /// `status=0`: requests waiting for the caller's answer; `1`: friends;
 /// `2`: the caller's own pending requests.
-pub async fn list(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn list(ctx: Ctx) -> Result<Vec<u8>> {
     let which = match ctx.query_u64("status")? {
         0 => FriendList::Incoming,
         1 => FriendList::Friends,
@@ -31,7 +31,7 @@ pub async fn list(ctx: Ctx<'_>) -> Result<Vec<u8>> {
 
 /// `status:1` accepts a request to the caller; `status:2` rejects one,
 /// cancels the caller's own, or ends a friendship; `status:0` asks.
-pub async fn modify(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn modify(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::FriendModify = ctx.json()?;
     match req.status {
         0 => ctx.app.friend_request(ctx.uid, req.fid).await?,

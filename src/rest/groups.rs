@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{self, GroupOut, MemberOut};
 use crate::store::MemberOp;
 
-pub async fn create(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn create(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::GroupCreate = ctx.json()?;
     if req.group.mode == Some(1) {
         return Err(Error::bad_request(
@@ -32,7 +32,7 @@ pub async fn create(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     Ok(protocol::success(&gid))
 }
 
-pub async fn update(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn update(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::GroupUpdate = ctx.json()?;
     let name = req.name.map(|n| n.trim().to_owned());
     if let Some(name) = &name {
@@ -52,20 +52,20 @@ pub async fn update(ctx: Ctx<'_>) -> Result<Vec<u8>> {
 
 /// The caller's conversations. A `uid` in the query is ignored: nobody can
 /// list another user's groups.
-pub async fn list(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn list(ctx: Ctx) -> Result<Vec<u8>> {
     let groups = ctx.app.db.groups_of(ctx.uid).await?;
     let out: Vec<GroupOut> = groups.iter().map(GroupOut::from).collect();
     Ok(protocol::success(&out))
 }
 
-pub async fn members(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn members(ctx: Ctx) -> Result<Vec<u8>> {
     let gid = ctx.query_u64("gid")?;
     let members = ctx.app.db.group_members(ctx.uid, gid).await?;
     let out: Vec<MemberOut> = members.iter().map(|m| MemberOut::new(m, ctx.uid)).collect();
     Ok(protocol::success(&out))
 }
 
-pub async fn change_members(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn change_members(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::MemberChange = ctx.json()?;
     let op = match req.op_type {
         1 => MemberOp::Add,
@@ -88,7 +88,7 @@ pub async fn change_members(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     Ok(protocol::success(&true))
 }
 
-pub async fn direct(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn direct(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::Direct = ctx.json()?;
     let gid = ctx.app.db.direct_group(ctx.uid, req.uid).await?;
     Ok(protocol::success(&gid))

@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::protocol::{self, InviteOut};
 
 /// An admin creates an invite; everyone else gets 403.
-pub async fn create(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn create(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::InviteCreate = ctx.json()?;
     let invite = ctx
         .app

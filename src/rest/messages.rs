@@ -9,7 +9,7 @@ use crate::store::Cursor;
 /// Longest search query, in characters.
 const MAX_QUERY_CHARS: usize = 256;
 
-pub async fn chat_list(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn chat_list(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::ChatListQuery = ctx.json()?;
     let (page, size) = paging(req.page, req.size)?;
     let rows = ctx.app.db.chat_list(ctx.uid, page, size).await?;
@@ -17,7 +17,7 @@ pub async fn chat_list(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     Ok(protocol::success(&out))
 }
 
-pub async fn history(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn history(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::HistoryQuery = ctx.json()?;
     let (page, size) = paging(req.page, req.size)?;
     let cursor = match (req.before_id, req.after_id) {
@@ -39,7 +39,7 @@ pub async fn history(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     Ok(protocol::success(&out))
 }
 
-pub async fn group_read(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn group_read(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::GroupRead = ctx.json()?;
     ctx.app.mark_read(ctx.uid, req.gid, None, None).await?;
     Ok(protocol::success(&true))
@@ -48,7 +48,7 @@ pub async fn group_read(ctx: Ctx<'_>) -> Result<Vec<u8>> {
 /// `GET /api/message/search?q=...&gid=...&page=...&size=...`: messages of
 /// the caller's conversations (or of `gid`) containing every word of `q`,
 /// best match first.
-pub async fn search(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn search(ctx: Ctx) -> Result<Vec<u8>> {
     let q = ctx.query("q")?.trim();
     if q.is_empty() {
         return Err(Error::bad_request("q is empty: say what to search for"));

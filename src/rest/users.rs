@@ -5,7 +5,7 @@ use crate::app::Registration;
 use crate::error::{Error, Result};
 use crate::protocol::{self, UserOut};
 
-pub async fn create(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn create(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::CreateUser = ctx.json()?;
     let uid = ctx
         .app
@@ -25,20 +25,20 @@ pub async fn create(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     Ok(protocol::success(&uid))
 }
 
-pub async fn login(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn login(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::Login = ctx.json()?;
     let (uid, token) = ctx.app.login(req.account, req.password, ctx.ip).await?;
     crate::log_info!("login", uid = uid);
     Ok(protocol::success(&token))
 }
 
-pub async fn logout(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn logout(ctx: Ctx) -> Result<Vec<u8>> {
     ctx.app.logout(&ctx.token).await?;
     Ok(protocol::success(&true))
 }
 
 /// The user owning the token in `?token=`; that token is the credential.
-pub async fn by_token(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn by_token(ctx: Ctx) -> Result<Vec<u8>> {
     let session = ctx.app.authenticate(ctx.query("token")?).await?;
     let user = ctx
         .app
@@ -49,7 +49,7 @@ pub async fn by_token(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     Ok(protocol::success(&UserOut::new(&user, session.uid)))
 }
 
-pub async fn get(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn get(ctx: Ctx) -> Result<Vec<u8>> {
     let uid = ctx.query_u64("uid")?;
     let user = ctx
         .app
@@ -61,7 +61,7 @@ pub async fn get(ctx: Ctx<'_>) -> Result<Vec<u8>> {
 }
 
 /// Public facts a client shows before login: whether it must ask for an invite.
-pub fn server_info(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn server_info(ctx: Ctx) -> Result<Vec<u8>> {
     use crate::config::RegistrationMode;
     let registration = match ctx.app.config.registration {
         RegistrationMode::Open => "open",
@@ -75,7 +75,7 @@ pub fn server_info(ctx: Ctx<'_>) -> Result<Vec<u8>> {
 }
 
 /// The caller, from the bearer token.
-pub async fn me(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn me(ctx: Ctx) -> Result<Vec<u8>> {
     let user = ctx
         .app
         .db
@@ -85,7 +85,7 @@ pub async fn me(ctx: Ctx<'_>) -> Result<Vec<u8>> {
     Ok(protocol::success(&UserOut::new(&user, ctx.uid)))
 }
 
-pub async fn search(ctx: Ctx<'_>) -> Result<Vec<u8>> {
+pub async fn search(ctx: Ctx) -> Result<Vec<u8>> {
     let account = ctx.query("account")?.trim().to_owned();
     if account.is_empty() || account.len() > 64 {
         return Err(Error::bad_request("account must be 1 to 64 characters"));
