@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
+use super::model::{NewUser, User};
+use super::rows::user_from_row;
 use super::schema::{self, APPLICATION_ID, SCHEMA_VERSION};
-use super::{NewUser, User, user_from_row, users};
+use super::users;
 use crate::config::Synchronous;
 use crate::error::{Error, Result};
 

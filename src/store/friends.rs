@@ -2,7 +2,9 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{FriendList, User, user_from_row, users};
+use super::model::{FriendList, User};
+use super::rows::user_from_row;
+use super::users;
 use crate::error::{Error, Result};
 
 const PENDING: i64 = 0;

@@ -2,7 +2,10 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Group, Member, MemberOp, Mode, Role, friends, group_from_row, user_from_row, users};
+use super::friends;
+use super::model::{Group, Member, MemberOp, Mode, Role};
+use super::rows::{group_from_row, user_from_row};
+use super::users;
 use crate::error::{Error, Result};
 
 pub fn get(c: &Connection, gid: u64) -> Result<Option<Group>> {

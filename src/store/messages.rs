@@ -5,10 +5,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{
-    ChatRow, Cursor, FileRef, History, Kind, Message, ReadMark, files, group_from_row, groups,
-    message_from_row, search, user_from_row,
-};
+use super::files;
+use super::files::FileRef;
+use super::groups;
+use super::model::{ChatRow, Cursor, History, Kind, Message, ReadMark};
+use super::rows::{group_from_row, message_from_row, user_from_row};
+use super::search;
 use crate::error::{Error, Result};
 
 /// A message as a client sent it; `uid` comes from the session, never the frame.

@@ -9,31 +9,15 @@
 //! Permission checks that depend on stored state (is this user a member, an
 //! admin, a friend) run inside the same transaction as the change they guard.
 
-// Column lists matching `user_from_row`, `group_from_row` and
-// `message_from_row`, for tables aliased `u`, `g` and `m`. Macros rather than
-// constants, so that queries are put together by `concat!` at compile time
-// instead of by `format!` on every call.
-macro_rules! user_cols {
-    () => {
-        "u.id, u.account, u.name, u.avatar, u.email, u.created_at, u.is_admin"
-    };
-}
-macro_rules! group_cols {
-    () => {
-        "g.id, g.name, g.avatar, g.mode, g.creator_uid, g.created_at"
-    };
-}
-macro_rules! message_cols {
-    () => {
-        "m.id, m.gid, m.uid, m.kind, m.content, m.client_msg_id, m.created_at, m.updated_at"
-    };
-}
+#[macro_use]
+mod rows;
 
 pub mod admin;
 pub mod files;
 mod friends;
 mod groups;
 pub(crate) mod messages;
+mod model;
 pub mod schema;
 pub mod search;
 mod users;
@@ -51,198 +35,9 @@ use crate::error::{Error, Result};
 pub use files::{Collected, FileMeta, FileRef, NewFile};
 pub use friends::FriendEvent;
 pub use messages::{NewMessage, Replay, Stored};
+pub use model::*;
 pub use search::Hit;
 pub use writer::{BATCH_SIZE_BOUNDS, COMMIT_MICROS_BOUNDS, WriterStats};
-
-/// A registered person.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub id: u64,
-    pub account: String,
-    pub name: String,
-    pub avatar: String,
-    pub email: String,
-    pub created_at: i64,
-    /// May create invites over REST.
-    pub admin: bool,
-}
-
-/// Fields of a new account; the password arrives already hashed.
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub account: String,
-    pub name: String,
-    pub avatar: String,
-    pub email: String,
-    pub password_hash: String,
-}
-
-/// A logged-in device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Session {
-    pub id: i64,
-    pub uid: u64,
-    pub expires_at: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Group,
-    Direct,
-}
-
-impl Mode {
-    pub fn as_u8(self) -> u8 {
-        match self {
-            Mode::Group => 0,
-            Mode::Direct => 1,
-        }
-    }
-
-    fn from_db(v: i64) -> Mode {
-        if v == 1 { Mode::Direct } else { Mode::Group }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Member,
-    Admin,
-}
-
-impl Role {
-    pub fn as_u8(self) -> u8 {
-        match self {
-            Role::Member => 1,
-            Role::Admin => 2,
-        }
-    }
-
-    pub fn from_u8(v: u8) -> Option<Role> {
-        match v {
-            1 => Some(Role::Member),
-            2 => Some(Role::Admin),
-            _ => None,
-        }
-    }
-
-    fn from_db(v: i64) -> Role {
-        if v == 2 { Role::Admin } else { Role::Member }
-    }
-}
-
-/// A conversation: a group, or a direct chat between two people.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
-    pub id: u64,
-    pub name: String,
-    pub avatar: String,
-    pub mode: Mode,
-    pub creator_uid: u64,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    RichText,
-    Image,
-    File,
-}
-
-impl Kind {
-    pub fn as_u8(self) -> u8 {
-        match self {
-            Kind::Text => 0,
-            Kind::RichText => 1,
-            Kind::Image => 2,
-            Kind::File => 3,
-        }
-    }
-
-    fn from_db(v: i64) -> Kind {
-        match v {
-            1 => Kind::RichText,
-            2 => Kind::Image,
-            3 => Kind::File,
-            _ => Kind::Text,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub id: u64,
-    pub gid: u64,
-    pub uid: u64,
-    pub kind: Kind,
-    pub content: String,
-    pub client_msg_id: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-/// One row of a user's conversation list.
-#[derive(Debug, Clone)]
-pub struct ChatRow {
-    pub group: Group,
-    pub last: Message,
-    /// The partner in a direct chat, the last sender in a group.
-    pub user: User,
-    pub unread: u64,
-}
-
-/// A member of a conversation, with how far they have read.
-#[derive(Debug, Clone)]
-pub struct Member {
-    pub role: Role,
-    pub read_id: u64,
-    pub user: User,
-}
-
-/// A page of one conversation's history, oldest first.
-#[derive(Debug, Clone)]
-pub struct History {
-    pub group: Group,
-    pub rows: Vec<(Message, User)>,
-}
-
-/// Where a history page starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cursor {
-    /// Page n (from 1) counted back from the newest message.
-    Page(u32),
-    /// The newest messages below this id.
-    Before(u64),
-    /// The oldest messages above this id.
-    After(u64),
-}
-
-/// What a read receipt changed, for pushing to the other members.
-#[derive(Debug, Clone)]
-pub struct ReadMark {
-    pub gid: u64,
-    pub msg_id: u64,
-    pub members: Vec<u64>,
-}
-
-/// Member list operation of `POST /api/group/user/change`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MemberOp {
-    Add,
-    Remove,
-}
-
-/// Friend list selector of `GET /api/friend/list`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FriendList {
-    /// Requests waiting for this user's answer.
-    Incoming,
-    /// Mutual friends.
-    Friends,
-    /// Requests this user sent that are still pending.
-    Outgoing,
-}
 
 /// Everything needed to open the database.
 #[derive(Debug, Clone)]
@@ -818,45 +613,6 @@ impl Db {
         self.read(|c| Ok(schema::version_of(c)?)).await
     }
 }
-
-fn user_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<User> {
-    Ok(User {
-        id: row.get(at)?,
-        account: row.get(at + 1)?,
-        name: row.get(at + 2)?,
-        avatar: row.get(at + 3)?,
-        email: row.get(at + 4)?,
-        created_at: row.get(at + 5)?,
-        admin: row.get(at + 6)?,
-    })
-}
-
-fn group_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Group> {
-    Ok(Group {
-        id: row.get(at)?,
-        name: row.get(at + 1)?,
-        avatar: row.get(at + 2)?,
-        mode: Mode::from_db(row.get(at + 3)?),
-        creator_uid: row.get(at + 4)?,
-        created_at: row.get(at + 5)?,
-    })
-}
-
-fn message_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Message> {
-    Ok(Message {
-        id: row.get(at)?,
-        gid: row.get(at + 1)?,
-        uid: row.get(at + 2)?,
-        kind: Kind::from_db(row.get(at + 3)?),
-        content: row.get(at + 4)?,
-        client_msg_id: row.get(at + 5)?,
-        created_at: row.get(at + 6)?,
-        updated_at: row.get(at + 7)?,
-    })
-}
-
-/// Column list matching [`message_from_row`], for a table aliased `m`.
-const MESSAGE_COLS: &str = message_cols!();
 
 #[cfg(test)]
 mod tests {

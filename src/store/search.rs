@@ -16,7 +16,10 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Group, Kind, MESSAGE_COLS, Message, User, groups, message_from_row, users};
+use super::groups;
+use super::model::{Group, Kind, Message, User};
+use super::rows::{MESSAGE_COLS, message_from_row};
+use super::users;
 use crate::error::Result;
 use crate::search::{self, DF_CAP, Query};
 

@@ -2,7 +2,8 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{NewUser, Session, User, user_from_row};
+use super::model::{NewUser, Session, User};
+use super::rows::user_from_row;
 use crate::error::{Error, Result};
 
 pub fn create(c: &Connection, u: &NewUser, now: i64) -> Result<u64> {

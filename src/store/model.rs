@@ -1,0 +1,193 @@
+//! The storage layer's plain types: what a row is once read, and what a
+//! caller hands in to be written. None is serializable: the wire's shapes
+//! are `protocol`'s.
+
+/// A registered person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: u64,
+    pub account: String,
+    pub name: String,
+    pub avatar: String,
+    pub email: String,
+    pub created_at: i64,
+    /// May create invites over REST.
+    pub admin: bool,
+}
+
+/// Fields of a new account; the password arrives already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub account: String,
+    pub name: String,
+    pub avatar: String,
+    pub email: String,
+    pub password_hash: String,
+}
+
+/// A logged-in device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Session {
+    pub id: i64,
+    pub uid: u64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Group,
+    Direct,
+}
+
+impl Mode {
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Mode::Group => 0,
+            Mode::Direct => 1,
+        }
+    }
+
+    pub(super) fn from_db(v: i64) -> Mode {
+        if v == 1 { Mode::Direct } else { Mode::Group }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Member,
+    Admin,
+}
+
+impl Role {
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Role::Member => 1,
+            Role::Admin => 2,
+        }
+    }
+
+    pub fn from_u8(v: u8) -> Option<Role> {
+        match v {
+            1 => Some(Role::Member),
+            2 => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub(super) fn from_db(v: i64) -> Role {
+        if v == 2 { Role::Admin } else { Role::Member }
+    }
+}
+
+/// A conversation: a group, or a direct chat between two people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub id: u64,
+    pub name: String,
+    pub avatar: String,
+    pub mode: Mode,
+    pub creator_uid: u64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    RichText,
+    Image,
+    File,
+}
+
+impl Kind {
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Kind::Text => 0,
+            Kind::RichText => 1,
+            Kind::Image => 2,
+            Kind::File => 3,
+        }
+    }
+
+    pub(super) fn from_db(v: i64) -> Kind {
+        match v {
+            1 => Kind::RichText,
+            2 => Kind::Image,
+            3 => Kind::File,
+            _ => Kind::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: u64,
+    pub gid: u64,
+    pub uid: u64,
+    pub kind: Kind,
+    pub content: String,
+    pub client_msg_id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One row of a user's conversation list.
+#[derive(Debug, Clone)]
+pub struct ChatRow {
+    pub group: Group,
+    pub last: Message,
+    /// The partner in a direct chat, the last sender in a group.
+    pub user: User,
+    pub unread: u64,
+}
+
+/// A member of a conversation, with how far they have read.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub role: Role,
+    pub read_id: u64,
+    pub user: User,
+}
+
+/// A page of one conversation's history, oldest first.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub group: Group,
+    pub rows: Vec<(Message, User)>,
+}
+
+/// Where a history page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// Page n (from 1) counted back from the newest message.
+    Page(u32),
+    /// The newest messages below this id.
+    Before(u64),
+    /// The oldest messages above this id.
+    After(u64),
+}
+
+/// What a read receipt changed, for pushing to the other members.
+#[derive(Debug, Clone)]
+pub struct ReadMark {
+    pub gid: u64,
+    pub msg_id: u64,
+    pub members: Vec<u64>,
+}
+
+/// Member list operation of `POST /api/group/user/change`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberOp {
+    Add,
+    Remove,
+}
+
+/// Friend list selector of `GET /api/friend/list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FriendList {
+    /// Requests waiting for this user's answer.
+    Incoming,
+    /// Mutual friends.
+    Friends,
+    /// Requests this user sent that are still pending.
+    Outgoing,
+}
