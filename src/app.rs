@@ -250,12 +250,9 @@ impl App {
         self.db
             .queue_message(msg, move |stored| {
                 if !stored.duplicate {
-                    let push = Push {
-                        msg_id: stored.message.id,
-                        sender: stored.message.uid,
-                        frame: protocol::push_message(&stored.message).into(),
-                    };
-                    let pushed = hub.send(&stored.members, &push, from_conn);
+                    let m = &stored.message;
+                    let push = Push::message(m.id, m.uid, protocol::push_message(m));
+                    let pushed = hub.send(&stored.members, push, from_conn);
                     metrics.record_message(pushed);
                 }
             })
@@ -300,12 +297,8 @@ impl App {
     ) -> Result<u64> {
         let mark = self.db.mark_read(me, gid, upto).await?;
         if mark.msg_id > 0 {
-            let push = Push {
-                msg_id: 0,
-                sender: me,
-                frame: protocol::push_read(me, gid, mark.msg_id).into(),
-            };
-            self.hub.send(&mark.members, &push, from_conn);
+            let push = Push::event(protocol::push_read(me, gid, mark.msg_id));
+            self.hub.send(&mark.members, push, from_conn);
         }
         Ok(mark.msg_id)
     }
@@ -337,12 +330,8 @@ impl App {
     }
 
     fn notify_group_changed(&self, me: u64, gid: u64, uids: &[u64]) {
-        let push = Push {
-            msg_id: 0,
-            sender: me,
-            frame: protocol::push_notify_in(Notice::GroupChanged, me, Some(gid), "", None).into(),
-        };
-        self.hub.send(uids, &push, None);
+        let frame = protocol::push_notify_in(Notice::GroupChanged, me, Some(gid), "", None);
+        self.hub.send(uids, Push::event(frame), None);
     }
 
     pub async fn friend_request(&self, me: u64, other: u64) -> Result<()> {
@@ -366,12 +355,8 @@ impl App {
             Ok(Some(u)) => u.name,
             _ => String::new(),
         };
-        let push = Push {
-            msg_id: 0,
-            sender: me,
-            frame: protocol::push_notify(notice, me, &name, None).into(),
-        };
-        self.hub.send(&[other], &push, None);
+        let frame = protocol::push_notify(notice, me, &name, None);
+        self.hub.send(&[other], Push::event(frame), None);
     }
 }
 

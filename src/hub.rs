@@ -15,14 +15,41 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use hyper_tungstenite::tungstenite::Utf8Bytes;
 use tokio::sync::{Notify, mpsc};
 
-/// A frame to push to a connection.
+/// What a push is. A connection's login replay covers stored messages up
+/// to a point, so a live push must say whether it is one of those (and
+/// which) or an event that no replay carries; there is no default that a
+/// new kind of push could fall into by accident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushKind {
+    /// A stored message, with its id and sender.
+    Message { id: u64, sender: u64 },
+    /// Anything else (a read receipt, a notice): never covered by a replay.
+    Event,
+}
+
+/// A frame to push to connections, serialized once.
 #[derive(Debug, Clone)]
 pub struct Push {
-    /// The message id for `Msg` pushes, 0 for other events. Lets a connection
-    /// drop live pushes its login replay already covered.
-    pub msg_id: u64,
-    pub sender: u64,
+    pub kind: PushKind,
     pub frame: Utf8Bytes,
+}
+
+impl Push {
+    /// The push of stored message `id`, sent by `sender`.
+    pub fn message(id: u64, sender: u64, frame: String) -> Push {
+        Push {
+            kind: PushKind::Message { id, sender },
+            frame: frame.into(),
+        }
+    }
+
+    /// The push of an event that is not a stored message.
+    pub fn event(frame: String) -> Push {
+        Push {
+            kind: PushKind::Event,
+            frame: frame.into(),
+        }
+    }
 }
 
 /// Why a connection was told to close.
@@ -134,11 +161,11 @@ impl Hub {
 
     /// Queues `push` for every connection of every user in `uids`, except the
     /// connection `skip` (the one that sent it). Returns how many were queued.
-    pub fn send(&self, uids: &[u64], push: &Push, skip: Option<u64>) -> usize {
+    pub fn send(&self, uids: &[u64], push: Push, skip: Option<u64>) -> usize {
+        let shared = Arc::new(push);
         let mut peers = self.peers();
         let mut queued = 0;
         let mut dropped = 0;
-        let shared = Arc::new(push.clone());
         for uid in uids {
             let Some(list) = peers.get_mut(uid) else {
                 continue;

@@ -506,41 +506,77 @@ struct RawBody {
     msg_id: Option<u64>,
 }
 
-/// A client frame, checked for the fields its event needs.
+/// A client frame, checked for the fields its event needs. The `uid` a
+/// frame may name is in [`Parsed::uid`], for every event alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
     /// `content` = the REST token; `after` = the client's resume cursor.
     Login {
         token: String,
-        uid: Option<u64>,
         after: Option<u64>,
     },
     Msg {
         gid: u64,
         kind: Kind,
         content: String,
-        uid: Option<u64>,
     },
     Ack {
         gid: u64,
         msg_id: u64,
-        uid: Option<u64>,
     },
     Read {
         gid: u64,
         msg_id: u64,
-        uid: Option<u64>,
     },
     Heart,
-    Logout {
-        uid: Option<u64>,
-    },
+    Logout,
+}
+
+/// Every event a client may send, and how its body becomes a
+/// [`ClientFrame`]: the one place a new client event is declared (its body
+/// fields are [`RawBody`]'s).
+const CLIENT_EVENTS: &[(&str, fn(RawBody) -> Result<ClientFrame>)] = &[
+    ("Login", |b| {
+        Ok(ClientFrame::Login {
+            token: need(b.content, "Login", "content (the login token)")?,
+            after: b.msg_id,
+        })
+    }),
+    ("Msg", |b| {
+        Ok(ClientFrame::Msg {
+            gid: need(b.gid, "Msg", "gid")?,
+            kind: parse_kind(&need(b.kind, "Msg", "kind")?)?,
+            content: need(b.content, "Msg", "content")?,
+        })
+    }),
+    ("Ack", |b| {
+        Ok(ClientFrame::Ack {
+            gid: need(b.gid, "Ack", "gid")?,
+            msg_id: need(b.msg_id, "Ack", "msgId")?,
+        })
+    }),
+    ("Read", |b| {
+        Ok(ClientFrame::Read {
+            gid: need(b.gid, "Read", "gid")?,
+            msg_id: need(b.msg_id, "Read", "msgId")?,
+        })
+    }),
+    ("Heart", |_| Ok(ClientFrame::Heart)),
+    ("Logout", |_| Ok(ClientFrame::Logout)),
+];
+
+/// A field the event needs, or a 400 naming it.
+fn need<T>(v: Option<T>, event: &str, field: &str) -> Result<T> {
+    v.ok_or_else(|| Error::bad_request(format!("{event} needs body.{field}")))
 }
 
 /// A parsed frame, plus the `clientMsgId` to echo in its answer (which is
 /// known even when the rest of the frame is unusable).
 pub struct Parsed {
     pub client_msg_id: String,
+    /// The `uid` the frame names, if any: rim clients send their own; the
+    /// server acts for the logged-in user and refuses any other.
+    pub uid: Option<u64>,
     pub frame: Result<ClientFrame>,
 }
 
@@ -571,6 +607,7 @@ pub fn parse_frame(text: &str) -> Parsed {
         Err(e) => {
             return Parsed {
                 client_msg_id: String::new(),
+                uid: None,
                 frame: Err(Error::bad_request(format!(
                     "the frame is not valid JSON: {e}"
                 ))),
@@ -584,6 +621,7 @@ pub fn parse_frame(text: &str) -> Parsed {
     if !value.is_object() || !body_ok {
         return Parsed {
             client_msg_id: String::new(),
+            uid: None,
             frame: Err(Error::bad_request(
                 "a frame is a JSON object: {\"event\": ..., \"body\": {...}}",
             )),
@@ -595,53 +633,33 @@ pub fn parse_frame(text: &str) -> Parsed {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    let frame = serde_json::from_value::<RawFrame>(value)
-        .map_err(|e| Error::bad_request(format!("invalid frame: {e}")))
-        .and_then(check_frame);
+    let raw = serde_json::from_value::<RawFrame>(value)
+        .map_err(|e| Error::bad_request(format!("invalid frame: {e}")));
+    let uid = raw.as_ref().ok().and_then(|r| r.body.as_ref()?.uid);
     Parsed {
         client_msg_id,
-        frame,
+        uid,
+        frame: raw.and_then(check_frame),
     }
-}
-
-fn required<T>(v: Option<T>, event: &str, field: &str) -> Result<T> {
-    v.ok_or_else(|| Error::bad_request(format!("{event} needs body.{field}")))
 }
 
 fn check_frame(raw: RawFrame) -> Result<ClientFrame> {
     let event = raw.event.as_str();
     let body = raw.body.unwrap_or_default();
-    match event {
-        "Login" => Ok(ClientFrame::Login {
-            token: required(body.content, event, "content (the login token)")?,
-            uid: body.uid,
-            after: body.msg_id,
-        }),
-        "Msg" => Ok(ClientFrame::Msg {
-            gid: required(body.gid, event, "gid")?,
-            kind: parse_kind(&required(body.kind, event, "kind")?)?,
-            content: required(body.content, event, "content")?,
-            uid: body.uid,
-        }),
-        "Ack" => Ok(ClientFrame::Ack {
-            gid: required(body.gid, event, "gid")?,
-            msg_id: required(body.msg_id, event, "msgId")?,
-            uid: body.uid,
-        }),
-        "Read" => Ok(ClientFrame::Read {
-            gid: required(body.gid, event, "gid")?,
-            msg_id: required(body.msg_id, event, "msgId")?,
-            uid: body.uid,
-        }),
-        "Heart" => Ok(ClientFrame::Heart),
-        "Logout" => Ok(ClientFrame::Logout { uid: body.uid }),
-        "Notify" => Err(Error::bad_request(
-            "Notify is sent by the server, not by clients",
-        )),
-        other => Err(Error::bad_request(format!(
-            "unknown event {other:?}: use Login, Msg, Ack, Read, Heart or Logout"
-        ))),
+    if let Some((_, parse)) = CLIENT_EVENTS.iter().find(|(name, _)| *name == event) {
+        return parse(body);
     }
+    if event == "Notify" {
+        return Err(Error::bad_request(
+            "Notify is sent by the server, not by clients",
+        ));
+    }
+    let names: Vec<&str> = CLIENT_EVENTS.iter().map(|(name, _)| *name).collect();
+    let (last, rest) = names.split_last().unwrap_or((&"", &[]));
+    Err(Error::bad_request(format!(
+        "unknown event {event:?}: use {} or {last}",
+        rest.join(", ")
+    )))
 }
 
 // ---- WebSocket: server frames --------------------------------------------------

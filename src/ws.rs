@@ -39,7 +39,7 @@ use tokio::time::{Instant, timeout};
 
 use crate::app::App;
 use crate::error::Error;
-use crate::hub::{Kick, KickReason, Push};
+use crate::hub::{Kick, KickReason, Push, PushKind};
 use crate::protocol::{self, ClientFrame, Notice};
 use crate::store::{Committed, NewMessage, Stored};
 
@@ -75,9 +75,12 @@ struct LoggedIn {
 
 impl LoggedIn {
     fn covered(&self, push: &Push) -> bool {
-        push.msg_id != 0
-            && push.msg_id <= self.snapshot
-            && (self.cursor_mode || push.sender != self.uid)
+        match push.kind {
+            PushKind::Message { id, sender } => {
+                id <= self.snapshot && (self.cursor_mode || sender != self.uid)
+            }
+            PushKind::Event => false,
+        }
     }
 
     /// Moves the queued pushes the replay did not cover into `frames`, until
@@ -378,15 +381,19 @@ impl Conn {
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
         let parsed = protocol::parse_frame(text);
         let answer = match parsed.frame {
-            Ok(ClientFrame::Login { token, uid, after }) => {
+            Ok(ClientFrame::Login { token, after }) => {
                 // The login's ack and replay come after every earlier answer.
                 // Both boxed on their own: their state is large, and a
                 // message's should stay small (904 bytes: under glibc's
                 // 1 KiB limit for its fast allocation path).
                 Box::pin(self.flush_answers()).await?;
-                return Box::pin(self.on_login(&parsed.client_msg_id, &token, uid, after)).await;
+                return Box::pin(self.on_login(&parsed.client_msg_id, &token, parsed.uid, after))
+                    .await;
             }
-            Ok(frame) => self.on_frame(frame, &parsed.client_msg_id).await,
+            Ok(frame) => {
+                self.on_frame(frame, &parsed.client_msg_id, parsed.uid)
+                    .await
+            }
             Err(e) => Err(e),
         };
         let answer = answer
@@ -421,19 +428,17 @@ impl Conn {
 
     /// Handles every frame but Login; returns its answer, or the answer to
     /// come once the writer has committed.
-    async fn on_frame(&mut self, frame: ClientFrame, client_msg_id: &str) -> Result<Answer, Error> {
+    async fn on_frame(
+        &mut self,
+        frame: ClientFrame,
+        client_msg_id: &str,
+        claimed: Option<u64>,
+    ) -> Result<Answer, Error> {
         let ack = |server_msg_id| Ok(Answer::Ready(protocol::ack(client_msg_id, server_msg_id)));
         if let ClientFrame::Heart = frame {
             return ack(None);
         }
         let uid = self.require_login()?;
-        let claimed = match &frame {
-            ClientFrame::Msg { uid, .. }
-            | ClientFrame::Ack { uid, .. }
-            | ClientFrame::Read { uid, .. }
-            | ClientFrame::Logout { uid } => *uid,
-            _ => None,
-        };
         // rim acted for whatever uid a frame named; we act for the logged-in
         // user only, and refuse frames that claim to be someone else.
         if let Some(claimed) = claimed
@@ -444,9 +449,7 @@ impl Conn {
             )));
         }
         match frame {
-            ClientFrame::Msg {
-                gid, kind, content, ..
-            } => {
+            ClientFrame::Msg { gid, kind, content } => {
                 let committed = self
                     .app
                     .queue_message(
@@ -468,15 +471,15 @@ impl Conn {
             }
             // Boxed, as a login is: only a message's state is in every
             // frame's future.
-            ClientFrame::Ack { gid, msg_id, .. } => {
+            ClientFrame::Ack { gid, msg_id } => {
                 Box::pin(self.app.db.mark_delivered(uid, gid, msg_id)).await?;
                 ack(Some(msg_id))
             }
-            ClientFrame::Read { gid, msg_id, .. } => {
+            ClientFrame::Read { gid, msg_id } => {
                 Box::pin(self.app.mark_read(uid, gid, Some(msg_id), Some(self.id))).await?;
                 ack(Some(msg_id))
             }
-            ClientFrame::Logout { .. } => {
+            ClientFrame::Logout => {
                 self.logout();
                 ack(None)
             }
