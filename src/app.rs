@@ -18,6 +18,7 @@ use crate::protocol::{self, Notice};
 use crate::store::{
     Committed, Db, FileRef, FriendEvent, Kind, MemberOp, NewMessage, NewUser, Session, Stored,
 };
+use crate::validate;
 
 #[derive(Clone)]
 pub struct App {
@@ -101,16 +102,11 @@ impl App {
                 }
             },
         };
-        validate_account(&r.account)?;
-        validate_password(&r.password)?;
-        let name = if r.name.trim().is_empty() {
-            r.account.clone()
-        } else {
-            r.name.trim().to_owned()
-        };
-        validate_text("name", &name, 64)?;
-        validate_text("avatar", &r.avatar, 1024)?;
-        validate_email(&r.email)?;
+        validate::account(&r.account)?;
+        validate::password(&r.password)?;
+        let name = validate::display_name(&r.name, &r.account)?;
+        validate::avatar(&r.avatar)?;
+        validate::email(&r.email)?;
         let password_hash = self.hasher.hash(r.password).await?;
         self.db
             .register(
@@ -151,7 +147,7 @@ impl App {
                 created_by: Some(me),
             })
             .await?;
-        let link = invite_link(self.config.public_url.as_deref(), &code);
+        let link = self.config.invite_link(&code);
         Ok(Invite { code, link })
     }
 
@@ -219,20 +215,8 @@ impl App {
         mut msg: NewMessage,
         from_conn: Option<u64>,
     ) -> Result<Committed<Stored>> {
-        if msg.content.is_empty() {
-            return Err(Error::bad_request("a message needs content"));
-        }
-        if msg.content.len() > self.config.max_message_bytes {
-            return Err(Error::TooLarge(format!(
-                "the message is longer than {} bytes",
-                self.config.max_message_bytes
-            )));
-        }
-        if msg.client_msg_id.len() > 128 {
-            return Err(Error::bad_request(
-                "clientMsgId is longer than 128 characters",
-            ));
-        }
+        validate::message_content(&msg.content, self.config.max_message_bytes)?;
+        validate::client_msg_id(&msg.client_msg_id)?;
         self.limits
             .messages_per_user
             .check(&msg.uid)
@@ -273,7 +257,7 @@ impl App {
             )));
         }
         let name = match wanted.name.as_deref() {
-            Some(name) => crate::media::check_name(name)?,
+            Some(name) => validate::file_name(name)?,
             None => String::new(),
         };
         let name = if name.is_empty() {
@@ -357,65 +341,5 @@ impl App {
         };
         let frame = protocol::push_notify(notice, me, &name, None);
         self.hub.send(&[other], Push::event(frame), None);
-    }
-}
-
-/// The join link of an invite: the web client's page with the code filled in.
-pub fn invite_link(public_url: Option<&str>, code: &str) -> Option<String> {
-    public_url.map(|url| format!("{url}/?invite={code}"))
-}
-
-pub fn validate_account(account: &str) -> Result<()> {
-    let ok_len = (3..=32).contains(&account.len());
-    let ok_chars = account
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !ok_len || !ok_chars {
-        return Err(Error::bad_request(
-            "account must be 3 to 32 characters of letters, digits, '_', '.' or '-'",
-        ));
-    }
-    Ok(())
-}
-
-pub fn validate_password(password: &str) -> Result<()> {
-    let chars = password.chars().count();
-    if chars < 8 || password.len() > 1024 {
-        return Err(Error::bad_request(
-            "password must be 8 to 1024 characters long",
-        ));
-    }
-    Ok(())
-}
-
-/// Bounded length and no control characters.
-pub fn validate_text(field: &str, value: &str, max_chars: usize) -> Result<()> {
-    if value.chars().count() > max_chars {
-        return Err(Error::bad_request(format!(
-            "{field} is longer than {max_chars} characters"
-        )));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(Error::bad_request(format!(
-            "{field} contains control characters"
-        )));
-    }
-    Ok(())
-}
-
-fn validate_email(email: &str) -> Result<()> {
-    if email.is_empty() {
-        return Ok(());
-    }
-    validate_text("email", email, 254)?;
-    match email.split_once('@') {
-        Some((local, domain))
-            if !local.is_empty() && !domain.is_empty() && !email.contains(' ') =>
-        {
-            Ok(())
-        }
-        _ => Err(Error::bad_request(
-            "email is not an address like name@example.org",
-        )),
     }
 }

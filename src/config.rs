@@ -278,6 +278,14 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The join link of an invite: the web client's page with the code
+    /// filled in, when `public_url` is set.
+    pub fn invite_link(&self, code: &str) -> Option<String> {
+        self.public_url
+            .as_deref()
+            .map(|url| format!("{url}/?invite={code}"))
+    }
+
     /// Reads `path` if given (it must then exist), else `rim.toml` in the current
     /// directory if present, else the defaults; then applies `overrides` and the
     /// `RIM_LOG` environment variable.

@@ -24,6 +24,7 @@ pub mod search;
 pub mod server;
 pub mod store;
 pub mod time;
+pub mod validate;
 pub mod web;
 pub mod ws;
 

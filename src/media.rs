@@ -16,8 +16,6 @@ pub struct Image {
     pub height: Option<u32>,
 }
 
-use crate::error::{Error, Result};
-
 /// The types served inline; every other type is served as an attachment.
 pub const INLINE_IMAGES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
@@ -168,26 +166,6 @@ pub fn normalize_content_type(declared: &str) -> Option<String> {
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
     };
     (token(kind) && token(sub)).then_some(essence)
-}
-
-/// Longest file name kept, in characters.
-const MAX_NAME_CHARS: usize = 255;
-
-/// Checks a file name: what follows the last `/` or `\`, trimmed, at most
-/// [`MAX_NAME_CHARS`] characters and without control characters.
-pub fn check_name(raw: &str) -> Result<String> {
-    let base = raw.rsplit(['/', '\\']).next().unwrap_or("").trim();
-    if base.chars().count() > MAX_NAME_CHARS {
-        return Err(Error::bad_request(format!(
-            "the file name is longer than {MAX_NAME_CHARS} characters"
-        )));
-    }
-    if base.chars().any(char::is_control) {
-        return Err(Error::bad_request(
-            "the file name contains control characters",
-        ));
-    }
-    Ok(base.to_owned())
 }
 
 /// The name to use when none was given.

@@ -28,7 +28,7 @@ fn create(args: InviteCreateArgs) -> anyhow::Result<()> {
         admin::create_invite(c, &invite, crate::time::now_ms())
     })?;
     println!("code: {code}");
-    if let Some(link) = crate::app::invite_link(config.public_url.as_deref(), &code) {
+    if let Some(link) = config.invite_link(&code) {
         println!("link: {link}");
     }
     println!("uses: {}", args.uses);

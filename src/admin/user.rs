@@ -3,11 +3,11 @@
 use anyhow::Context;
 
 use super::{load_config, read_password, when};
-use crate::app::{validate_account, validate_password, validate_text};
 use crate::cli::{AccountArgs, DbOnly, PasswdArgs, UserAddArgs, UserCommand};
 use crate::store::NewUser;
 use crate::store::admin;
 use crate::time::now_ms;
+use crate::validate;
 
 pub fn run(cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
@@ -21,17 +21,10 @@ pub fn run(cmd: UserCommand) -> anyhow::Result<()> {
 
 fn add(args: UserAddArgs) -> anyhow::Result<()> {
     let config = load_config(&args.db)?;
-    validate_account(&args.account)?;
-    let name = args
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .unwrap_or(&args.account)
-        .to_owned();
-    validate_text("name", &name, 64)?;
+    validate::account(&args.account)?;
+    let name = validate::display_name(args.name.as_deref().unwrap_or(""), &args.account)?;
     let password = read_password(args.password_stdin)?;
-    validate_password(&password)?;
+    validate::password(&password)?;
     let password_hash = crate::auth::hash_blocking(config.hash_cost, &password)?;
     // A missing file is created: the first admin may come before the first start.
     let mut conn = admin::open_for_change(&config.db, true)?;
@@ -105,7 +98,7 @@ fn passwd(args: PasswdArgs) -> anyhow::Result<()> {
     // Fail on a wrong account before asking for a password.
     admin::account_id(&conn, &args.account)?;
     let password = read_password(args.password_stdin)?;
-    validate_password(&password)?;
+    validate::password(&password)?;
     let password_hash = crate::auth::hash_blocking(config.hash_cost, &password)?;
     let revoked = admin::immediate(&mut conn, |c| {
         admin::set_password(c, &args.account, &password_hash, now_ms())

@@ -1,6 +1,6 @@
 //! `/api/friend/*`: requests, answers and the friend list.
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::protocol::{self, UserOut};
 use crate::store::FriendList;

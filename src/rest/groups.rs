@@ -1,10 +1,10 @@
 //! `/api/group/*`: creating groups and direct chats, members and roles.
 
-use super::Ctx;
-use crate::app::validate_text;
+use super::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::protocol::{self, GroupOut, MemberOut};
 use crate::store::MemberOp;
+use crate::validate;
 
 pub async fn create(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::GroupCreate = ctx.json()?;
@@ -13,12 +13,8 @@ pub async fn create(ctx: Ctx) -> Result<Vec<u8>> {
             "group/create makes groups only; use /api/group/direct for a direct chat",
         ));
     }
-    let name = req.group.name.trim().to_owned();
-    if name.is_empty() {
-        return Err(Error::bad_request("a group needs a name"));
-    }
-    validate_text("name", &name, 64)?;
-    validate_text("avatar", &req.group.avatar, 1024)?;
+    let name = validate::group_name(&req.group.name)?;
+    validate::avatar(&req.group.avatar)?;
     let members = req
         .users
         .iter()
@@ -34,15 +30,9 @@ pub async fn create(ctx: Ctx) -> Result<Vec<u8>> {
 
 pub async fn update(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::GroupUpdate = ctx.json()?;
-    let name = req.name.map(|n| n.trim().to_owned());
-    if let Some(name) = &name {
-        if name.is_empty() {
-            return Err(Error::bad_request("a group needs a name"));
-        }
-        validate_text("name", name, 64)?;
-    }
+    let name = req.name.as_deref().map(validate::group_name).transpose()?;
     if let Some(avatar) = &req.avatar {
-        validate_text("avatar", avatar, 1024)?;
+        validate::avatar(avatar)?;
     }
     ctx.app
         .update_group(ctx.uid, req.id, name, req.avatar)
@@ -76,12 +66,7 @@ pub async fn change_members(ctx: Ctx) -> Result<Vec<u8>> {
             )));
         }
     };
-    if req.uids.is_empty() {
-        return Err(Error::bad_request("uids is empty"));
-    }
-    if req.uids.len() > ctx.app.config.max_group_members {
-        return Err(Error::bad_request("too many uids in one request"));
-    }
+    validate::member_uids(&req.uids, ctx.app.config.max_group_members)?;
     ctx.app
         .change_members(ctx.uid, req.gid, req.uids, op)
         .await?;

@@ -1,6 +1,6 @@
 //! `/api/invite/*`: invite codes, for servers with `registration = "invite"`.
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::error::Result;
 use crate::protocol::{self, InviteOut};
 

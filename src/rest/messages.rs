@@ -1,6 +1,6 @@
 //! `/api/message/*`: the conversation list, history, read marks and search.
 
-use super::{Ctx, paging};
+use super::ctx::{Ctx, paging};
 use crate::error::{Error, Result};
 use crate::protocol::{self, ChatRowOut, SearchHitOut};
 use crate::search::{MAX_TERMS, Query};

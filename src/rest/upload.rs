@@ -21,12 +21,13 @@ use hyper::header::{self, HeaderMap};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::media::{self, check_name, default_name};
+use crate::media::{self, default_name};
 use crate::protocol::{self, FileOut};
 use crate::store::files::{CHUNK_SIZE, quota_error};
 use crate::store::{Db, FileMeta, NewFile};
+use crate::validate;
 
 /// Drops a pending upload if the request ends before it completes (an
 /// error, or the client going away and the handler being dropped).
@@ -324,7 +325,7 @@ async fn receive(
 
 /// `POST /api/file?name=NAME`: stores the body as a file of the caller's.
 pub async fn upload(mut ctx: Ctx) -> Result<Vec<u8>> {
-    let name = check_name(ctx.query_opt("name").unwrap_or(""))?;
+    let name = validate::file_name(ctx.query_opt("name").unwrap_or(""))?;
     let declared = declared_type(&ctx.headers)?;
     let length = content_length(&ctx.headers)?;
     let bounds = bounds(&ctx, length).await?;

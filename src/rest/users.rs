@@ -1,9 +1,10 @@
 //! `/api/user/*`: registration, login, logout and profiles.
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::app::Registration;
 use crate::error::{Error, Result};
 use crate::protocol::{self, UserOut};
+use crate::validate;
 
 pub async fn create(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::CreateUser = ctx.json()?;
@@ -86,10 +87,7 @@ pub async fn me(ctx: Ctx) -> Result<Vec<u8>> {
 }
 
 pub async fn search(ctx: Ctx) -> Result<Vec<u8>> {
-    let account = ctx.query("account")?.trim().to_owned();
-    if account.is_empty() || account.len() > 64 {
-        return Err(Error::bad_request("account must be 1 to 64 characters"));
-    }
+    let account = validate::account_query(ctx.query("account")?)?;
     let user = ctx
         .app
         .db

@@ -1,0 +1,192 @@
+//! Every rule a client's input must follow before anything is stored: the
+//! one place to read (and change) what an account, a name, a message or a
+//! file name may be. A leaf: each rule is a plain function over the value,
+//! answering the 400 (or 413) that says what to fix.
+//!
+//! REST handlers, the WebSocket handler, `app` and the operator's commands
+//! all call these; none of them states a length or a character rule itself.
+
+use crate::error::{Error, Result};
+
+/// Longest display name, group name or bot name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Longest avatar reference (a URL or a file reference), in characters.
+pub const MAX_AVATAR_CHARS: usize = 1024;
+/// Longest email address, in characters (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Longest `clientMsgId`, in bytes.
+pub const MAX_CLIENT_MSG_ID: usize = 128;
+/// Longest file name, in characters.
+pub const MAX_FILE_NAME_CHARS: usize = 255;
+/// Longest account searched for (longer than any account, to answer 404
+/// rather than 400 for near misses).
+pub const MAX_ACCOUNT_QUERY: usize = 64;
+
+/// A login name: 3 to 32 letters, digits, '_', '.' or '-'.
+pub fn account(account: &str) -> Result<()> {
+    let ok_len = (3..=32).contains(&account.len());
+    let ok_chars = account
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok_len || !ok_chars {
+        return Err(Error::bad_request(
+            "account must be 3 to 32 characters of letters, digits, '_', '.' or '-'",
+        ));
+    }
+    Ok(())
+}
+
+/// An account to look up: trimmed, 1 to [`MAX_ACCOUNT_QUERY`] bytes.
+pub fn account_query(raw: &str) -> Result<String> {
+    let account = raw.trim();
+    if account.is_empty() || account.len() > MAX_ACCOUNT_QUERY {
+        return Err(Error::bad_request(format!(
+            "account must be 1 to {MAX_ACCOUNT_QUERY} characters"
+        )));
+    }
+    Ok(account.to_owned())
+}
+
+/// A password: 8 to 1024 characters.
+pub fn password(password: &str) -> Result<()> {
+    let chars = password.chars().count();
+    if chars < 8 || password.len() > 1024 {
+        return Err(Error::bad_request(
+            "password must be 8 to 1024 characters long",
+        ));
+    }
+    Ok(())
+}
+
+/// Bounded length and no control characters.
+pub fn text(field: &str, value: &str, max_chars: usize) -> Result<()> {
+    if value.chars().count() > max_chars {
+        return Err(Error::bad_request(format!(
+            "{field} is longer than {max_chars} characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::bad_request(format!(
+            "{field} contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A person's display name, trimmed; the account when it is empty.
+pub fn display_name(name: &str, account: &str) -> Result<String> {
+    let name = match name.trim() {
+        "" => account,
+        name => name,
+    };
+    text("name", name, MAX_NAME_CHARS)?;
+    Ok(name.to_owned())
+}
+
+/// A group's name, trimmed; never empty.
+pub fn group_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::bad_request("a group needs a name"));
+    }
+    text("name", name, MAX_NAME_CHARS)?;
+    Ok(name.to_owned())
+}
+
+/// An avatar reference of a person or a group.
+pub fn avatar(avatar: &str) -> Result<()> {
+    text("avatar", avatar, MAX_AVATAR_CHARS)
+}
+
+/// An email address, or nothing.
+pub fn email(email: &str) -> Result<()> {
+    if email.is_empty() {
+        return Ok(());
+    }
+    text("email", email, MAX_EMAIL_CHARS)?;
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !email.contains(' ') =>
+        {
+            Ok(())
+        }
+        _ => Err(Error::bad_request(
+            "email is not an address like name@example.org",
+        )),
+    }
+}
+
+/// A message's content: not empty, at most `max_bytes` (413 beyond).
+pub fn message_content(content: &str, max_bytes: usize) -> Result<()> {
+    if content.is_empty() {
+        return Err(Error::bad_request("a message needs content"));
+    }
+    if content.len() > max_bytes {
+        return Err(Error::TooLarge(format!(
+            "the message is longer than {max_bytes} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// A client's id for a frame, which it may resend with.
+pub fn client_msg_id(id: &str) -> Result<()> {
+    if id.len() > MAX_CLIENT_MSG_ID {
+        return Err(Error::bad_request(format!(
+            "clientMsgId is longer than {MAX_CLIENT_MSG_ID} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The uids of one member change: at least one, at most `max`.
+pub fn member_uids(uids: &[u64], max: usize) -> Result<()> {
+    if uids.is_empty() {
+        return Err(Error::bad_request("uids is empty"));
+    }
+    if uids.len() > max {
+        return Err(Error::bad_request("too many uids in one request"));
+    }
+    Ok(())
+}
+
+/// A file name as a client gave it: its last path segment (so `../x`
+/// cannot name a path), trimmed, at most [`MAX_FILE_NAME_CHARS`]
+/// characters and without control characters. May be empty: the server
+/// then names the file after its type.
+pub fn file_name(raw: &str) -> Result<String> {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or("").trim();
+    if base.chars().count() > MAX_FILE_NAME_CHARS {
+        return Err(Error::bad_request(format!(
+            "the file name is longer than {MAX_FILE_NAME_CHARS} characters"
+        )));
+    }
+    if base.chars().any(char::is_control) {
+        return Err(Error::bad_request(
+            "the file name contains control characters",
+        ));
+    }
+    Ok(base.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_lose_their_paths_and_keep_their_limits() {
+        assert_eq!(file_name("../../etc/passwd").unwrap(), "passwd");
+        assert_eq!(file_name("C:\\Users\\me\\cat.jpg").unwrap(), "cat.jpg");
+        assert!(file_name("a\nb").is_err());
+        assert!(file_name(&"x".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn names_are_trimmed_and_defaulted() {
+        assert_eq!(display_name("  Alice ", "alice").unwrap(), "Alice");
+        assert_eq!(display_name("   ", "alice").unwrap(), "alice");
+        assert_eq!(group_name(" team ").unwrap(), "team");
+        assert!(group_name("  ").is_err());
+        assert!(group_name(&"x".repeat(65)).is_err());
+    }
+}
