@@ -309,24 +309,38 @@ impl Config {
         Ok(config)
     }
 
-    /// Validates a parsed file, filling in defaults.
+    /// Validates a parsed file, filling in defaults: each section in turn.
     pub fn from_file(file: FileConfig) -> anyhow::Result<Config> {
         let mut c = Config::default();
-        if let Some(listen) = file.listen {
+        c.apply_top(&file)?;
+        c.apply_storage(file.storage)?;
+        c.apply_http(file.http)?;
+        c.apply_rate_limits(file.rate_limits)?;
+        c.apply_auth(file.auth)?;
+        c.apply_limits(file.limits)?;
+        c.apply_files(file.files)?;
+        c.apply_timeouts(file.timeouts)?;
+        Ok(c)
+    }
+
+    /// The top-level keys.
+    fn apply_top(&mut self, file: &FileConfig) -> anyhow::Result<()> {
+        let c = self;
+        if let Some(listen) = file.listen.as_ref() {
             c.listen = listen.parse().with_context(|| {
                 format!("listen = {listen:?} is not an address like 127.0.0.1:8000")
             })?;
         }
-        if let Some(db) = file.db {
+        if let Some(db) = file.db.clone() {
             c.db = db;
         }
-        if let Some(level) = file.log_level {
-            c.log_level = Level::parse(&level).with_context(|| {
+        if let Some(level) = file.log_level.as_ref() {
+            c.log_level = Level::parse(level).with_context(|| {
                 format!("log_level = {level:?}: use error, warn, info or debug")
             })?;
         }
 
-        if let Some(mode) = file.registration {
+        if let Some(mode) = file.registration.as_ref() {
             c.registration = match mode.to_ascii_lowercase().as_str() {
                 "open" => RegistrationMode::Open,
                 "invite" => RegistrationMode::Invite,
@@ -334,7 +348,7 @@ impl Config {
                 _ => bail!("registration = {mode:?}: use \"open\", \"invite\" or \"closed\""),
             };
         }
-        if let Some(url) = file.public_url.filter(|u| !u.is_empty()) {
+        if let Some(url) = file.public_url.clone().filter(|u| !u.is_empty()) {
             let url = url.trim_end_matches('/').to_owned();
             let ok = (url.starts_with("http://") || url.starts_with("https://"))
                 && url.len() > "https://".len()
@@ -344,13 +358,13 @@ impl Config {
             }
             c.public_url = Some(url);
         }
-        if let Some(token) = file.metrics_token.filter(|t| !t.is_empty()) {
+        if let Some(token) = file.metrics_token.clone().filter(|t| !t.is_empty()) {
             if token.len() < 16 || token.contains(char::is_whitespace) {
                 bail!("metrics_token must be at least 16 characters, without spaces");
             }
             c.metrics_token = Some(token);
         }
-        if let Some(proxies) = file.trusted_proxies {
+        if let Some(proxies) = file.trusted_proxies.as_ref() {
             c.trusted_proxies = proxies
                 .iter()
                 .map(|p| {
@@ -362,8 +376,12 @@ impl Config {
                 })
                 .collect::<anyhow::Result<_>>()?;
         }
+        Ok(())
+    }
 
-        let s = file.storage;
+    /// `[storage]`.
+    fn apply_storage(&mut self, s: StorageSection) -> anyhow::Result<()> {
+        let c = self;
         if let Some(sync) = s.synchronous {
             c.synchronous = match sync.to_ascii_lowercase().as_str() {
                 "full" => Synchronous::Full,
@@ -395,8 +413,13 @@ impl Config {
             "storage.max_db_mb",
             0..=16_777_216,
         )?;
+        Ok(())
+    }
 
-        if let Some(origins) = file.http.cors_origins {
+    /// `[http]`.
+    fn apply_http(&mut self, h: HttpSection) -> anyhow::Result<()> {
+        let c = self;
+        if let Some(origins) = h.cors_origins {
             for o in &origins {
                 let ok = (o.starts_with("http://") || o.starts_with("https://"))
                     && !o.ends_with('/')
@@ -409,7 +432,12 @@ impl Config {
             }
             c.cors_origins = origins;
         }
-        let r = file.rate_limits;
+        Ok(())
+    }
+
+    /// `[rate_limits]`.
+    fn apply_rate_limits(&mut self, r: RateLimitsSection) -> anyhow::Result<()> {
+        let c = self;
         let mut rl = c.rate_limits;
         set(
             &mut rl.logins_per_account_per_minute,
@@ -442,8 +470,12 @@ impl Config {
             1..=1_000_000,
         )?;
         c.rate_limits = rl;
+        Ok(())
+    }
 
-        let a = file.auth;
+    /// `[auth]`.
+    fn apply_auth(&mut self, a: AuthSection) -> anyhow::Result<()> {
+        let c = self;
         if let Some(days) = a.token_ttl_days {
             if !(1..=3650).contains(&days) {
                 bail!("auth.token_ttl_days = {days}: must be between 1 and 3650");
@@ -482,8 +514,12 @@ impl Config {
                 1..=1024,
             )?,
         }
+        Ok(())
+    }
 
-        let l = file.limits;
+    /// `[limits]`.
+    fn apply_limits(&mut self, l: LimitsSection) -> anyhow::Result<()> {
+        let c = self;
         set(
             &mut c.max_connections,
             l.max_connections,
@@ -526,8 +562,12 @@ impl Config {
             "limits.replay_limit",
             0..=1_000_000,
         )?;
+        Ok(())
+    }
 
-        let f = file.files;
+    /// `[files]`.
+    fn apply_files(&mut self, f: FilesSection) -> anyhow::Result<()> {
+        let c = self;
         let mut mb = c.max_upload_bytes >> 20;
         set(&mut mb, f.max_upload_mb, "files.max_upload_mb", 1..=4096)?;
         c.max_upload_bytes = mb << 20;
@@ -540,8 +580,12 @@ impl Config {
             }
             c.file_gc_grace = Duration::from_secs(hours * 3600);
         }
+        Ok(())
+    }
 
-        let t = file.timeouts;
+    /// `[timeouts]`.
+    fn apply_timeouts(&mut self, t: TimeoutsSection) -> anyhow::Result<()> {
+        let c = self;
         secs(&mut c.header_timeout, t.header_secs, "timeouts.header_secs")?;
         secs(&mut c.login_timeout, t.login_secs, "timeouts.login_secs")?;
         secs(
@@ -559,7 +603,7 @@ impl Config {
         if c.idle_timeout <= c.ping_interval {
             bail!("timeouts.idle_secs must be longer than timeouts.ping_interval_secs");
         }
-        Ok(c)
+        Ok(())
     }
 }
 

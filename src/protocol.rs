@@ -532,10 +532,13 @@ pub enum ClientFrame {
     Logout,
 }
 
+/// How one event's body becomes its frame.
+type ParseBody = fn(RawBody) -> Result<ClientFrame>;
+
 /// Every event a client may send, and how its body becomes a
 /// [`ClientFrame`]: the one place a new client event is declared (its body
 /// fields are [`RawBody`]'s).
-const CLIENT_EVENTS: &[(&str, fn(RawBody) -> Result<ClientFrame>)] = &[
+const CLIENT_EVENTS: &[(&str, ParseBody)] = &[
     ("Login", |b| {
         Ok(ClientFrame::Login {
             token: need(b.content, "Login", "content (the login token)")?,

@@ -194,6 +194,32 @@ pub fn search(
     if query.is_empty() || offset >= WINDOW as u64 {
         return Ok(Vec::new());
     }
+    let Some(expr) = scoped_expr(&tx, me, gid, query)? else {
+        return Ok(Vec::new());
+    };
+    let candidates = candidates(&tx, &expr, me, gid)?;
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let docs: Vec<Cow<'_, str>> = candidates
+        .iter()
+        .map(|(m, name)| searchable(m.kind, &m.content, name.as_deref()))
+        .collect();
+    let order = ranked(&tx, query, &candidates, &docs)?;
+    let page = order.into_iter().skip(offset as usize).take(size as usize);
+    let hits = hits(&tx, query, &candidates, &docs, page)?;
+    tx.finish()?;
+    Ok(hits)
+}
+
+/// The FTS5 expression of `query`, limited to `gid` or to the
+/// conversations of `me` (None when `me` is in none).
+fn scoped_expr(
+    tx: &Connection,
+    me: u64,
+    gid: Option<u64>,
+    query: &Query,
+) -> Result<Option<String>> {
     let mut expr = query.fts();
     match gid {
         Some(gid) => {
@@ -209,7 +235,7 @@ pub fn search(
                 .query_map([me], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             if mine.is_empty() {
-                return Ok(Vec::new());
+                return Ok(None);
             }
             if mine.len() <= SCOPE_LIST_MAX {
                 let scopes: Vec<String> = mine
@@ -222,6 +248,17 @@ pub fn search(
             }
         }
     }
+    Ok(Some(expr))
+}
+
+/// The newest [`WINDOW`] messages matching `expr` in conversations `me` is
+/// a member of, with their file names.
+fn candidates(
+    tx: &Connection,
+    expr: &str,
+    me: u64,
+    gid: Option<u64>,
+) -> Result<Vec<(Message, Option<String>)>> {
     // FTS5 hands out matches newest first and the joins keep only the
     // caller's conversations; the LIMIT stops the scan at the window.
     let sql = format!(
@@ -232,19 +269,23 @@ pub fn search(
          WHERE message_index MATCH ?1 AND (?3 IS NULL OR m.gid = ?3)
          ORDER BY message_index.rowid DESC LIMIT {WINDOW}"
     );
-    let candidates: Vec<(Message, Option<String>)> = tx
+    let found = tx
         .prepare_cached(&sql)?
         .query_map(params![expr, me, gid], |r| {
             Ok((message_from_row(r, 0)?, r.get(8)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    if candidates.is_empty() {
-        return Ok(Vec::new());
-    }
-    let docs: Vec<Cow<'_, str>> = candidates
-        .iter()
-        .map(|(m, name)| searchable(m.kind, &m.content, name.as_deref()))
-        .collect();
+    Ok(found)
+}
+
+/// The candidates' indexes, best match first (BM25; the newer first among
+/// equals).
+fn ranked(
+    tx: &Connection,
+    query: &Query,
+    candidates: &[(Message, Option<String>)],
+    docs: &[Cow<'_, str>],
+) -> Result<Vec<usize>> {
     let doc_refs: Vec<&str> = docs.iter().map(|d| d.as_ref()).collect();
     // With one term, its weight is the same for every candidate: only its
     // frequency in each message and their lengths decide.
@@ -271,21 +312,33 @@ pub fn search(
             .total_cmp(&scores[a])
             .then(candidates[b].0.id.cmp(&candidates[a].0.id))
     });
+    Ok(order)
+}
+
+/// The hits of the candidates in `page` (indexes, in order), each with its
+/// conversation, sender and snippet.
+fn hits(
+    tx: &Connection,
+    query: &Query,
+    candidates: &[(Message, Option<String>)],
+    docs: &[Cow<'_, str>],
+    page: impl Iterator<Item = usize>,
+) -> Result<Vec<Hit>> {
     let mut groups_seen: HashMap<u64, Group> = HashMap::new();
     let mut users_seen: HashMap<u64, User> = HashMap::new();
-    let mut hits = Vec::with_capacity(size as usize);
-    for &i in order.iter().skip(offset as usize).take(size as usize) {
+    let mut hits = Vec::new();
+    for i in page {
         let message = &candidates[i].0;
         let group = match groups_seen.get(&message.gid) {
             Some(g) => g.clone(),
-            None => match groups::get(&tx, message.gid)? {
+            None => match groups::get(tx, message.gid)? {
                 Some(g) => groups_seen.entry(g.id).or_insert(g).clone(),
                 None => continue,
             },
         };
         let user = match users_seen.get(&message.uid) {
             Some(u) => u.clone(),
-            None => match users::by_id(&tx, message.uid)? {
+            None => match users::by_id(tx, message.uid)? {
                 Some(u) => users_seen.entry(u.id).or_insert(u).clone(),
                 None => continue,
             },
@@ -297,7 +350,6 @@ pub fn search(
             snippet: query.snippet(&docs[i]),
         });
     }
-    tx.finish()?;
     Ok(hits)
 }
 
