@@ -17,13 +17,13 @@ use crate::config::Synchronous;
 pub const APPLICATION_ID: i64 = 0x7269_6d31;
 
 /// `MIGRATIONS[i]` takes a database from version `i` to `i + 1`: first the
-/// base schema, then one file per later version in `src/store/migrations/`.
+/// base schema, then one file per later version, all in `migrations/`.
 pub(super) const MIGRATIONS: &[&str] = &[
-    include_str!("../../schema.sql"),
-    include_str!("migrations/002_accounts.sql"),
-    include_str!("migrations/003_files_search.sql"),
-    include_str!("migrations/004_resend_window.sql"),
-    include_str!("migrations/005_index_merges.sql"),
+    include_str!("../../migrations/001_initial.sql"),
+    include_str!("../../migrations/002_accounts.sql"),
+    include_str!("../../migrations/003_files_search.sql"),
+    include_str!("../../migrations/004_resend_window.sql"),
+    include_str!("../../migrations/005_index_merges.sql"),
 ];
 
 /// The schema version this binary writes.
