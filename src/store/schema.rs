@@ -16,8 +16,15 @@ use crate::config::Synchronous;
 /// "rim1" in ASCII: marks a SQLite file as rim's.
 pub const APPLICATION_ID: i64 = 0x7269_6d31;
 
+/// The whole current schema: a new database is made from this alone.
+pub(super) const SCHEMA: &str = include_str!("../../schema.sql");
+
 /// `MIGRATIONS[i]` takes a database from version `i` to `i + 1`: first the
-/// base schema, then one file per later version, all in `migrations/`.
+/// frozen version-1 schema, then one file per later version, all in
+/// `migrations/`. A database at version N runs `MIGRATIONS[N..]`; a new one
+/// runs none of them (it gets [`SCHEMA`]). Changing the schema means
+/// changing `schema.sql` and adding a migration here, which makes the same
+/// change to an existing database and bumps [`SCHEMA_VERSION`].
 pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/001_initial.sql"),
     include_str!("../../migrations/002_accounts.sql"),
@@ -123,17 +130,34 @@ fn check_identity(conn: &Connection, path: &Path) -> anyhow::Result<()> {
 
 fn migrate(conn: &Connection) -> anyhow::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        // A new file. (Never one of ours half made: `apply` stamps the
+        // version in the transaction that creates the tables.)
+        apply(conn, SCHEMA, SCHEMA_VERSION, "creating the database schema")?;
+        crate::log_info!("database created", version = SCHEMA_VERSION);
+        return Ok(());
+    }
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let to = from as i64 + 1;
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)
-            .with_context(|| format!("migrating the database to schema version {to}"))?;
-        tx.execute_batch(&format!(
-            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {to};"
-        ))?;
-        tx.commit()?;
+        apply(
+            conn,
+            sql,
+            to,
+            &format!("migrating the database to schema version {to}"),
+        )?;
         crate::log_info!("database migrated", version = to);
     }
+    Ok(())
+}
+
+/// Runs `sql` and stamps the file as rim's at `version`, in one transaction.
+fn apply(conn: &Connection, sql: &str, version: i64, doing: &str) -> anyhow::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(sql).context(doing.to_owned())?;
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {version};"
+    ))?;
+    tx.commit()?;
     Ok(())
 }
 
