@@ -1,12 +1,30 @@
--- rim's database schema, version 1: the base every database starts from.
+-- rim's database schema: the whole of it, as this version of rim writes it
+-- (schema version 5).
 --
--- Embedded in the binary and applied by `store::schema` when a database is
--- created. Each later version is one file in src/store/migrations/
--- (NNN_name.sql takes the schema from version NNN-1 to NNN); a new database
--- runs them all in order, an old one the ones it lacks, and
--- `PRAGMA user_version` records where a database stands.
+-- Embedded in the binary (`store::schema`): a new database is made from this
+-- file alone, then stamped with `PRAGMA user_version` = the schema version
+-- and `PRAGMA application_id` = "rim1". A database made by an older rim is
+-- brought up to date by the files in migrations/ instead: NNN_name.sql takes
+-- a database from version NNN-1 to NNN, and one at version N runs N+1 up to
+-- the latest.
+--
+-- THE RULE FOR EDITORS: to change the schema, change this file AND add the
+-- next migration that makes the same change to an existing database. Never
+-- edit a migration that has been released: databases out there already ran
+-- it. The number of migrations is the schema version, so adding one bumps
+-- it. `schema::tests` fails when this file and the migrations disagree.
+--
+-- Not here on purpose: `temp.index_queue`, which `store::search::create_queue`
+-- makes on the writer connection each time it opens. It is a TEMP table (the
+-- writer connection's memory, never written to the file, rolled back with
+-- the writer's transaction) that gathers a batch's messages so that they go
+-- into the full-text index in one INSERT at the end of the batch; see
+-- `store::search::index` for why. It holds nothing between batches, no other
+-- connection sees it, and a reader of the file never finds it.
 --
 -- Times are Unix milliseconds (UTC). Ids are SQLite rowids, so they only grow.
+
+-- ---- accounts -------------------------------------------------------------
 
 CREATE TABLE users (
     id            INTEGER PRIMARY KEY,
@@ -16,7 +34,13 @@ CREATE TABLE users (
     email         TEXT    NOT NULL DEFAULT '',
     -- argon2id PHC string; the clear password is never stored.
     password_hash TEXT    NOT NULL,
-    created_at    INTEGER NOT NULL
+    created_at    INTEGER NOT NULL,
+    -- The first account ever created becomes an admin; `rim user add
+    -- --admin` makes more. Admins may create invites over REST.
+    is_admin      INTEGER NOT NULL DEFAULT 0,
+    -- NULL while the account may log in; when `rim user disable` ran
+    -- otherwise. A disabled account keeps all its data.
+    disabled_at   INTEGER
 );
 
 -- One row per logged-in device. Only a SHA-256 of the token is kept, so a
@@ -28,7 +52,37 @@ CREATE TABLE sessions (
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
+-- An account's sessions: revoking them all, counting them.
 CREATE INDEX sessions_by_uid ON sessions(uid);
+
+-- Invite codes. Only a SHA-256 of the code is kept, like tokens: a code is a
+-- credential (it lets someone register), so a leaked database or backup must
+-- not hand out working codes. The code is shown once, when it is created.
+CREATE TABLE invites (
+    id          INTEGER PRIMARY KEY,
+    code_hash   BLOB    NOT NULL UNIQUE,
+    max_uses    INTEGER NOT NULL,
+    used        INTEGER NOT NULL DEFAULT 0,
+    -- NULL: never expires.
+    expires_at  INTEGER,
+    -- The admin who made it over REST; NULL when made with `rim invite create`.
+    created_by  INTEGER REFERENCES users(id) ON DELETE SET NULL,
+    created_at  INTEGER NOT NULL
+);
+
+-- Accounts whose sessions another process (the `rim` command line) revoked,
+-- perhaps while a server runs. The server polls `id > last seen` once a
+-- second and closes every WebSocket of each account; rows older than an hour
+-- are purged. Keyed by account, not by session: session ids are rowids and
+-- may be handed out again once deleted, so "close session 5" could hit a
+-- fresh login, while every such command revokes all of an account's sessions.
+CREATE TABLE revocations (
+    id          INTEGER PRIMARY KEY,
+    uid         INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+-- ---- friends ---------------------------------------------------------------
 
 -- A friendship or a pending request, one row per unordered pair (lo < hi).
 -- status 0 = requested by `requester`, 1 = friends. A rejected or cancelled
@@ -42,7 +96,11 @@ CREATE TABLE friendships (
     PRIMARY KEY (lo, hi),
     CHECK (lo < hi)
 ) WITHOUT ROWID;
+-- A user's friends and requests: the primary key finds the pairs where the
+-- user is `lo`, this index those where they are `hi`.
 CREATE INDEX friendships_by_hi ON friendships(hi);
+
+-- ---- conversations and messages -------------------------------------------
 
 -- Conversations. mode 0 = group, 1 = direct (exactly two members, unique per
 -- pair through direct_key = "lo:hi").
@@ -71,9 +129,18 @@ CREATE TABLE members (
     joined_at    INTEGER NOT NULL,
     PRIMARY KEY (gid, uid)
 ) WITHOUT ROWID;
+-- A user's conversations (the primary key serves a conversation's members).
 CREATE INDEX members_by_uid ON members(uid, gid);
 
--- kind: 0 Text, 1 RichText, 2 Image.
+-- kind: 0 Text, 1 RichText, 2 Image, 3 File.
+--
+-- `client_msg_id` is the sender's id for a message ('' when none was
+-- given). A resend with the same clientMsgId from the same sender is the
+-- same message; the writer recognises resends by its window of recent
+-- clientMsgIds (`store::messages::ResendWindow`), held in memory and filled
+-- from this column at start-up. There is no unique index on it (versions 1
+-- to 3 had one, `messages_dedup`): it cost every send one more index page
+-- written, synced and checkpointed.
 CREATE TABLE messages (
     id            INTEGER PRIMARY KEY,
     gid           INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
@@ -84,7 +151,99 @@ CREATE TABLE messages (
     created_at    INTEGER NOT NULL,
     updated_at    INTEGER NOT NULL
 );
+-- A conversation's messages in id order: history pages, unread counts.
 CREATE INDEX messages_by_gid ON messages(gid, id);
--- A resend with the same clientMsgId from the same sender is the same message.
--- (Schema version 4 drops this index: see migrations/004_resend_window.sql.)
-CREATE UNIQUE INDEX messages_dedup ON messages(uid, client_msg_id) WHERE client_msg_id <> '';
+
+-- ---- files -----------------------------------------------------------------
+
+-- One row per distinct content (identical bytes are stored once: `sha256`
+-- is unique). A row with a NULL `sha256` is an upload still streaming in (or
+-- abandoned by a crash; `rim files gc` removes those); only complete files
+-- can be served or referred to. `width`/`height` are set for the image types
+-- rim recognises from their bytes (png, jpeg, gif, webp). AUTOINCREMENT:
+-- an id is never handed out again after its file was removed, since
+-- browsers keep a file's bytes by its URL for good. (AUTOINCREMENT is also
+-- why the database holds SQLite's own `sqlite_sequence` table.)
+CREATE TABLE files (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256       BLOB    UNIQUE,
+    size         INTEGER NOT NULL,
+    content_type TEXT    NOT NULL,
+    width        INTEGER,
+    height       INTEGER,
+    -- Every chunk but the last holds exactly this many bytes, so a byte
+    -- range maps to chunks by division.
+    chunk_size   INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+
+-- The bytes, in chunks: an upload streams in one chunk per write and a
+-- download (or a Range of it) streams out one chunk per read, so no request
+-- holds a whole file in memory. A rowid table on purpose: chunks are large
+-- and would bloat a WITHOUT ROWID b-tree.
+CREATE TABLE file_chunks (
+    file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    seq     INTEGER NOT NULL,
+    data    BLOB    NOT NULL,
+    UNIQUE (file_id, seq)
+);
+
+-- Who uploaded which file (several people may upload the same bytes): an
+-- uploader may read the file and send messages referring to it, and it
+-- counts against their quota. `name` is the name they gave it.
+CREATE TABLE uploads (
+    file_id    INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    uid        INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name       TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (file_id, uid)
+) WITHOUT ROWID;
+-- A user's uploads: what counts against their quota.
+CREATE INDEX uploads_by_uid ON uploads(uid, file_id);
+
+-- The file an Image or File message refers to, written in the same
+-- transaction as the message: the members of the message's conversation
+-- may read the file, and a referenced file is never collected (the foreign
+-- key forbids deleting it). `name` is the name the message shows, which the
+-- search index holds for such messages.
+CREATE TABLE message_files (
+    msg_id  INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    name    TEXT    NOT NULL
+);
+-- The messages referring to a file: who may read it, and whether it may be
+-- collected.
+CREATE INDEX message_files_by_file ON message_files(file_id);
+
+-- ---- search ----------------------------------------------------------------
+
+-- The full-text index of messages, rowid = message id, written by rim in
+-- the same transaction as the message (`store::search`). Contentless: the
+-- text lives in `messages`. `body` holds the message's words as produced by
+-- `search::index_body` (Chinese, Japanese and Korean runs as overlapping
+-- bigrams, so that text without spaces is searchable); `scope` holds one
+-- token naming the conversation, so that a search within a conversation is
+-- an index intersection rather than a scan. FTS5 keeps the index in its own
+-- shadow tables (message_index_data, _idx, _docsize, _config).
+CREATE VIRTUAL TABLE message_index USING fts5(
+    body,
+    scope,
+    content = '',
+    contentless_delete = 1,
+    tokenize = 'unicode61 remove_diacritics 2'
+);
+
+-- The index does not merge its segments by itself. FTS5's automatic merge
+-- does its work in bursts (every 64 leaf pages written it merges 64 pages
+-- per level of the index), and a burst inside a commit held up every write
+-- queued behind it: commits of 10-25 ms at 5,000 msgs/s (`rim bench`,
+-- direct). rim's writer merges a few pages with every batch instead
+-- (`store::search::flush_queue`). This is a setting, kept in
+-- message_index_config, not a row of data.
+INSERT INTO message_index (message_index, rank) VALUES ('automerge', 0);
+
+-- A message row that is deleted (directly, or by the cascade from its
+-- conversation) takes its index row with it, in the same transaction.
+CREATE TRIGGER message_unindex AFTER DELETE ON messages BEGIN
+    DELETE FROM message_index WHERE rowid = old.id;
+END;

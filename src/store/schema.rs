@@ -16,14 +16,22 @@ use crate::config::Synchronous;
 /// "rim1" in ASCII: marks a SQLite file as rim's.
 pub const APPLICATION_ID: i64 = 0x7269_6d31;
 
+/// The whole current schema: a new database is made from this alone.
+pub(super) const SCHEMA: &str = include_str!("../../schema.sql");
+
 /// `MIGRATIONS[i]` takes a database from version `i` to `i + 1`: first the
-/// base schema, then one file per later version in `src/store/migrations/`.
+/// frozen version-1 schema, then one file per later version, all in
+/// `migrations/`. A database at version N runs `MIGRATIONS[N..]`; a new one
+/// runs none of them (it gets [`SCHEMA`]). Changing the schema means
+/// changing `schema.sql` and adding a migration here, which makes the same
+/// change to an existing database and bumps [`SCHEMA_VERSION`]; the test at
+/// the bottom of this file fails when the two disagree.
 pub(super) const MIGRATIONS: &[&str] = &[
-    include_str!("../../schema.sql"),
-    include_str!("migrations/002_accounts.sql"),
-    include_str!("migrations/003_files_search.sql"),
-    include_str!("migrations/004_resend_window.sql"),
-    include_str!("migrations/005_index_merges.sql"),
+    include_str!("../../migrations/001_initial.sql"),
+    include_str!("../../migrations/002_accounts.sql"),
+    include_str!("../../migrations/003_files_search.sql"),
+    include_str!("../../migrations/004_resend_window.sql"),
+    include_str!("../../migrations/005_index_merges.sql"),
 ];
 
 /// The schema version this binary writes.
@@ -123,17 +131,34 @@ fn check_identity(conn: &Connection, path: &Path) -> anyhow::Result<()> {
 
 fn migrate(conn: &Connection) -> anyhow::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        // A new file. (Never one of ours half made: `apply` stamps the
+        // version in the transaction that creates the tables.)
+        apply(conn, SCHEMA, SCHEMA_VERSION, "creating the database schema")?;
+        crate::log_info!("database created", version = SCHEMA_VERSION);
+        return Ok(());
+    }
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let to = from as i64 + 1;
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)
-            .with_context(|| format!("migrating the database to schema version {to}"))?;
-        tx.execute_batch(&format!(
-            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {to};"
-        ))?;
-        tx.commit()?;
+        apply(
+            conn,
+            sql,
+            to,
+            &format!("migrating the database to schema version {to}"),
+        )?;
         crate::log_info!("database migrated", version = to);
     }
+    Ok(())
+}
+
+/// Runs `sql` and stamps the file as rim's at `version`, in one transaction.
+fn apply(conn: &Connection, sql: &str, version: i64, doing: &str) -> anyhow::Result<()> {
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(sql).context(doing.to_owned())?;
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {version};"
+    ))?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -162,5 +187,239 @@ mod build_tests {
             })
             .unwrap();
         assert!(fts5);
+    }
+}
+
+/// `schema.sql` and the migrations describe the same database.
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::fmt::Write as _;
+
+    use rusqlite::types::Value;
+
+    use super::*;
+
+    /// Every fact about a database's schema that a statement can tell apart,
+    /// keyed by what it is about ("columns users", "index sessions_by_uid",
+    /// ...), so that the order objects were created in does not matter and a
+    /// difference names the object that differs.
+    type Shape = BTreeMap<String, String>;
+
+    fn shape(c: &Connection) -> Shape {
+        let mut s = Shape::new();
+        for pragma in ["user_version", "application_id"] {
+            s.insert(pragma.into(), rows(c, &format!("PRAGMA {pragma}"), []));
+        }
+        let objects: Vec<(String, String, String, Option<String>)> = c
+            .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (kind, name, table, sql) in &objects {
+            // Indexes SQLite makes for UNIQUE and PRIMARY KEY have no SQL.
+            let sql = sql.as_deref().map(normalise).unwrap_or_default();
+            s.insert(format!("{kind} {name}"), format!("on {table}: {sql}"));
+            if kind != "table" && kind != "view" {
+                continue;
+            }
+            let facets = [
+                (
+                    "kind",
+                    "SELECT type, ncol, wr, strict FROM pragma_table_list(?1)",
+                ),
+                ("columns", "SELECT * FROM pragma_table_xinfo(?1)"),
+                ("foreign keys", "SELECT * FROM pragma_foreign_key_list(?1)"),
+                (
+                    "indexes",
+                    "SELECT name, \"unique\", origin, partial FROM pragma_index_list(?1) ORDER BY name",
+                ),
+            ];
+            for (facet, query) in facets {
+                s.insert(format!("{facet} {name}"), rows(c, query, [name]));
+            }
+            let indexes: Vec<String> = c
+                .prepare("SELECT name FROM pragma_index_list(?1)")
+                .unwrap()
+                .query_map([name], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            for index in indexes {
+                let query = "SELECT * FROM pragma_index_xinfo(?1)";
+                s.insert(format!("index columns {index}"), rows(c, query, [&index]));
+            }
+            // An FTS5 table's settings (`automerge`, ...) are rows of its
+            // `_config` shadow table, not part of any CREATE statement.
+            if sql.starts_with("create virtual table") && sql.contains("using fts5") {
+                let query = format!(
+                    "SELECT k, v FROM \"{}_config\" ORDER BY k",
+                    name.replace('"', "\"\"")
+                );
+                s.insert(format!("fts5 settings {name}"), rows(c, &query, []));
+            }
+        }
+        s
+    }
+
+    /// The rows `query` returns, one line each.
+    fn rows<P: rusqlite::Params>(c: &Connection, query: &str, params: P) -> String {
+        let mut stmt = c.prepare(query).unwrap();
+        let width = stmt.column_count();
+        let mut out = String::new();
+        let mut rows = stmt.query(params).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            let values: Vec<Value> = (0..width).map(|i| row.get(i).unwrap()).collect();
+            writeln!(out, "{values:?}").unwrap();
+        }
+        out
+    }
+
+    /// `sql` without comments, with runs of whitespace made one space (none
+    /// beside punctuation), and lowercase outside quotes: what is left is
+    /// the definition. Comments inside a CREATE statement are kept in
+    /// `sqlite_master`, and `ALTER TABLE ADD COLUMN` splices its text in
+    /// with spacing of its own.
+    fn normalise(sql: &str) -> String {
+        fn punctuation(c: char) -> bool {
+            "(),;=".contains(c)
+        }
+        let mut out = String::new();
+        let mut space = false;
+        let mut chars = sql.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '-' if chars.peek() == Some(&'-') => {
+                    chars.by_ref().find(|&d| d == '\n');
+                    space = true;
+                    continue;
+                }
+                '/' if chars.peek() == Some(&'*') => {
+                    chars.next();
+                    let mut last = ' ';
+                    chars
+                        .by_ref()
+                        .find(|&d| std::mem::replace(&mut last, d) == '*' && d == '/');
+                    space = true;
+                    continue;
+                }
+                c if c.is_whitespace() => {
+                    space = true;
+                    continue;
+                }
+                _ => {}
+            }
+            if space && out.ends_with(|d| !punctuation(d)) && !punctuation(c) {
+                out.push(' ');
+            }
+            space = false;
+            if let Some(close) = match c {
+                '\'' | '"' | '`' => Some(c),
+                '[' => Some(']'),
+                _ => None,
+            } {
+                // Quoted text as it is (a doubled quote closes and reopens).
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == close {
+                        break;
+                    }
+                }
+            } else {
+                out.extend(c.to_lowercase());
+            }
+        }
+        out.trim_end_matches(';').to_owned()
+    }
+
+    /// The facts in which `new` and `migrated` differ, for an assertion
+    /// message.
+    fn differences(new: &Shape, migrated: &Shape) -> String {
+        let show = |value: Option<&String>| match value {
+            None => "    (absent)\n".to_owned(),
+            Some(text) if text.is_empty() => "    (none)\n".to_owned(),
+            Some(text) => text.lines().map(|line| format!("    {line}\n")).collect(),
+        };
+        let mut out = String::new();
+        let keys = new
+            .keys()
+            .chain(migrated.keys().filter(|k| !new.contains_key(*k)));
+        for key in keys {
+            let (x, y) = (new.get(key), migrated.get(key));
+            if x != y {
+                write!(
+                    out,
+                    "{key}\n  from schema.sql:\n{}  migrated:\n{}",
+                    show(x),
+                    show(y)
+                )
+                .unwrap();
+            }
+        }
+        out
+    }
+
+    /// A file of schema version `version` as `MIGRATIONS` built it.
+    fn make_version(path: &Path, version: usize) {
+        let c = Connection::open(path).unwrap();
+        for sql in &MIGRATIONS[..version] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {version};"
+        ))
+        .unwrap();
+    }
+
+    /// A new database (made from schema.sql alone) and a database of every
+    /// older version brought up to date by `open_writer` have the same
+    /// schema. When this fails, schema.sql was changed without a migration
+    /// or a migration without schema.sql (see migrations/README.md).
+    #[test]
+    fn schema_sql_and_the_migrations_make_the_same_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new.db");
+        let fresh = shape(&open_writer(&new, Synchronous::Normal, 0).unwrap());
+        assert_eq!(
+            fresh["user_version"],
+            format!("[Integer({SCHEMA_VERSION})]\n")
+        );
+        assert_eq!(
+            fresh["application_id"],
+            format!("[Integer({APPLICATION_ID})]\n")
+        );
+        assert!(fresh.contains_key("table users"), "{fresh:#?}");
+        for version in 1..=MIGRATIONS.len() {
+            let old = dir.path().join(format!("version-{version}.db"));
+            make_version(&old, version);
+            let migrated = shape(&open_writer(&old, Synchronous::Normal, 0).unwrap());
+            let differences = differences(&fresh, &migrated);
+            assert!(
+                differences.is_empty(),
+                "a database of schema version {version} migrated to {SCHEMA_VERSION} differs \
+                 from one made from schema.sql:\n{differences}"
+            );
+        }
+    }
+
+    /// The comparison sees what matters and ignores what does not.
+    #[test]
+    fn normalising_sql_keeps_the_definition_and_drops_the_layout() {
+        assert_eq!(
+            normalise("CREATE TABLE t (\n  a INTEGER, -- why\n  b TEXT /* c */ DEFAULT 'X  y'\n)"),
+            "create table t(a integer,b text default 'X  y')"
+        );
+        assert_eq!(
+            normalise("create table t(a integer,b text default 'X  y');"),
+            "create table t(a integer,b text default 'X  y')"
+        );
+        assert_ne!(
+            normalise("CREATE INDEX i ON t(a) WHERE a <> ''"),
+            normalise("CREATE INDEX i ON t(a)")
+        );
+        assert_ne!(normalise("DEFAULT 'a'"), normalise("DEFAULT 'A'"));
     }
 }
