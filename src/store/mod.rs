@@ -33,7 +33,7 @@ pub mod admin;
 pub mod files;
 mod friends;
 mod groups;
-pub(crate) mod messages;
+mod messages;
 pub mod schema;
 pub mod search;
 mod users;
