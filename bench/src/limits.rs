@@ -1,13 +1,14 @@
 //! Scenario 6, limits: what this machine can do at all, measured in the same
 //! run, so rim's figures can be read as fractions of it.
 //!
-//! - The raw WebSocket echo ceiling: a separate process (`rim bench
-//!   --echo-server`) on the same stack as rim (hyper HTTP/1 with upgrades,
-//!   hyper-tungstenite, rim's WebSocket buffer sizes, TCP_NODELAY) that sends
-//!   every text frame straight back: no JSON, no session, no storage. Driven
-//!   by the same clients closed-loop with the frames rim's `Heart` uses, it is
-//!   the ceiling of rim's no-persistence path (a `Heart` is parsed and
-//!   answered without touching the database), measured next.
+//! - The raw WebSocket echo ceiling: a separate process (this binary in a
+//!   hidden mode, `rim-bench --echo-server`) on the same stack as rim (hyper
+//!   HTTP/1 with upgrades, hyper-tungstenite, rim's WebSocket buffer sizes,
+//!   TCP_NODELAY) that sends every text frame straight back: no JSON, no
+//!   session, no storage. Driven by the same clients closed-loop with the
+//!   frames rim's `Heart` uses, it is the ceiling of rim's no-persistence
+//!   path (a `Heart` is parsed and answered without touching the database),
+//!   measured next.
 //! - The raw SQLite ceiling: batched inserts of the same message rows into a
 //!   fresh file with rim's schema and pragmas (opened by rim's public
 //!   `store::schema::open_writer`: WAL, `synchronous = FULL`), with the load
@@ -54,8 +55,8 @@ use super::load::{self, Client, FrameKind, Pace, Plan};
 use super::sys::{Meter, Usage};
 use super::target::{ServerSpec, Spawned};
 use super::{Ctx, Report, Row, Scenario, rate};
-use crate::config::{Config, Synchronous};
-use crate::store::{Db, Kind, NewMessage, Options};
+use rim::config::{Config, Synchronous};
+use rim::store::{Db, Kind, NewMessage, Options};
 
 /// The most rows one raw batch holds: rim's default `storage.writer_batch`.
 const MAX_BATCH: usize = 1024;
@@ -87,8 +88,8 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     ctx.progress(format_args!(
         "limits: raw WebSocket echo, {c} connections, {secs:.1} s"
     ));
-    let mut cmd = Command::new(&ctx.opts.server_exe);
-    cmd.arg("bench").arg("--echo-server").stdin(Stdio::piped());
+    let mut cmd = Command::new(&ctx.opts.echo_exe);
+    cmd.arg("--echo-server").stdin(Stdio::piped());
     let (echo, echo_addr) = Spawned::start(cmd).await?;
     let mut sockets = Vec::with_capacity(c);
     for _ in 0..c {
@@ -398,7 +399,7 @@ fn raw_sqlite(dir: &Path, batch: usize, window: Duration, offered: u64) -> anyho
 fn fresh(dir: &Path, name: &str) -> anyhow::Result<(Connection, Vec<(u64, u64)>)> {
     let path = dir.join(name);
     remove_db(dir, name);
-    let mut conn = crate::store::schema::open_writer(&path, Synchronous::Full, 0)
+    let mut conn = rim::store::schema::open_writer(&path, Synchronous::Full, 0)
         .with_context(|| format!("cannot create {}", path.display()))?;
     // One transaction: one fsync, not one per row.
     let tx = conn.transaction()?;
@@ -409,7 +410,7 @@ fn fresh(dir: &Path, name: &str) -> anyhow::Result<(Connection, Vec<(u64, u64)>)
 
 /// The users, conversations and members of [`fresh`].
 fn conversations(c: &Connection) -> anyhow::Result<Vec<(u64, u64)>> {
-    let now = crate::time::now_ms();
+    let now = rim::time::now_ms();
     let mut pairs = Vec::new();
     for i in 0..100u64 {
         for uid in [2 * i + 1, 2 * i + 2] {
@@ -473,7 +474,7 @@ fn insert(stmt: &mut rusqlite::Statement<'_>, gids: &[(u64, u64)], n: u64) -> an
         m.kind.as_u8(),
         m.content,
         m.client_msg_id,
-        crate::time::now_ms()
+        rim::time::now_ms()
     ])?;
     Ok(())
 }
@@ -564,7 +565,7 @@ async fn sender(
     first: usize,
     step: usize,
     until: Instant,
-) -> crate::error::Result<(u64, Histogram)> {
+) -> rim::error::Result<(u64, Histogram)> {
     let mut hist = Histogram::new();
     let mut sent = 0u64;
     let mut n = first as u64;
@@ -580,7 +581,7 @@ async fn sender(
 
 // ---- the echo server -------------------------------------------------------------
 
-/// `rim bench --echo-server`: serves a raw WebSocket echo on 127.0.0.1, logs
+/// `rim-bench --echo-server`: serves a raw WebSocket echo on 127.0.0.1, logs
 /// `listening addr=...` like `rim serve`, and exits when its stdin closes
 /// (that is, when the benchmark that started it is gone).
 pub fn echo_server_main() -> anyhow::Result<()> {
@@ -611,7 +612,7 @@ pub fn echo_server_main() -> anyhow::Result<()> {
 
 async fn echo_connection(stream: TcpStream) {
     let service = service_fn(|mut req| async move {
-        let config = crate::ws::websocket_config(64 * 1024);
+        let config = rim::ws::websocket_config(64 * 1024);
         let (resp, websocket) = hyper_tungstenite::upgrade(&mut req, Some(config))?;
         tokio::spawn(async move {
             let Ok(mut ws) = websocket.await else { return };
