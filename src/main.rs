@@ -9,7 +9,6 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.into_command() {
         Command::Serve(args) => serve(args),
-        Command::Bench(args) => rim::bench::main(args),
         Command::User(cmd) => rim::admin::user::run(cmd),
         Command::Invite(cmd) => rim::admin::invite::run(cmd),
         Command::Backup(args) => rim::admin::backup::backup(args),

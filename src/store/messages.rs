@@ -64,7 +64,7 @@ pub const RESEND_WINDOW_MESSAGES: usize = 100_000;
 /// Held in memory rather than as a unique index in the file: such an index
 /// covers every message ever sent, and each batch of sends then dirtied one
 /// of its leaf pages per sender, written to the WAL, synced and checkpointed
-/// back (about half of a batch's pages; `rim bench`, direct closed loop).
+/// back (about half of a batch's pages; `rim-bench`, direct closed loop).
 ///
 /// An entry is only a hint: a message is a resend when the row the entry
 /// names still has the same sender and `clientMsgId`. So an entry left by a
@@ -165,7 +165,7 @@ impl ResendWindow {
 /// marks) are written once per conversation and sender at the end of the
 /// batch, or before any other write that might read them, instead of by two
 /// UPDATEs per message: a quarter of the writer's time when every message
-/// paid for them (`rim bench limits`, the writer in process).
+/// paid for them (`rim-bench`, limits, the writer in process).
 #[derive(Default)]
 pub struct Sends {
     resends: ResendWindow,
@@ -318,7 +318,7 @@ pub fn insert(c: &Connection, sends: &mut Sends, new: NewMessage, now: i64) -> R
 // LIMIT or OFFSET is a bare parameter, SQLite plans with its value and marks
 // the statement to be re-prepared whenever that parameter is bound again,
 // which rusqlite does on every execution. A cached statement was thus parsed
-// and planned anew on every call (found by `rim bench`: `sqlite3Reprepare`
+// and planned anew on every call (found by `rim-bench`: `sqlite3Reprepare`
 // was a tenth of the server's CPU in the history scenario).
 pub fn history(c: &Connection, me: u64, gid: u64, size: u32, cursor: Cursor) -> Result<History> {
     let (group, _) = groups::require_member(c, gid, me)?;

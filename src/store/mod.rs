@@ -16,7 +16,7 @@ pub mod admin;
 pub mod files;
 mod friends;
 mod groups;
-pub(crate) mod messages;
+mod messages;
 mod model;
 pub mod schema;
 pub mod search;

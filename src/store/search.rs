@@ -87,7 +87,7 @@ pub fn create_queue(c: &Connection) -> rusqlite::Result<()> {
 /// statement opens a statement savepoint, which every INSERT with a foreign
 /// key (every message) does. Indexed one by one, each message of a batch
 /// became a segment of its own that FTS5 then kept merging: 40 % of the
-/// writer's time (`rim bench`, direct closed loop). The queue is a TEMP
+/// writer's time (`rim-bench`, direct closed loop). The queue is a TEMP
 /// table (the writer connection's memory, rolled back with its transaction);
 /// one INSERT ... SELECT moves a whole batch into FTS5, which then writes
 /// one segment at COMMIT.
@@ -132,7 +132,7 @@ fn merge_pages(indexed: usize) -> i64 {
 
 /// Indexes the messages newer than the newest indexed one: those of a
 /// database from before the index existed, or bulk-loaded into the file
-/// (as `rim bench` does). Every message gets an index row (its `scope`
+/// (as `rim-bench` does). Every message gets an index row (its `scope`
 /// token at least), so the newest row says how far indexing got. Commits
 /// every 20,000 messages. Returns how many were indexed.
 pub fn catch_up(c: &Connection) -> Result<u64> {

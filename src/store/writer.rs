@@ -183,7 +183,7 @@ fn bucket(bounds: &[u64], value: u64) -> usize {
 
 /// WAL pages at which a writer with nothing waiting checkpoints. A quarter of
 /// SQLite's default: each checkpoint, and the wait of the writes that arrive
-/// meanwhile, stays short (ack p99 at 5,000 msgs/s in `rim bench`: 1.4-1.6 ms
+/// meanwhile, stays short (ack p99 at 5,000 msgs/s in `rim-bench`: 1.4-1.6 ms
 /// against 2.4-4.5 ms at 1,000 pages, for the same CPU).
 pub(super) const CHECKPOINT_IDLE_PAGES: usize = 256;
 /// WAL pages at which a writer with writes waiting checkpoints anyway.

@@ -2,7 +2,6 @@
 
 mod admin;
 mod api_extras;
-mod bench;
 mod child;
 mod common;
 mod crash;

@@ -48,7 +48,7 @@ impl ServerSpec {
     /// Durability stays `synchronous = "full"`: every ack is on disk.
     pub fn config_text(&self) -> String {
         let mut s = String::from(
-            "# Written by `rim bench`.\n\
+            "# Written by `rim-bench`.\n\
              log_level = \"info\"\n\
              [storage]\nsynchronous = \"full\"\n\
              [rate_limits]\nlogins_per_account_per_minute = 0\nlogins_per_ip_per_minute = 0\n\

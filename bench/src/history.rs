@@ -438,7 +438,7 @@ fn bulk_load(db: &Path, gids: &[u64], writers: &[[u64; 2]], n: u64) -> anyhow::R
     conn.execute_batch("PRAGMA synchronous = OFF; PRAGMA cache_size = -65536;")?;
     let tx = conn.unchecked_transaction()?;
     let g = gids.len() as u64;
-    let now = crate::time::now_ms();
+    let now = rim::time::now_ms();
     let mut first_id = 0;
     {
         let mut stmt = tx.prepare(

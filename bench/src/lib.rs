@@ -1,7 +1,8 @@
-//! `rim bench`: a load generator and the yardstick for rim's performance.
+//! `rim-bench`: a load generator and the yardstick for rim's performance.
 //!
-//! Like pgbench or redis-benchmark, it drives a real server the way clients
-//! do (REST for setup, WebSockets for traffic, over loopback) and reports
+//! Like pgbench or redis-benchmark, it is a binary of its own beside the
+//! server's, so that the deployed `rim` carries only what serves people. It
+//! drives a real server the way clients do (REST for setup, WebSockets for traffic, over loopback) and reports
 //! what it measured: throughput, latency percentiles (from a log-linear
 //! histogram, [`hist`]), and the server's memory and CPU next to the load
 //! generator's own CPU, so a reader can tell which side was the bottleneck.
@@ -13,11 +14,13 @@
 //! share the client code in [`client`] and the load loop in [`load`]. Every
 //! loop is bounded in count and in time.
 //!
-//! The benchmark is a client: it shares no code with the server's request
-//! handling. It does write SQL of its own, outside `store`, in two places
-//! that are about SQLite rather than rim: bulk-loading the history database
-//! while the server is stopped, and the raw insert ceiling of `limits`.
+//! The benchmark is a client: it uses rim only through rim's public library
+//! API and shares no code with the server's request handling. It does write
+//! SQL of its own, in two places that are about SQLite rather than rim:
+//! bulk-loading the history database while the server is stopped, and the
+//! raw insert ceiling of `limits`.
 
+pub mod cli;
 pub mod client;
 pub mod direct;
 pub mod fanout;
@@ -39,7 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::cli::BenchArgs;
+use crate::cli::Args;
 use hist::Histogram;
 use sys::Usage;
 use target::{ServerSpec, Target};
@@ -233,8 +236,10 @@ impl Sizes {
 /// The validated options of a run.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The `rim` binary to start servers (and the echo server) from.
+    /// The `rim` binary to start servers from.
     pub server_exe: PathBuf,
+    /// The `rim-bench` binary to start the echo server of `limits` from.
+    pub echo_exe: PathBuf,
     /// A running server to use instead of starting one.
     pub url: Option<SocketAddr>,
     /// Its process id, to read its memory and CPU.
@@ -248,7 +253,7 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn from_args(args: &BenchArgs) -> anyhow::Result<Options> {
+    pub fn from_args(args: &Args) -> anyhow::Result<Options> {
         let mut sizes = if args.quick {
             Sizes::quick()
         } else {
@@ -261,8 +266,19 @@ impl Options {
             sizes.idle_connections = n;
         }
         let url = args.url.as_deref().map(parse_loopback_url).transpose()?;
+        let echo_exe = std::env::current_exe().context("cannot find the rim-bench binary")?;
+        let server_exe = match &args.server {
+            Some(path) => path.clone(),
+            None => rim_next_to(&echo_exe),
+        };
+        // A `--url` server is started by someone else; no scenario starts
+        // another then.
+        if url.is_none() {
+            check_server(&server_exe)?;
+        }
         Ok(Options {
-            server_exe: std::env::current_exe().context("cannot find the rim binary")?,
+            server_exe,
+            echo_exe,
             url,
             pid: args.pid,
             dir: args.dir.clone(),
@@ -274,6 +290,25 @@ impl Options {
             progress: true,
         })
     }
+}
+
+/// The `rim` binary beside `exe`: where cargo puts it when it builds the
+/// workspace (`target/release/rim` next to `target/release/rim-bench`).
+pub fn rim_next_to(exe: &Path) -> PathBuf {
+    exe.with_file_name(format!("rim{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Fails unless `path` is a file, telling how to build one.
+fn check_server(path: &Path) -> anyhow::Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    bail!(
+        "no rim server binary at {}: rim-bench starts `rim serve` children from it; \
+         build it first (`cargo build --release` at the top of the checkout builds both) \
+         or give its path with --server PATH",
+        path.display()
+    )
 }
 
 /// `http://127.0.0.1:8000` (or `ws://`, `localhost`, `[::1]`) to an address;
@@ -293,7 +328,7 @@ fn parse_loopback_url(url: &str) -> anyhow::Result<SocketAddr> {
         IpAddr::V6(ip) => ip.is_loopback(),
     };
     if !loopback {
-        bail!("--url {url:?}: rim bench only targets loopback addresses (127.0.0.0/8, ::1)");
+        bail!("--url {url:?}: rim-bench only targets loopback addresses (127.0.0.0/8, ::1)");
     }
     Ok(addr)
 }
@@ -372,6 +407,7 @@ pub struct Machine {
     pub cpu: String,
     pub cores: usize,
     pub build: &'static str,
+    /// The version of rim and of this load generator: the workspace has one.
     pub rim: &'static str,
 }
 
@@ -459,7 +495,7 @@ impl Ctx<'_> {
 
     pub fn progress(&self, what: impl std::fmt::Display) {
         if self.opts.progress {
-            eprintln!("rim bench: {what}");
+            eprintln!("rim-bench: {what}");
         }
     }
 
@@ -527,22 +563,23 @@ pub async fn run(
     Ok(reports)
 }
 
-/// `rim bench`: parse, run, print.
-pub fn main(args: BenchArgs) -> anyhow::Result<()> {
+/// `rim-bench`: check the options, run, print (or serve the echo of
+/// `limits`, when started as its echo server).
+pub fn main(args: Args) -> anyhow::Result<()> {
     if args.echo_server {
         return limits::echo_server_main();
     }
     let opts = Options::from_args(&args)?;
     // The raw SQLite ceilings open databases through rim's own store, which
     // logs at info; the table is the output here.
-    crate::log::set_level(crate::log::Level::Warn);
+    rim::log::set_level(rim::log::Level::Warn);
     let want_fds = opts.sizes.idle_connections as u64 * 2 + 4096;
     let fds = sys::raise_nofile(want_fds);
     let mut opts = opts;
     if (fds as usize) < opts.sizes.idle_connections + 1024 {
         let n = (fds as usize).saturating_sub(1024).max(1);
         eprintln!(
-            "rim bench: the open-file limit is {fds}; idle uses {n} connections instead of {} (raise `ulimit -n`)",
+            "rim-bench: the open-file limit is {fds}; idle uses {n} connections instead of {} (raise `ulimit -n`)",
             opts.sizes.idle_connections
         );
         opts.sizes.idle_connections = n;
@@ -578,7 +615,7 @@ fn header(m: &Machine, opts: &Options) -> String {
     let load =
         sys::load_average().map_or_else(String::new, |l| format!(", load average {l:.2} at start"));
     format!(
-        "rim bench {}: {} build, {} x {}{load}, {}\n\
+        "rim-bench {}: {} build, {} x {}{load}, {}\n\
          latency in ms; CPU seconds over each phase: srv = server, gen = this load generator, \
          other = everything else on the machine\n\n",
         m.rim, m.build, m.cores, m.cpu, target

@@ -1,11 +1,18 @@
-//! `rim bench` at tiny sizes: every scenario runs its real logic against real
+//! `rim-bench` at tiny sizes: every scenario runs its real logic against real
 //! `rim serve` child processes (and the echo server), so the harness cannot
 //! rot. Seconds, not minutes. The figures are not held to the performance
 //! targets here (a debug build on a shared machine); what must hold is that
 //! the load itself went right: every frame answered, every message
 //! delivered, every page full, every row measured something.
+//!
+//! The servers are the `rim` binary cargo built beside `rim-bench` (another
+//! package's binary has no `CARGO_BIN_EXE_` variable). A `cargo test` at the
+//! workspace root builds it, since both packages are default members; a
+//! `cargo test -p rim-bench` alone needs a `cargo build` first.
 
-use rim::bench::{Options, Scenario, Sizes};
+use std::path::Path;
+
+use rim_bench::{Options, Scenario, Sizes};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_runs_at_tiny_sizes() {
@@ -13,8 +20,17 @@ async fn every_scenario_runs_at_tiny_sizes() {
     if std::env::var_os("RIM_LOG").is_none() {
         rim::log::set_level(rim::log::Level::Warn);
     }
+    let echo_exe = Path::new(env!("CARGO_BIN_EXE_rim-bench"));
+    let server_exe = rim_bench::rim_next_to(echo_exe);
+    assert!(
+        server_exe.is_file(),
+        "no rim binary at {}: run `cargo test` at the workspace root, which builds it, \
+         or `cargo build` first",
+        server_exe.display()
+    );
     let opts = Options {
-        server_exe: env!("CARGO_BIN_EXE_rim").into(),
+        server_exe,
+        echo_exe: echo_exe.to_owned(),
         url: None,
         pid: None,
         dir: None,
@@ -23,7 +39,7 @@ async fn every_scenario_runs_at_tiny_sizes() {
         progress: false,
     };
     let mut printed = String::new();
-    let reports = rim::bench::run(&opts, |r| printed.push_str(&rim::bench::table(r)))
+    let reports = rim_bench::run(&opts, |r| printed.push_str(&rim_bench::table(r)))
         .await
         .expect("the benchmark runs");
     let names: Vec<&str> = reports.iter().map(|r| r.scenario).collect();
