@@ -100,7 +100,7 @@ struct Peer {
     /// Queues carry `Arc<Push>`, 8 bytes a slot: tokio allocates a queue's
     /// first block of 32 slots when the channel is made, so every logged-in
     /// connection pays for it even when idle (256 bytes instead of the 1.5
-    /// KiB that 48-byte `Push` slots took; measured with `rim bench`).
+    /// KiB that 48-byte `Push` slots took; measured with `rim-bench`).
     tx: mpsc::Sender<Arc<Push>>,
     kick: Arc<Kick>,
 }

@@ -201,7 +201,7 @@ pub async fn serve(
 impl Conn {
     /// The handlers below are boxed where they are awaited: a connection's
     /// task then only holds their state while one runs, and an idle
-    /// connection stays small (the 8 KiB per connection of `rim bench`).
+    /// connection stays small (the 8 KiB per connection of `rim-bench`).
     async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> End {
         let config = self.app.config.clone();
         // The login deadline runs from the moment the connection has no login:

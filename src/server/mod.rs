@@ -68,7 +68,7 @@ impl Running {
 /// Connections the kernel may hold complete before rim accepts them.
 /// tokio's `TcpListener::bind` asks for 1,024: when every client of a
 /// restarted server reconnects at once, the ones beyond that wait for their
-/// SYN to be sent again, a second later (`rim bench`, idle scenario: connect
+/// SYN to be sent again, a second later (`rim-bench`, idle scenario: connect
 /// p99 about 1 s). Linux caps it at `net.core.somaxconn`, 4,096 by default.
 const LISTEN_BACKLOG: u32 = 4096;
 

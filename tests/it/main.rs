@@ -1,6 +1,7 @@
 //! Integration tests: one binary, shared helpers in `common`.
 
 mod admin;
+mod architecture;
 mod api_extras;
 mod child;
 mod common;

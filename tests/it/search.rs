@@ -323,7 +323,7 @@ async fn messages_written_behind_the_servers_back_are_indexed_at_start() {
     let mut ws = srv.ws_login(&ta).await;
     say(&mut ws, gid, "written by the server", "w1").await;
     drop(ws);
-    // A bulk load straight into the file (as `rim bench` does) bypasses
+    // A bulk load straight into the file (as `rim-bench` does) bypasses
     // the index...
     {
         let conn = rusqlite::Connection::open(&srv.db_path).unwrap();
@@ -349,7 +349,7 @@ async fn messages_written_behind_the_servers_back_are_indexed_at_start() {
 
 /// Search latency on a large database: `RIM_SEARCH_BENCH=1000000 cargo test
 /// --release --test it search_latency -- --ignored --nocapture`. Bulk-loads
-/// messages like `rim bench`'s history scenario (plus everyday words),
+/// messages like `rim-bench`'s history scenario (plus everyday words),
 /// restarts the server (which indexes them), then times queries over REST.
 #[tokio::test]
 #[ignore]
