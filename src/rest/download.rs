@@ -9,7 +9,7 @@
 
 use http_body_util::{Either, Full};
 use hyper::body::Bytes;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::ctx::Ctx;
@@ -18,6 +18,7 @@ use super::respond::{Body, error_response};
 use crate::error::{Error, Result};
 use crate::media::{self, default_name};
 use crate::protocol;
+use crate::store::FileMeta;
 use crate::validate;
 
 /// The policy of every file answer: nothing may load or run, and a page
@@ -125,7 +126,7 @@ fn disposition(kind: &str, name: &str) -> HeaderValue {
 
 /// `GET /api/file/{id}[?download=1][&name=NAME]`.
 pub async fn download(ctx: Ctx) -> Result<Response<Body>> {
-    let (app, uid, id_text, headers) = (&ctx.app, ctx.uid, ctx.param.as_str(), &ctx.headers);
+    let id_text = ctx.param.as_str();
     let not_found = || Error::not_found(format!("file {id_text} not found"));
     if id_text.is_empty() || !id_text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(not_found());
@@ -140,69 +141,31 @@ pub async fn download(ctx: Ctx) -> Result<Response<Body>> {
         }
     };
     let id: u64 = id_text.parse().map_err(|_| not_found())?;
-    let file = app.db.readable_file(uid, id).await?.ok_or_else(not_found)?;
+    let file = ctx
+        .app
+        .db
+        .readable_file(ctx.uid, id)
+        .await?
+        .ok_or_else(not_found)?;
     let etag = format!("\"{}\"", protocol::hex(&file.sha256));
     let inline = media::is_inline_image(&file.content_type) && !attachment;
     let name = match ctx.query_opt("name") {
         Some(n) if !validate::file_name(n)?.is_empty() => validate::file_name(n)?,
         _ => default_name(Some(file.id), &file.content_type),
     };
-
-    let mut resp = if names_etag(headers.get(header::IF_NONE_MATCH), &etag, true) {
+    let mut resp = if names_etag(ctx.headers.get(header::IF_NONE_MATCH), &etag, true) {
         let mut resp = Response::new(Either::Left(Full::new(Bytes::new())));
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         resp
     } else {
-        let if_range = headers.get(header::IF_RANGE);
-        let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-            Some(r) if if_range.is_none() || names_etag(if_range, &etag, false) => {
-                parse_range(r, file.size)
-            }
-            _ => Range::Whole,
-        };
-        match range {
-            Range::Unsatisfiable => {
-                let mut resp = error_response(&Error::RangeNotSatisfiable(format!(
-                    "the range is outside the file of {} bytes",
-                    file.size
-                )));
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", file.size)) {
-                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
-                }
-                return Ok(resp.map(Either::Left));
-            }
-            Range::Whole => {
-                let mut resp = Response::new(Either::Right(FileBody::new(
-                    app.db.clone(),
-                    &file,
-                    0,
-                    file.size,
-                )));
-                resp.headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(file.size));
-                resp
-            }
-            Range::Bytes(start, end) => {
-                let mut resp = Response::new(Either::Right(FileBody::new(
-                    app.db.clone(),
-                    &file,
-                    start,
-                    end + 1,
-                )));
-                *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
-                let h = resp.headers_mut();
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(end + 1 - start));
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{}", file.size))
-                {
-                    h.insert(header::CONTENT_RANGE, v);
-                }
-                resp
-            }
+        let resp = bytes(&ctx, &file, &etag);
+        if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+            return Ok(resp);
         }
+        resp
     };
-    let modified = resp.status() != StatusCode::NOT_MODIFIED;
-    let h = resp.headers_mut();
-    if modified {
+    if resp.status() != StatusCode::NOT_MODIFIED {
+        let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&file.content_type) {
             h.insert(header::CONTENT_TYPE, v);
         }
@@ -211,7 +174,52 @@ pub async fn download(ctx: Ctx) -> Result<Response<Body>> {
             disposition(if inline { "inline" } else { "attachment" }, &name),
         );
     }
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    file_headers(resp.headers_mut(), &etag);
+    Ok(resp)
+}
+
+/// The answer carrying the file's bytes: all of them, or the range asked
+/// for (when `If-Range`, if sent, still names this version), or 416 for a
+/// range outside the file.
+fn bytes(ctx: &Ctx, file: &FileMeta, etag: &str) -> Response<Body> {
+    let if_range = ctx.headers.get(header::IF_RANGE);
+    let range = match ctx.headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) if if_range.is_none() || names_etag(if_range, etag, false) => {
+            parse_range(r, file.size)
+        }
+        _ => Range::Whole,
+    };
+    let (start, end) = match range {
+        Range::Unsatisfiable => {
+            let mut resp = error_response(&Error::RangeNotSatisfiable(format!(
+                "the range is outside the file of {} bytes",
+                file.size
+            )));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", file.size)) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return resp.map(Either::Left);
+        }
+        Range::Whole => (0, file.size),
+        Range::Bytes(first, last) => (first, last + 1),
+    };
+    let body = FileBody::new(ctx.app.db.clone(), file, start, end);
+    let mut resp = Response::new(Either::Right(body));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    if let Range::Bytes(first, last) = range {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{}", file.size)) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    resp
+}
+
+/// What every file answer carries: its version, how long it may be kept,
+/// and that nothing in it may be sniffed, framed or run.
+fn file_headers(h: &mut HeaderMap, etag: &str) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }
     // The bytes of an id never change; only the person's own browser keeps them.
@@ -237,7 +245,6 @@ pub async fn download(ctx: Ctx) -> Result<Response<Body>> {
         "cross-origin-resource-policy",
         HeaderValue::from_static("same-origin"),
     );
-    Ok(resp)
 }
 
 #[cfg(test)]

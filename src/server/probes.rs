@@ -85,103 +85,10 @@ pub async fn metrics(app: &App, method: &Method, headers: &HeaderMap) -> Respons
 
 /// The exposition text of every metric.
 async fn render(app: &App) -> String {
-    let m = &app.metrics;
     let mut out = String::with_capacity(8 * 1024);
-
-    if let Some((open, max)) = m.connections() {
-        gauge(
-            &mut out,
-            "rim_connections",
-            "Open TCP connections, HTTP and WebSocket.",
-            open,
-        );
-        gauge(
-            &mut out,
-            "rim_connections_max",
-            "The connection limit (limits.max_connections).",
-            max,
-        );
-    }
-    gauge(
-        &mut out,
-        "rim_websocket_connections",
-        "WebSocket connections logged in right now.",
-        app.hub.online_connections(),
-    );
-    gauge(
-        &mut out,
-        "rim_logged_in_users",
-        "Users with at least one logged-in WebSocket.",
-        app.hub.online_users() as u64,
-    );
-    counter(
-        &mut out,
-        "rim_messages_stored_total",
-        "Messages committed to the database (resends not counted).",
-        m.messages_stored(),
-    );
-    counter(
-        &mut out,
-        "rim_messages_delivered_total",
-        "Live pushes of new messages queued to logged-in connections.",
-        m.messages_delivered(),
-    );
-
-    head(
-        &mut out,
-        "rim_http_requests_total",
-        "counter",
-        "Answered requests by route and status.",
-    );
-    for (route, status, n) in m.requests() {
-        let status = status.map_or_else(|| "other".to_owned(), |s| s.to_string());
-        let _ = writeln!(
-            out,
-            "rim_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-        );
-    }
-
-    let w = app.db.writer_stats();
-    counter(
-        &mut out,
-        "rim_writer_batches_total",
-        "Transactions the writer committed or tried to.",
-        w.batches,
-    );
-    counter(
-        &mut out,
-        "rim_writer_jobs_total",
-        "Writes the writer ran.",
-        w.jobs,
-    );
-    counter(
-        &mut out,
-        "rim_writer_failed_commits_total",
-        "Batches whose commit failed.",
-        w.failed_commits,
-    );
-    let batch_bounds: Vec<String> = BATCH_SIZE_BOUNDS.iter().map(u64::to_string).collect();
-    histogram(
-        &mut out,
-        "rim_writer_batch_size",
-        "Writes per committed transaction.",
-        &batch_bounds,
-        &w.batch_sizes,
-        &w.jobs.to_string(),
-    );
-    let commit_bounds: Vec<String> = COMMIT_MICROS_BOUNDS
-        .iter()
-        .map(|us| format!("{}", *us as f64 / 1e6))
-        .collect();
-    histogram(
-        &mut out,
-        "rim_writer_commit_seconds",
-        "Time from BEGIN to the end of COMMIT (fsync included) per batch.",
-        &commit_bounds,
-        &w.commit_micros,
-        &format!("{}", w.commit_micros_total as f64 / 1e6),
-    );
-
+    connections(&mut out, app);
+    requests(&mut out, &app.metrics);
+    writer(&mut out, app);
     if let Ok(bytes) = app.db.size_bytes().await {
         gauge(
             &mut out,
@@ -197,6 +104,110 @@ async fn render(app: &App) -> String {
         crate::metrics::panics(),
     );
     out
+}
+
+/// Connections, who is online, messages stored and delivered.
+fn connections(out: &mut String, app: &App) {
+    let m = &app.metrics;
+    if let Some((open, max)) = m.connections() {
+        gauge(
+            out,
+            "rim_connections",
+            "Open TCP connections, HTTP and WebSocket.",
+            open,
+        );
+        gauge(
+            out,
+            "rim_connections_max",
+            "The connection limit (limits.max_connections).",
+            max,
+        );
+    }
+    gauge(
+        out,
+        "rim_websocket_connections",
+        "WebSocket connections logged in right now.",
+        app.hub.online_connections(),
+    );
+    gauge(
+        out,
+        "rim_logged_in_users",
+        "Users with at least one logged-in WebSocket.",
+        app.hub.online_users() as u64,
+    );
+    counter(
+        out,
+        "rim_messages_stored_total",
+        "Messages committed to the database (resends not counted).",
+        m.messages_stored(),
+    );
+    counter(
+        out,
+        "rim_messages_delivered_total",
+        "Live pushes of new messages queued to logged-in connections.",
+        m.messages_delivered(),
+    );
+}
+
+/// Answered requests by route and status.
+fn requests(out: &mut String, m: &crate::metrics::Metrics) {
+    head(
+        out,
+        "rim_http_requests_total",
+        "counter",
+        "Answered requests by route and status.",
+    );
+    for (route, status, n) in m.requests() {
+        let status = status.map_or_else(|| "other".to_owned(), |s| s.to_string());
+        let _ = writeln!(
+            out,
+            "rim_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+        );
+    }
+}
+
+/// The database writer's transactions.
+fn writer(out: &mut String, app: &App) {
+    let w = app.db.writer_stats();
+    counter(
+        out,
+        "rim_writer_batches_total",
+        "Transactions the writer committed or tried to.",
+        w.batches,
+    );
+    counter(
+        out,
+        "rim_writer_jobs_total",
+        "Writes the writer ran.",
+        w.jobs,
+    );
+    counter(
+        out,
+        "rim_writer_failed_commits_total",
+        "Batches whose commit failed.",
+        w.failed_commits,
+    );
+    let batch_bounds: Vec<String> = BATCH_SIZE_BOUNDS.iter().map(u64::to_string).collect();
+    histogram(
+        out,
+        "rim_writer_batch_size",
+        "Writes per committed transaction.",
+        &batch_bounds,
+        &w.batch_sizes,
+        &w.jobs.to_string(),
+    );
+    let commit_bounds: Vec<String> = COMMIT_MICROS_BOUNDS
+        .iter()
+        .map(|us| format!("{}", *us as f64 / 1e6))
+        .collect();
+    histogram(
+        out,
+        "rim_writer_commit_seconds",
+        "Time from BEGIN to the end of COMMIT (fsync included) per batch.",
+        &commit_bounds,
+        &w.commit_micros,
+        &format!("{}", w.commit_micros_total as f64 / 1e6),
+    );
 }
 
 fn head(out: &mut String, name: &str, kind: &str, help: &str) {

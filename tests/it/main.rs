@@ -1,8 +1,8 @@
 //! Integration tests: one binary, shared helpers in `common`.
 
 mod admin;
-mod architecture;
 mod api_extras;
+mod architecture;
 mod child;
 mod common;
 mod crash;
