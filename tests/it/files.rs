@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::common::{
-    TestServer, assert_ack, assert_refused, create_group, direct_pair, history_msgs, msg_frame,
-    png_bytes, pseudo_random,
+    TestServer, assert_ack, assert_nothing_before_marker, assert_refused, create_group,
+    direct_pair, history_msgs, msg_frame, png_bytes, pseudo_random,
 };
 
 const CHUNK: usize = 256 * 1024;
@@ -517,7 +517,8 @@ async fn image_and_file_messages_travel_end_to_end() {
     assert_eq!(msgs[0]["uid"], ua);
     let stored: Value = serde_json::from_str(msgs[1]["content"].as_str().unwrap()).unwrap();
     assert_eq!(stored["fileId"], file);
-    bob.expect_silence(200).await;
+    // Nor was the resend pushed again.
+    assert_nothing_before_marker(&mut alice, gid, &mut [&mut bob]).await;
 }
 
 #[tokio::test]
