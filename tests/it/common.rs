@@ -308,17 +308,6 @@ impl Ws {
         }
     }
 
-    /// Asserts nothing arrives for `ms` milliseconds.
-    pub async fn expect_silence(&mut self, ms: u64) {
-        loop {
-            match tokio::time::timeout(Duration::from_millis(ms), self.stream.next()).await {
-                Err(_) => return,
-                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-                Ok(other) => panic!("expected silence, got {other:?}"),
-            }
-        }
-    }
-
     /// The next answer (a frame without `event`), skipping the pushes that
     /// arrive before it.
     pub async fn next_answer(&mut self) -> Value {
