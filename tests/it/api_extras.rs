@@ -195,7 +195,9 @@ async fn a_logged_out_socket_gets_a_fresh_login_deadline() {
     .await;
     let (_, token) = srv.user("alice").await;
     let mut ws = srv.ws_login(&token).await;
-    // Well past the first deadline, logged in: still open.
+    // Well past the first deadline, logged in: still open. Not a wait for
+    // something: time passing is what is under test (deadline 1 s, and a
+    // tick every 0.5 s that would close the socket).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     ws.send(json!({"event": "Logout", "body": {"clientMsgId": "out"}}))
         .await;
@@ -203,6 +205,7 @@ async fn a_logged_out_socket_gets_a_fresh_login_deadline() {
     // Within a second of the Logout (but two after opening) a new Login
     // works: the deadline restarted at Logout. Ticks run every 0.5 s, so a
     // deadline counted from the opening would have closed the socket by now.
+    // Again time passing is what is under test.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(ws.login(&token).await["kind"], "Ack");
 }
