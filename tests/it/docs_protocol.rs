@@ -376,6 +376,9 @@ impl Session {
             .map(|(_, ws)| ws)
             .collect();
         let uids: Vec<u64> = uids.into_iter().collect();
+        if quiet.is_empty() {
+            return; // nobody who could get a push
+        }
         self.srv
             .assert_nothing_before_friend_request(&uids, &mut quiet)
             .await;
