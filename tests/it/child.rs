@@ -16,6 +16,8 @@ pub struct ChildServer {
     pub addr: SocketAddr,
     /// Everything the server logged so far.
     pub log: Arc<Mutex<String>>,
+    /// The task copying the log; it ends when the child's stderr does.
+    log_reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// A config for child servers: cheap hashing, no rate limits.
@@ -63,14 +65,19 @@ impl ChildServer {
         // Keep draining the log so the child never blocks on a full pipe.
         let log = Arc::new(Mutex::new(String::new()));
         let sink = log.clone();
-        tokio::spawn(async move {
+        let log_reader = tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        ChildServer { child, addr, log }
+        ChildServer {
+            child,
+            addr,
+            log,
+            log_reader: Some(log_reader),
+        }
     }
 
     pub async fn kill9(mut self) {
@@ -98,11 +105,16 @@ impl ChildServer {
     }
 
     /// Sends SIGTERM, waits for the exit, and returns the status with the log.
-    pub async fn terminate_keep_log(self) -> (std::process::ExitStatus, String) {
+    pub async fn terminate_keep_log(mut self) -> (std::process::ExitStatus, String) {
         let log = self.log.clone();
+        let reader = self.log_reader.take().expect("the log reader");
         let status = self.terminate().await;
-        // The reader task drains the rest of the pipe once the child is gone.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // The child is gone, so its stderr ends: the reader has copied
+        // everything once it finishes.
+        tokio::time::timeout(WAIT, reader)
+            .await
+            .expect("the log ends with the child")
+            .expect("the log reader");
         let text = log.lock().unwrap().clone();
         (status, text)
     }

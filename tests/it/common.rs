@@ -308,15 +308,46 @@ impl Ws {
         }
     }
 
-    /// Asserts nothing arrives for `ms` milliseconds.
-    pub async fn expect_silence(&mut self, ms: u64) {
+    /// The next answer (a frame without `event`), skipping the pushes that
+    /// arrive before it.
+    pub async fn next_answer(&mut self) -> Value {
         loop {
-            match tokio::time::timeout(Duration::from_millis(ms), self.stream.next()).await {
-                Err(_) => return,
-                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-                Ok(other) => panic!("expected silence, got {other:?}"),
+            let frame = self.recv().await;
+            if frame.get("event").is_none() {
+                return frame;
             }
         }
+    }
+
+    /// Sends a Heart and requires its ack to be the very next frame (pings
+    /// and pongs aside).
+    ///
+    /// Answers come in the order of the frames, and a Login's replay is
+    /// written before the next frame is read, so this proves that no earlier
+    /// frame of this connection has an answer still to come, and that the
+    /// replay of its Login is over. It proves nothing about pushes in
+    /// general (one queued before the Heart may follow its ack in the same
+    /// write), except on a connection that is not logged in: that one has
+    /// no push queue at all. For pushes use [`assert_nothing_before_marker`].
+    pub async fn expect_heart_next(&mut self) {
+        let mark = next_mark();
+        self.send(json!({"event": "Heart", "body": {"clientMsgId": mark}}))
+            .await;
+        let got = self.recv().await;
+        assert!(
+            got.get("event").is_none() && got["clientMsgId"] == mark.as_str(),
+            "expected the ack of Heart {mark} next, got {got}"
+        );
+        assert_ack(&got, &mark);
+    }
+
+    /// Asserts the next frame is the `Msg` push of the marker message `id`.
+    pub async fn expect_marker(&mut self, id: u64) {
+        let got = self.recv().await;
+        assert!(
+            got["event"] == "Msg" && got["body"]["msgId"] == id,
+            "expected marker message {id} next, got {got}"
+        );
     }
 
     /// Sends Login with `token` and returns the answer.
@@ -347,6 +378,97 @@ impl Ws {
                 None => panic!("stream ended without a close frame"),
             }
         }
+    }
+}
+
+// ---- Markers: proving that nothing arrived ----------------------------------
+//
+// Waiting a while and seeing nothing proves nothing on a slow machine. Instead,
+// after the thing that must not arrive, something that must arrive is sent,
+// and it has to be the very next frame: had the unwanted frame been produced,
+// it would have come first.
+
+/// A fresh marker name, used as both clientMsgId and content: never one a
+/// test picks, and never an earlier marker's, so a marker is never a resend.
+fn next_mark() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static MARKS: AtomicU64 = AtomicU64::new(1);
+    format!("mark-{}", MARKS.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Proves that nothing was pushed to the `quiet` connections since the last
+/// action the test saw completed (an answer, a REST reply, a push): `from`
+/// sends a marker message to `gid`, and it must be the very next frame each
+/// of them receives. Pushes go out in commit order, and the marker is
+/// committed after that action, so a push the action had produced would
+/// arrive before it. Returns the marker's message id (it is stored like any
+/// message).
+///
+/// Every connection in `quiet` must be logged in as a member of `gid`, and
+/// `from` must not be among them (a sender does not get its own push; the
+/// sender's other devices do). Pushes that `from` receives before the
+/// marker's answer are skipped: `from` is not what is under test.
+pub async fn assert_nothing_before_marker(from: &mut Ws, gid: u64, quiet: &mut [&mut Ws]) -> u64 {
+    let mark = next_mark();
+    from.send(msg_frame("Text", gid, &mark, &mark)).await;
+    let answer = from.next_answer().await;
+    let id = assert_ack(&answer, &mark).expect("the marker's message id");
+    for ws in quiet.iter_mut() {
+        ws.expect_marker(id).await;
+    }
+    id
+}
+
+impl TestServer {
+    /// [`assert_nothing_before_marker`] for connections whose users share no
+    /// conversation with anyone at hand: a new user asks each of `uids` to be
+    /// friends, and its `FriendRequest` must be the very next frame of every
+    /// connection in `quiet` (each logged in as one of `uids`). The notice is
+    /// pushed once the request is committed, so it too follows whatever was
+    /// pushed before. Returns the marker user's uid.
+    pub async fn assert_nothing_before_friend_request(
+        &self,
+        uids: &[u64],
+        quiet: &mut [&mut Ws],
+    ) -> u64 {
+        let (marker, token) = self.user(&next_mark()).await;
+        for uid in uids {
+            self.post("/api/friend/add", Some(&token), json!({"fid": uid}))
+                .await
+                .assert_ok();
+        }
+        for ws in quiet.iter_mut() {
+            let got = ws.recv().await;
+            assert!(
+                got["event"] == "Notify"
+                    && got["body"]["kind"] == "FriendRequest"
+                    && got["body"]["uid"] == marker,
+                "expected the marker friend request of user {marker} next, got {got}"
+            );
+        }
+        marker
+    }
+}
+
+/// Waits until `check` holds, for effects no event announces (work the
+/// server finishes after it answered): checked every 10 ms, for at most
+/// `within`. Returns whether it held in time; the caller asserts, saying
+/// what it saw.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        // The poll's pace, not a guess at how long the effect takes.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

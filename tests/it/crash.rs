@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hyper::Method;
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::child::{ChildServer, write_config};
@@ -31,13 +32,15 @@ struct Ledger {
 }
 
 /// Streams messages to `gid` with up to `window` unacknowledged at a time,
-/// recording everything in `ledger`, until the connection dies.
+/// recording everything in `ledger` and telling `acked` of every ack, until
+/// the connection dies.
 async fn stream_messages(
     addr: SocketAddr,
     token: String,
     gid: u64,
     tag: String,
     ledger: Arc<Mutex<Ledger>>,
+    acked: Arc<Notify>,
 ) {
     let Ok((mut ws, _)) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await else {
         return;
@@ -82,6 +85,8 @@ async fn stream_messages(
             .expect("ack for a pending frame");
         let (_, content) = l.pending.remove(pos);
         l.acked.insert(cid, (id, content));
+        drop(l);
+        acked.notify_waiters();
     }
 }
 
@@ -156,6 +161,13 @@ async fn acked_messages_survive_kill_9_and_resends_store_once() {
     .unwrap();
 
     let ledgers: Vec<Arc<Mutex<Ledger>>> = (0..SENDERS).map(|_| Arc::default()).collect();
+    let acked = Arc::new(Notify::new());
+    let total_acked = || {
+        ledgers
+            .iter()
+            .map(|l| l.lock().unwrap().acked.len())
+            .sum::<usize>()
+    };
     let mut server = Some(server);
     let mut total_verified = 0;
     // Kill after these many acknowledgements in total (cumulative).
@@ -172,17 +184,20 @@ async fn acked_messages_survive_kill_9_and_resends_store_once() {
                     gid,
                     format!("r{round}s{i}"),
                     ledger.clone(),
+                    acked.clone(),
                 ))
             })
             .collect();
         tokio::time::timeout(Duration::from_secs(30), async {
-            while ledgers
-                .iter()
-                .map(|l| l.lock().unwrap().acked.len())
-                .sum::<usize>()
-                < kill_at
-            {
-                tokio::time::sleep(Duration::from_millis(2)).await;
+            loop {
+                // Listening before looking, so that no ack goes unnoticed.
+                let next_ack = acked.notified();
+                tokio::pin!(next_ack);
+                next_ack.as_mut().enable();
+                if total_acked() >= kill_at {
+                    break;
+                }
+                next_ack.await;
             }
         })
         .await
@@ -241,10 +256,7 @@ async fn acked_messages_survive_kill_9_and_resends_store_once() {
             }
             verify_acked(&db, *uid, &ledger.lock().unwrap());
         }
-        total_verified = ledgers
-            .iter()
-            .map(|l| l.lock().unwrap().acked.len())
-            .sum::<usize>();
+        total_verified = total_acked();
         server = Some(restarted);
     }
     // Nothing else was stored: the table holds exactly the acknowledged set.

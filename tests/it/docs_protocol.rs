@@ -10,7 +10,7 @@
 //! and every push, that the other JSON snippets parse, and that the limits the
 //! document quotes are the configuration's defaults.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use hyper::Method;
 use serde_json::Value;
@@ -85,6 +85,46 @@ struct Session {
     conns: HashMap<String, Ws>,
     vars: HashMap<String, Value>,
     last_http: Option<(u16, Value)>,
+    /// Per connection, the frames sent and not answered yet, oldest first:
+    /// answers come in frame order, so the next answer is the first one's.
+    unanswered: HashMap<String, VecDeque<Value>>,
+    /// The connections logged in (their Login acked, no Logout since), with
+    /// their token.
+    logged_in: HashMap<String, String>,
+}
+
+impl Session {
+    fn new(srv: TestServer) -> Session {
+        Session {
+            srv,
+            conns: HashMap::new(),
+            vars: HashMap::new(),
+            last_http: None,
+            unanswered: HashMap::new(),
+            logged_in: HashMap::new(),
+        }
+    }
+
+    /// Follows logins and logouts: `answer` answers the oldest unanswered
+    /// frame of `conn`.
+    fn on_answer(&mut self, conn: &str, answer: &Value) {
+        let Some(frame) = self.unanswered.get_mut(conn).and_then(|q| q.pop_front()) else {
+            return; // not an answer to a frame (the login timeout's)
+        };
+        if answer["kind"] != "Ack" {
+            return;
+        }
+        match frame["event"].as_str() {
+            Some("Login") => {
+                let token = frame["body"]["content"].as_str().unwrap_or_default();
+                self.logged_in.insert(conn.to_owned(), token.to_owned());
+            }
+            Some("Logout") => {
+                self.logged_in.remove(conn);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// What the examples exercised, to check they cover the protocol.
@@ -248,7 +288,11 @@ impl Session {
                 if !self.conns.contains_key(conn) {
                     self.conns.insert(conn.to_owned(), Ws::connect(addr).await);
                 }
-                self.conns.get_mut(conn).unwrap().send(frame).await;
+                self.conns.get_mut(conn).unwrap().send(frame.clone()).await;
+                self.unanswered
+                    .entry(conn.to_owned())
+                    .or_default()
+                    .push_back(frame);
             }
             (conn, _) => {
                 let ws = self.conns.get_mut(conn).unwrap_or_else(|| {
@@ -259,6 +303,8 @@ impl Session {
                     assert_eq!(ws.expect_close().await, code, "PROTOCOL.md line {at}");
                     cov.closes.insert(code);
                     self.conns.remove(conn);
+                    self.unanswered.remove(conn);
+                    self.logged_in.remove(conn);
                     return;
                 }
                 let pattern = parse_json(rest, at);
@@ -271,11 +317,14 @@ impl Session {
                         .pushes
                         .insert(format!("Notify/{}", got["body"]["kind"].as_str().unwrap())),
                     Some(event) => cov.pushes.insert(event.to_owned()),
-                    None => cov.answers.insert(format!(
-                        "{}/{}",
-                        got["kind"].as_str().unwrap(),
-                        got["code"]
-                    )),
+                    None => {
+                        self.on_answer(conn, &got);
+                        cov.answers.insert(format!(
+                            "{}/{}",
+                            got["kind"].as_str().unwrap(),
+                            got["code"]
+                        ))
+                    }
                 };
             }
         }
@@ -303,10 +352,36 @@ impl Session {
     }
 
     /// Every frame a connection received was documented: none is left unread.
+    ///
+    /// A Heart on every connection must be answered next: so no frame has an
+    /// answer still to come, and a connection that is not logged in (which
+    /// gets no pushes) got nothing. Every push the transcript caused is
+    /// queued by now (they are queued before the answers and REST replies
+    /// the transcript read), so a marker pushed now to the logged-in ones,
+    /// a friend request, must be the next frame there.
     async fn expect_nothing_more(&mut self) {
         for ws in self.conns.values_mut() {
-            ws.expect_silence(200).await;
+            ws.expect_heart_next().await;
         }
+        let mut uids = BTreeSet::new();
+        for token in self.logged_in.values() {
+            let me = self.srv.get("/api/user/me", Some(token)).await;
+            uids.insert(me.assert_ok()["id"].as_u64().expect("uid"));
+        }
+        let logged_in = &self.logged_in;
+        let mut quiet: Vec<&mut Ws> = self
+            .conns
+            .iter_mut()
+            .filter(|(name, _)| logged_in.contains_key(*name))
+            .map(|(_, ws)| ws)
+            .collect();
+        let uids: Vec<u64> = uids.into_iter().collect();
+        if quiet.is_empty() {
+            return; // nobody who could get a push
+        }
+        self.srv
+            .assert_nothing_before_friend_request(&uids, &mut quiet)
+            .await;
     }
 
     fn http_answer(&mut self, at: usize, rest: &str) {
@@ -344,12 +419,7 @@ async fn the_example_sessions_run_as_documented() {
                 old.expect_nothing_more().await;
                 old.srv.stop().await;
             }
-            session = Some(Session {
-                srv: start(&block.settings).await,
-                conns: HashMap::new(),
-                vars: HashMap::new(),
-                last_http: None,
-            });
+            session = Some(Session::new(start(&block.settings).await));
         }
         let s = session.as_mut().unwrap();
         for (at, line) in &block.lines {

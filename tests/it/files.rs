@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::common::{
-    TestServer, assert_ack, assert_refused, create_group, direct_pair, history_msgs, msg_frame,
-    png_bytes, pseudo_random,
+    TestServer, WAIT, assert_ack, assert_nothing_before_marker, assert_refused, create_group,
+    direct_pair, eventually, history_msgs, msg_frame, png_bytes, pseudo_random,
 };
 
 const CHUNK: usize = 256 * 1024;
@@ -373,20 +373,18 @@ async fn uploads_over_the_size_limit_are_refused_and_leave_nothing() {
     srv.upload(&t, "ok.bin", "application/octet-stream", &ok)
         .await
         .assert_ok();
-    // The refused uploads left no pending file behind.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let files = count(&srv, "SELECT count(*) FROM files");
-        let chunks = count(&srv, "SELECT count(*) FROM file_chunks");
-        if files == 1 && chunks == 4 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{files} files, {chunks} chunks left"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The refused uploads left no pending file behind. A refused upload's
+    // leftovers are dropped after its answer, by a task of their own, which
+    // nothing announces: polled.
+    let left = || {
+        (
+            count(&srv, "SELECT count(*) FROM files"),
+            count(&srv, "SELECT count(*) FROM file_chunks"),
+        )
+    };
+    let clean = eventually(WAIT, || std::future::ready(left() == (1, 4))).await;
+    let (files, chunks) = left();
+    assert!(clean, "{files} files, {chunks} chunks left");
 }
 
 #[tokio::test]
@@ -517,7 +515,8 @@ async fn image_and_file_messages_travel_end_to_end() {
     assert_eq!(msgs[0]["uid"], ua);
     let stored: Value = serde_json::from_str(msgs[1]["content"].as_str().unwrap()).unwrap();
     assert_eq!(stored["fileId"], file);
-    bob.expect_silence(200).await;
+    // Nor was the resend pushed again.
+    assert_nothing_before_marker(&mut alice, gid, &mut [&mut bob]).await;
 }
 
 #[tokio::test]
@@ -598,6 +597,8 @@ async fn unsent_files_are_collected_after_the_grace_period() {
     // Within the grace period nothing goes.
     let none = db.collect_files(Duration::from_secs(3600)).await.unwrap();
     assert_eq!(none.files, 0);
+    // Not a wait for something: the file must grow older than the 10 ms
+    // grace period below, and a sleep lasts at least as long as asked.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let done = db.collect_files(Duration::from_millis(10)).await.unwrap();
     assert_eq!((done.files, done.bytes), (1, 1000));
@@ -642,6 +643,7 @@ async fn rim_files_gc_collects_beside_a_running_server() {
             &pseudo_random(5000, 15),
         )
         .await;
+    let uploaded = tokio::time::Instant::now();
     let config = srv.db_path.with_file_name("empty.toml");
     std::fs::write(&config, "").unwrap();
     let run = |grace: &'static str| {
@@ -664,7 +666,10 @@ async fn rim_files_gc_collects_beside_a_running_server() {
         String::from_utf8_lossy(&out.stdout).starts_with("0 unsent files removed"),
         "{out:?}"
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Not a wait for something: the file must grow older than the shortest
+    // grace the command takes (1 s; upload times are in milliseconds, and
+    // the file's was taken before the upload was answered).
+    tokio::time::sleep_until(uploaded + Duration::from_millis(1005)).await;
     let out = run("1s").await;
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);

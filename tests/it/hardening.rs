@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures_util::SinkExt;
 use hyper::Method;
 use serde_json::json;
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 use crate::child::ChildServer;
-use crate::common::{TestServer, create_group, http};
+use crate::common::{TestServer, WAIT, create_group, http};
 
 #[tokio::test]
 async fn fragmented_frames_are_reassembled() {
@@ -62,22 +63,24 @@ async fn a_login_flood_does_not_starve_messaging() {
     let mut wb = srv.ws_login(&tb).await;
 
     let done = Arc::new(AtomicUsize::new(0));
+    let first_done = Arc::new(Notify::new());
     let addr = srv.addr;
     let mut storm = Vec::new();
     for _ in 0..STORM {
-        let done = done.clone();
+        let (done, first_done) = (done.clone(), first_done.clone());
         storm.push(tokio::spawn(async move {
             let body = json!({"account": "alice", "password": "password-alice"}).to_string();
             let r = http(addr, Method::POST, "/api/user/login", None, Some(body)).await;
             assert_eq!(r.status, 200, "{}", r.json);
             done.fetch_add(1, Ordering::SeqCst);
+            // Keeps a permit if nobody waits yet.
+            first_done.notify_one();
         }));
     }
     // The storm is under way once the first hash finished.
-    while done.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    tokio::time::timeout(WAIT * 6, first_done.notified())
+        .await
+        .expect("a login of the storm finishes");
     let ack = wb.send_msg(gid, "still talking", "during-storm").await;
     let finished_by_then = done.load(Ordering::SeqCst);
     assert_eq!(ack["kind"], "Ack", "{ack}");

@@ -2,8 +2,6 @@
 //! changes and admin succession, direct chats, and that the caller's identity
 //! comes from the token only.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::common::{Reply, TestServer, create_group};
@@ -379,8 +377,13 @@ async fn when_the_last_admin_leaves_the_longest_standing_member_takes_over() {
     // Carol joins first, bob later (bob has the lower uid, so a tie on the
     // join time would pick him: the test tells the two orders apart).
     let gid = create_group(&srv, &ta, "team", &[c]).await;
-    // Join times have millisecond resolution; make sure bob's is later.
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Join times have millisecond resolution; make sure bob's is later:
+    // carol's was taken before her group was answered, so once the clock
+    // shows a later millisecond, bob's will be later too.
+    let carol_joined = rim::time::now_ms();
+    while rim::time::now_ms() <= carol_joined {
+        tokio::task::yield_now().await;
+    }
     change(&srv, &ta, gid, &[b], 1).await.assert_ok();
     assert_eq!(members(&srv, &ta, gid).await, vec![(a, 2), (b, 1), (c, 1)]);
 

@@ -235,9 +235,12 @@ async fn tokens_expire_after_their_ttl() {
     let srv = TestServer::start_with(|c| c.token_ttl = Duration::from_secs(1)).await;
     let uid = srv.register("alice").await;
     let token = srv.login("alice").await;
+    let issued = tokio::time::Instant::now();
     assert_eq!(user_get(&srv, &token, uid).await["id"], uid);
     // Expiry is the behaviour under test: there is no event to wait for.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The token's lifetime started before its login was answered (in
+    // milliseconds), so it is over a second after that answer.
+    tokio::time::sleep_until(issued + Duration::from_millis(1005)).await;
     srv.get(&format!("/api/user/get?uid={uid}"), Some(&token))
         .await
         .assert_error(401);

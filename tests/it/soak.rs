@@ -19,7 +19,13 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::child::{ChildServer, write_config};
-use crate::common::http;
+use crate::common::{WAIT, Ws, assert_ack, eventually, http};
+
+/// True when the server counts no logged-in connection.
+async fn no_connections(addr: std::net::SocketAddr) -> bool {
+    let health = http(addr, Method::GET, "/healthz", None, None).await;
+    health.json["data"]["connections"] == 0
+}
 
 /// A tiny deterministic generator, so a failing run can be repeated.
 struct Rng(u64);
@@ -75,11 +81,22 @@ async fn soak_mixed_traffic_leaves_no_leaks() {
     )
     .await;
     let gid = r.json["data"].as_u64().unwrap();
-    // Warm up, then take the baseline.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Warm up with one session of the traffic to come (a message stored and
+    // pushed), and take the baseline once the server has let it go.
+    let acked = Arc::new(AtomicU64::new(0));
+    {
+        let mut ws = Ws::connect(addr).await;
+        assert_ack(&ws.login(&tokens[0]).await, "login");
+        assert_ack(&ws.send_msg(gid, "warm-up", "warm-up").await, "warm-up");
+        acked.fetch_add(1, Ordering::Relaxed);
+        ws.stream.close(None).await.unwrap();
+    }
+    assert!(
+        eventually(WAIT, || no_connections(addr)).await,
+        "the warm-up connection is let go"
+    );
     let baseline = server.rss_kib();
 
-    let acked = Arc::new(AtomicU64::new(0));
     let sessions = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
@@ -120,6 +137,7 @@ async fn soak_mixed_traffic_leaves_no_leaks() {
                     if got_ack == Ok(true) {
                         acked.fetch_add(1, Ordering::Relaxed);
                     }
+                    // Pacing the traffic like a person typing, not a wait.
                     tokio::time::sleep(Duration::from_millis(rng.below(20))).await;
                 }
                 // Leave politely or just vanish.
@@ -133,8 +151,8 @@ async fn soak_mixed_traffic_leaves_no_leaks() {
     for t in tasks {
         t.await.unwrap();
     }
-    // Give the server a moment to notice the last disconnects.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Once the server has noticed the last disconnects (checked again below).
+    eventually(WAIT * 2, || no_connections(addr)).await;
     let after = server.rss_kib();
     let conn =
         rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::common::{
-    TestServer, Ws, assert_ack, assert_refused, create_group, direct_pair, unread_in,
+    TestServer, Ws, assert_ack, assert_nothing_before_marker, assert_refused, create_group,
+    direct_pair, unread_in,
 };
 
 /// Reads `n` frames and asserts each is a `Msg` push; returns their msgIds.
@@ -70,10 +71,12 @@ async fn offline_messages_are_replayed_oldest_first_then_live() {
     }
     let live = send_many(&mut wa, gid, "live", 1).await;
     assert_eq!(recv_msg_ids(&mut wb, 1).await, live);
-    wb.expect_silence(250).await;
-    // The sender's own messages are not replayed to it without a cursor.
+    // Nothing twice: neither the live message nor the replay again.
+    assert_nothing_before_marker(&mut wa, gid, &mut [&mut wb]).await;
+    // The sender's own messages are not replayed to it without a cursor:
+    // a marker sent after its login is the first thing it gets.
     let mut wa2 = srv.ws_login(&ta).await;
-    wa2.expect_silence(200).await;
+    assert_nothing_before_marker(&mut wb, gid, &mut [&mut wa2]).await;
 }
 
 #[tokio::test]
@@ -96,7 +99,9 @@ async fn acked_messages_are_not_replayed_again() {
     drop(wb);
     let mut wb = srv.ws_login(&tb).await;
     assert_eq!(recv_msg_ids(&mut wb, 1).await, [sent[2]]);
-    wb.expect_silence(200).await;
+    // The replay is over. (A marker message would be replayed at the logins
+    // below; nobody sends meanwhile, so the replay is all that could come.)
+    wb.expect_heart_next().await;
 
     // Acknowledge everything (an older Ack after it changes nothing): nothing comes back.
     wb.send(ack_frame(gid, sent[2], "ack-3")).await;
@@ -105,14 +110,14 @@ async fn acked_messages_are_not_replayed_again() {
     assert_eq!(assert_ack(&wb.recv().await, "ack-1"), Some(sent[0]));
     drop(wb);
     let mut wb = srv.ws_login(&tb).await;
-    wb.expect_silence(250).await;
+    wb.expect_heart_next().await;
 
     // What arrives while offline afterwards is replayed, and only that.
     drop(wb);
     let later = send_many(&mut wa, gid, "later", 2).await;
     let mut wb = srv.ws_login(&tb).await;
     assert_eq!(recv_msg_ids(&mut wb, 2).await, later);
-    wb.expect_silence(200).await;
+    assert_nothing_before_marker(&mut wa, gid, &mut [&mut wb]).await;
 }
 
 #[tokio::test]
@@ -171,25 +176,28 @@ async fn login_with_a_cursor_replays_everything_after_it() {
     wb.send(ack_frame(group, m4, "ack")).await;
     assert_ack(&wb.recv().await, "ack");
     let m5 = send_many(&mut wb, group, "b-group", 1).await[0];
-    // So without a cursor nothing is replayed...
+    // So without a cursor nothing is replayed... (Nobody sends from here
+    // on, so a replay is all these logins could get, and a Heart's ack
+    // coming next shows it was empty; a marker message would be replayed by
+    // the cursors below.)
     let mut plain = srv.ws_login(&tb).await;
-    plain.expect_silence(200).await;
+    plain.expect_heart_next().await;
 
     // ...but a cursor asks for everything after it in bob's conversations,
     // his own messages included, in order.
     let mut fresh = srv.ws().await;
     assert_ack(&login_after(&mut fresh, &tb, m1).await, "resume");
     assert_eq!(recv_msg_ids(&mut fresh, 3).await, [m2, m4, m5]);
-    fresh.expect_silence(200).await;
+    fresh.expect_heart_next().await;
 
     let mut from_start = srv.ws().await;
     assert_ack(&login_after(&mut from_start, &tb, 0).await, "resume");
     assert_eq!(recv_msg_ids(&mut from_start, 4).await, [m1, m2, m4, m5]);
-    from_start.expect_silence(200).await;
+    from_start.expect_heart_next().await;
 
     let mut up_to_date = srv.ws().await;
     assert_ack(&login_after(&mut up_to_date, &tb, m5).await, "resume");
-    up_to_date.expect_silence(200).await;
+    up_to_date.expect_heart_next().await;
     assert!(
         m3 < m4,
         "carol's private message sits inside the replayed range"
@@ -210,7 +218,8 @@ async fn replay_stops_at_the_limit_and_says_so() {
     assert_eq!(note["body"]["kind"], "ReplayTruncated", "{note}");
     assert_eq!(note["body"]["msgId"], sent[4], "{note}");
     assert_eq!(note["body"]["uid"], b, "{note}");
-    wb.expect_silence(250).await;
+    // The replay is over (a marker message would be replayed below).
+    wb.expect_heart_next().await;
 
     // Acknowledging what arrived lets the next login continue where this one stopped.
     wb.send(ack_frame(gid, sent[4], "ack")).await;
@@ -218,7 +227,7 @@ async fn replay_stops_at_the_limit_and_says_so() {
     drop(wb);
     let mut wb = srv.ws_login(&tb).await;
     assert_eq!(recv_msg_ids(&mut wb, 3).await, sent[5..]);
-    wb.expect_silence(250).await;
+    assert_nothing_before_marker(&mut wa, gid, &mut [&mut wb]).await;
 }
 
 #[tokio::test]
@@ -275,7 +284,11 @@ async fn order_holds_when_live_messages_race_a_login() {
             );
         }
     }
-    devices[0].expect_silence(200).await;
+    // Nothing more on any device: a marker from another of alice's
+    // connections is next everywhere.
+    let mut marker = srv.ws_login(&ta).await;
+    let mut quiet: Vec<&mut Ws> = devices.iter_mut().collect();
+    assert_nothing_before_marker(&mut marker, gid, &mut quiet).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -371,7 +384,10 @@ async fn read_marks_read_and_tells_the_other_members() {
             assert_eq!(push["body"]["msgId"], upto, "{push}");
         }
     }
-    phone.expect_silence(200).await;
+    // The reader's own connection was not told: a marker (in a conversation
+    // of its own, so that it leaves this one's unread counts alone) is next.
+    let markers = create_group(&srv, &ta, "markers", &[b]).await;
+    assert_nothing_before_marker(&mut wa, markers, &mut [&mut phone]).await;
     // Reading an older message again never makes anything unread.
     phone.send(read_frame(gid, sent[0], "r-old")).await;
     assert_ack(&phone.recv().await, "r-old");
@@ -382,7 +398,7 @@ async fn read_marks_read_and_tells_the_other_members() {
 #[tokio::test]
 async fn read_of_a_message_outside_the_group_is_refused() {
     let srv = TestServer::start().await;
-    let ((_, ta), (_, tb), direct) = direct_pair(&srv, "alice", "bob").await;
+    let ((a, ta), (_, tb), direct) = direct_pair(&srv, "alice", "bob").await;
     let (c, _) = srv.user("carol").await;
     let ac = create_group(&srv, &ta, "ac", &[c]).await;
     let mut wa = srv.ws_login(&ta).await;
@@ -402,6 +418,9 @@ async fn read_of_a_message_outside_the_group_is_refused() {
         assert_refused(&answer, code);
         assert_eq!(answer["clientMsgId"], "bad-read");
     }
-    wa.expect_silence(250).await;
+    // No read receipt for alice: a marker (in a conversation of its own,
+    // which leaves the unread counts of these alone) is her next frame.
+    let markers = create_group(&srv, &tb, "markers", &[a]).await;
+    assert_nothing_before_marker(&mut wb, markers, &mut [&mut wa]).await;
     assert_eq!(unread_in(&srv, &tb, direct).await, 1);
 }

@@ -5,8 +5,16 @@
 use serde_json::{Value, json};
 
 use crate::common::{
-    TestServer, assert_ack, assert_refused, create_group, direct_pair, history_msgs, msg_frame,
+    TestServer, assert_ack, assert_nothing_before_marker, assert_refused, create_group,
+    direct_pair, history_msgs, msg_frame,
 };
+
+/// The ids of `msgs` (history rows), in order.
+fn ids(msgs: &[Value]) -> Vec<u64> {
+    msgs.iter()
+        .map(|m| m["id"].as_u64().expect("message id"))
+        .collect()
+}
 
 /// Asserts `push` is the `Msg` push of message `id` from `uid` in `gid`.
 fn assert_push(push: &Value, id: u64, uid: u64, gid: u64, content: &str) {
@@ -45,15 +53,16 @@ async fn two_users_talk_both_ways() {
     assert!(id2 > id1);
     assert_push(&wa.recv().await, id2, b, gid, "hi alice");
 
-    // Neither sending connection got its own message back.
-    wa.expect_silence(250).await;
-    wb.expect_silence(50).await;
+    // Neither sending connection got its own message back: a marker from
+    // alice's other device is the next frame of both.
+    let mut tablet = srv.ws_login(&ta).await;
+    let mark = assert_nothing_before_marker(&mut tablet, gid, &mut [&mut wa, &mut wb]).await;
     let stored: Vec<_> = history_msgs(&srv, &ta, gid)
         .await
         .iter()
         .map(|m| m["id"].clone())
         .collect();
-    assert_eq!(stored, [json!(id1), json!(id2)]);
+    assert_eq!(stored, [json!(id1), json!(id2), json!(mark)]);
 }
 
 #[tokio::test]
@@ -79,10 +88,17 @@ async fn group_messages_reach_every_other_member() {
     assert_push(&wa.recv().await, id, b, gid, "and bob");
     assert_push(&wc.recv().await, id, b, gid, "and bob");
 
-    for ws in [&mut wa, &mut wb, &mut wc] {
-        ws.expect_silence(200).await;
-    }
-    assert_eq!(history_msgs(&srv, &tb, gid).await.len(), 3);
+    // Nobody got anything twice, nor their own message.
+    let mut tablet = srv.ws_login(&ta).await;
+    let mark =
+        assert_nothing_before_marker(&mut tablet, gid, &mut [&mut wa, &mut wb, &mut wc]).await;
+    let stored = ids(&history_msgs(&srv, &tb, gid).await);
+    assert_eq!(
+        stored.len(),
+        3 + 1,
+        "three messages and the marker: {stored:?}"
+    );
+    assert_eq!(stored.last(), Some(&mark));
 }
 
 #[tokio::test]
@@ -130,7 +146,8 @@ async fn the_senders_other_devices_get_the_push() {
     let id = assert_ack(&phone.send_msg(gid, "from my phone", "p1").await, "p1").unwrap();
     assert_push(&laptop.recv().await, id, a, gid, "from my phone");
     assert_push(&wb.recv().await, id, a, gid, "from my phone");
-    phone.expect_silence(250).await;
+    // Not to the phone that sent it, and only once to the laptop.
+    assert_nothing_before_marker(&mut wb, gid, &mut [&mut phone, &mut laptop]).await;
 }
 
 #[tokio::test]
@@ -145,9 +162,13 @@ async fn non_members_are_forbidden_and_nothing_is_stored() {
     let answer = wc.send_msg(gid, "let me in", "c1").await;
     assert_refused(&answer, 403);
     assert_eq!(answer["clientMsgId"], "c1");
-    wa.expect_silence(250).await;
-    wb.expect_silence(50).await;
-    assert!(history_msgs(&srv, &ta, gid).await.is_empty());
+    let mut tablet = srv.ws_login(&ta).await;
+    let mark = assert_nothing_before_marker(&mut tablet, gid, &mut [&mut wa, &mut wb]).await;
+    assert_eq!(
+        ids(&history_msgs(&srv, &ta, gid).await),
+        [mark],
+        "only the marker is stored"
+    );
 
     // The refused clientMsgId was not recorded either: carol can use it in
     // her own conversation.
@@ -164,9 +185,10 @@ async fn unknown_group_is_not_found_and_nothing_is_stored() {
     let answer = wa.send_msg(gid + 1000, "anyone?", "a1").await;
     assert_refused(&answer, 404);
     assert_eq!(answer["clientMsgId"], "a1");
-    wb.expect_silence(250).await;
 
     // Same clientMsgId, real group: a new message, not a 409 or a resend.
+    // It is also the marker: had the refused message been pushed to bob, it
+    // would have come first.
     let id = assert_ack(&wa.send_msg(gid, "here", "a1").await, "a1").unwrap();
     assert_eq!(wb.recv().await["body"]["msgId"], id);
     let stored = history_msgs(&srv, &ta, gid).await;
@@ -185,14 +207,14 @@ async fn spoofed_sender_uid_is_forbidden_and_nothing_is_stored() {
     let answer = wa.recv().await;
     assert_refused(&answer, 403);
     assert_eq!(answer["clientMsgId"], "s1");
-    wb.expect_silence(250).await;
-    assert!(history_msgs(&srv, &tb, gid).await.is_empty());
 
-    // Naming oneself is what rim clients do, and is fine.
+    // Naming oneself is what rim clients do, and is fine. This message is
+    // also the marker: it is the next frame bob gets, and the only one stored.
     wa.send(json!({"event": "Msg", "body": {"kind": "Text", "uid": a, "gid": gid, "content": "i am alice", "clientMsgId": "s2"}}))
         .await;
     let id = assert_ack(&wa.recv().await, "s2").unwrap();
     assert_push(&wb.recv().await, id, a, gid, "i am alice");
+    assert_eq!(ids(&history_msgs(&srv, &tb, gid).await), [id]);
 }
 
 #[tokio::test]
@@ -221,10 +243,10 @@ async fn resending_a_client_msg_id_is_idempotent() {
         Some(id)
     );
 
-    wb.expect_silence(300).await;
-    wa.expect_silence(50).await;
+    // None of the resends was pushed, to bob or to alice's first device.
+    let mark = assert_nothing_before_marker(&mut again, gid, &mut [&mut wb, &mut wa]).await;
     let stored = history_msgs(&srv, &tb, gid).await;
-    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(ids(&stored), [id, mark], "{stored:?}");
     assert_eq!(stored[0]["content"], "once");
     assert_eq!(stored[0]["client_msg_id"], "dup-1");
 
@@ -245,8 +267,8 @@ async fn client_msg_id_reused_in_another_conversation_conflicts() {
     let answer = wa.send_msg(group, "to the club", "same").await;
     assert_refused(&answer, 409);
     assert_eq!(answer["clientMsgId"], "same");
-    wb.expect_silence(250).await;
-    assert!(history_msgs(&srv, &ta, group).await.is_empty());
+    let mark = assert_nothing_before_marker(&mut wa, group, &mut [&mut wb]).await;
+    assert_eq!(ids(&history_msgs(&srv, &ta, group).await), [mark]);
     assert_eq!(history_msgs(&srv, &ta, direct).await.len(), 1);
 }
 
@@ -285,14 +307,14 @@ async fn invalid_messages_are_refused() {
         assert_refused(&answer, code);
         assert_eq!(answer["clientMsgId"], cmid.as_str(), "{answer}");
     }
-    wb.expect_silence(250).await;
-    assert!(history_msgs(&srv, &ta, gid).await.is_empty());
 
-    // Exactly at the limit is fine.
+    // Exactly at the limit is fine. This message is also the marker: it is
+    // the next frame bob gets, and the only one stored.
     let id = assert_ack(&wa.send_msg(gid, &at_limit, "max").await, "max").unwrap();
     let push = wb.recv().await;
     assert_eq!(push["body"]["msgId"], id);
     assert_eq!(push["body"]["content"].as_str().unwrap().len(), limit);
+    assert_eq!(ids(&history_msgs(&srv, &ta, gid).await), [id]);
 }
 
 #[tokio::test]
@@ -354,10 +376,11 @@ async fn a_burst_is_answered_in_order_and_stored_in_shared_commits() {
     for (i, id) in sent.iter().zip(&ids) {
         assert_push(&wb.recv().await, *id, a, gid, &format!("burst {i}"));
     }
-    wb.expect_silence(100).await;
     // Frames were read while earlier messages waited for their commit, so
     // the 58 messages shared commits; one frame at a time would take 58.
     let batches = srv.app().db.writer_stats().batches - batches_before;
     assert!(batches <= 29, "58 messages took {batches} commits");
     assert_eq!(history_msgs(&srv, &tb, gid).await.len(), 58);
+    // And none twice.
+    assert_nothing_before_marker(&mut wa, gid, &mut [&mut wb]).await;
 }
