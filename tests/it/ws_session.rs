@@ -350,6 +350,9 @@ async fn silent_connection_is_closed_after_the_idle_timeout() {
     .await;
     let (_, token) = srv.user("alice").await;
     let mut raw = RawWs::connect(srv.addr).await;
+    // The client's last frame is the Login: the server cannot have heard
+    // from it later than this.
+    let quiet_since = Instant::now();
     raw.send_frame(1, login_frame(&token, "raw-login").to_string().as_bytes())
         .await;
     match raw.read_frame().await {
@@ -359,7 +362,6 @@ async fn silent_connection_is_closed_after_the_idle_timeout() {
         }
         other => panic!("expected the login ack, got {other:?}"),
     }
-    let quiet_since = Instant::now();
     // Never answer: first a ping, then the close.
     match raw.read_frame().await {
         RawFrame::Frame { opcode: 9, .. } => {}
