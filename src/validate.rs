@@ -7,6 +7,7 @@
 //! all call these; none of them states a length or a character rule itself.
 
 use crate::error::{Error, Result};
+use crate::search::{MAX_TERMS, Query};
 
 /// Longest display name, group name or bot name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
@@ -18,6 +19,8 @@ pub const MAX_EMAIL_CHARS: usize = 254;
 pub const MAX_CLIENT_MSG_ID: usize = 128;
 /// Longest file name, in characters.
 pub const MAX_FILE_NAME_CHARS: usize = 255;
+/// Longest search query, in characters.
+pub const MAX_QUERY_CHARS: usize = 256;
 /// Longest account searched for (longer than any account, to answer 404
 /// rather than 400 for near misses).
 pub const MAX_ACCOUNT_QUERY: usize = 64;
@@ -169,6 +172,42 @@ pub fn file_name(raw: &str) -> Result<String> {
     Ok(base.to_owned())
 }
 
+/// A search query: not empty, at most [`MAX_QUERY_CHARS`] characters and
+/// [`MAX_TERMS`] words.
+pub fn search_query(raw: &str) -> Result<Query> {
+    let q = raw.trim();
+    if q.is_empty() {
+        return Err(Error::bad_request("q is empty: say what to search for"));
+    }
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(Error::bad_request(format!(
+            "q is longer than {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    Query::parse(q).map_err(|_| {
+        Error::bad_request(format!(
+            "q has more than {MAX_TERMS} words: search for fewer"
+        ))
+    })
+}
+
+/// Page and size for listing routes: page from 1, size 1 to 100.
+pub fn paging(page: Option<i64>, size: Option<i64>) -> Result<(u32, u32)> {
+    let page = page.unwrap_or(1);
+    let size = size.unwrap_or(20);
+    if !(1..=1_000_000).contains(&page) {
+        return Err(Error::bad_request(format!(
+            "page {page} is out of range: pages start at 1"
+        )));
+    }
+    if !(1..=100).contains(&size) {
+        return Err(Error::bad_request(format!(
+            "size {size} is out of range: use 1 to 100"
+        )));
+    }
+    Ok((page as u32, size as u32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +218,15 @@ mod tests {
         assert_eq!(file_name("C:\\Users\\me\\cat.jpg").unwrap(), "cat.jpg");
         assert!(file_name("a\nb").is_err());
         assert!(file_name(&"x".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn paging_is_bounded() {
+        assert_eq!(paging(None, None).unwrap(), (1, 20));
+        assert!(paging(Some(0), None).is_err());
+        assert!(paging(Some(-1), None).is_err());
+        assert!(paging(None, Some(101)).is_err());
+        assert!(paging(None, Some(0)).is_err());
     }
 
     #[test]

@@ -171,23 +171,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Page and size for listing routes: page from 1, size 1 to 100.
-pub fn paging(page: Option<i64>, size: Option<i64>) -> Result<(u32, u32)> {
-    let page = page.unwrap_or(1);
-    let size = size.unwrap_or(20);
-    if !(1..=1_000_000).contains(&page) {
-        return Err(Error::bad_request(format!(
-            "page {page} is out of range: pages start at 1"
-        )));
-    }
-    if !(1..=100).contains(&size) {
-        return Err(Error::bad_request(format!(
-            "size {size} is out of range: use 1 to 100"
-        )));
-    }
-    Ok((page as u32, size as u32))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,14 +182,5 @@ mod tests {
         assert_eq!(q["x"], "1 2");
         assert_eq!(q["bad"], "%zz");
         assert_eq!(q["tail"], "%4");
-    }
-
-    #[test]
-    fn paging_is_bounded() {
-        assert_eq!(paging(None, None).unwrap(), (1, 20));
-        assert!(paging(Some(0), None).is_err());
-        assert!(paging(Some(-1), None).is_err());
-        assert!(paging(None, Some(101)).is_err());
-        assert!(paging(None, Some(0)).is_err());
     }
 }

@@ -1,17 +1,14 @@
 //! `/api/message/*`: the conversation list, history, read marks and search.
 
-use super::ctx::{Ctx, paging};
-use crate::error::{Error, Result};
+use super::ctx::Ctx;
+use crate::error::Result;
 use crate::protocol::{self, ChatRowOut, SearchHitOut};
-use crate::search::{MAX_TERMS, Query};
 use crate::store::Cursor;
-
-/// Longest search query, in characters.
-const MAX_QUERY_CHARS: usize = 256;
+use crate::validate;
 
 pub async fn chat_list(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::ChatListQuery = ctx.json()?;
-    let (page, size) = paging(req.page, req.size)?;
+    let (page, size) = validate::paging(req.page, req.size)?;
     let rows = ctx.app.db.chat_list(ctx.uid, page, size).await?;
     let out: Vec<ChatRowOut> = rows.iter().map(|r| ChatRowOut::chat(r, ctx.uid)).collect();
     Ok(protocol::success(&out))
@@ -19,7 +16,7 @@ pub async fn chat_list(ctx: Ctx) -> Result<Vec<u8>> {
 
 pub async fn history(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::HistoryQuery = ctx.json()?;
-    let (page, size) = paging(req.page, req.size)?;
+    let (page, size) = validate::paging(req.page, req.size)?;
     let cursor = match (req.before_id, req.after_id) {
         (Some(_), Some(_)) => {
             return Err(crate::error::Error::bad_request(
@@ -49,20 +46,7 @@ pub async fn group_read(ctx: Ctx) -> Result<Vec<u8>> {
 /// the caller's conversations (or of `gid`) containing every word of `q`,
 /// best match first.
 pub async fn search(ctx: Ctx) -> Result<Vec<u8>> {
-    let q = ctx.query("q")?.trim();
-    if q.is_empty() {
-        return Err(Error::bad_request("q is empty: say what to search for"));
-    }
-    if q.chars().count() > MAX_QUERY_CHARS {
-        return Err(Error::bad_request(format!(
-            "q is longer than {MAX_QUERY_CHARS} characters"
-        )));
-    }
-    let query = Query::parse(q).map_err(|_| {
-        Error::bad_request(format!(
-            "q has more than {MAX_TERMS} words: search for fewer"
-        ))
-    })?;
+    let query = validate::search_query(ctx.query("q")?)?;
     let gid = ctx.query_opt_u64("gid")?;
     let page = ctx
         .query_opt_u64("page")?
@@ -70,7 +54,7 @@ pub async fn search(ctx: Ctx) -> Result<Vec<u8>> {
     let size = ctx
         .query_opt_u64("size")?
         .map(|s| s.min(i64::MAX as u64) as i64);
-    let (page, size) = paging(page, size)?;
+    let (page, size) = validate::paging(page, size)?;
     let hits = ctx.app.db.search(ctx.uid, gid, query, page, size).await?;
     let out: Vec<SearchHitOut> = hits.iter().map(|h| SearchHitOut::new(h, ctx.uid)).collect();
     Ok(protocol::success(&out))

@@ -37,7 +37,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::app::App;
 use crate::error::{Error, Result};
 
-pub use ctx::{Ctx, paging};
+pub use ctx::Ctx;
 pub use respond::{Body, Reply, error_response, json_response};
 
 /// Who may call a route.
