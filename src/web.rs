@@ -165,15 +165,7 @@ fn security_headers(h: &mut HeaderMap, host: Option<&HeaderValue>) {
         header::CONTENT_SECURITY_POLICY,
         content_security_policy(host),
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    rest::harden(h);
     h.insert(
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),

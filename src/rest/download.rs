@@ -14,7 +14,7 @@ use hyper::{Response, StatusCode};
 
 use super::ctx::Ctx;
 use super::file_body::FileBody;
-use super::respond::{Body, error_response};
+use super::respond::{Body, error_response, harden};
 use crate::error::{Error, Result};
 use crate::media::{self, default_name};
 use crate::protocol;
@@ -232,15 +232,7 @@ fn file_headers(h: &mut HeaderMap, etag: &str) {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(FILE_CSP),
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    harden(h);
     h.insert(
         "cross-origin-resource-policy",
         HeaderValue::from_static("same-origin"),

@@ -38,7 +38,7 @@ use crate::app::App;
 use crate::error::{Error, Result};
 
 pub use ctx::Ctx;
-pub use respond::{Body, Reply, error_response, json_response};
+pub use respond::{Body, Reply, error_response, harden, json_response};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use http_body_util::{Either, Full};
 use hyper::body::Bytes;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 
 use super::file_body::FileBody;
@@ -32,6 +32,21 @@ impl From<Response<Body>> for Reply {
     }
 }
 
+/// The headers every answer of rim's carries, whatever it holds: never
+/// sniffed for another type, never framed, never telling other sites where
+/// the reader came from, never read by another origin.
+pub fn harden(h: &mut HeaderMap) {
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+}
+
 pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
@@ -41,12 +56,7 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>>
         HeaderValue::from_static("application/json"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    harden(h);
     resp
 }
 
