@@ -1,10 +1,14 @@
 // The REST API: one function per route, each answering the `data` of rim's
 // {"ok","code","msg","data"} wrapper or throwing an ApiError with its code.
+// The message of an ApiError is the server's own, or the client's (in the
+// chosen language) when the server said nothing it could read.
+
+import { t } from './i18n.js';
 
 export class ApiError extends Error {
   /** `code` is rim's code (the HTTP status), or 0 when the server was not reached. */
   constructor(code, message) {
-    super(message || `error ${code}`);
+    super(message || t('errors.code', { code }));
     this.code = code;
   }
 }
@@ -43,7 +47,7 @@ async function call(method, path, body) {
       credentials: 'omit',
     });
   } catch {
-    throw new ApiError(0, 'cannot reach the server');
+    throw new ApiError(0, t('errors.unreachable'));
   }
   return answer(res, path);
 }
@@ -54,7 +58,7 @@ async function answer(res, path) {
   try {
     json = await res.json();
   } catch {
-    throw new ApiError(res.status, `unexpected answer from the server (HTTP ${res.status})`);
+    throw new ApiError(res.status, t('errors.badAnswer', { status: res.status }));
   }
   if (!json.ok) {
     if (json.code === 401 && token && !path.startsWith('/api/user/login')) unauthorized();
@@ -72,7 +76,7 @@ export const register = (account, password, name, invite) =>
   post('/api/user/create', invite ? { account, password, name, invite } : { account, password, name });
 export const login = (account, password) => post('/api/user/login', { account, password });
 export const logout = () => post('/api/user/logout', {});
-export const whoAmI = (t) => get(`/api/user/token?token=${q(t)}`);
+export const whoAmI = (value) => get(`/api/user/token?token=${q(value)}`);
 export const user = (uid) => get(`/api/user/get?uid=${q(uid)}`);
 export const searchUser = (account) => get(`/api/user/search?account=${q(account)}`);
 
@@ -106,7 +110,7 @@ export async function uploadFile(blob, name) {
   try {
     res = await fetch(`/api/file?name=${q(name)}`, { method: 'POST', headers, body: blob, cache: 'no-store', credentials: 'omit' });
   } catch {
-    throw new ApiError(0, 'cannot reach the server');
+    throw new ApiError(0, t('errors.unreachable'));
   }
   return answer(res, '/api/file');
 }
@@ -118,7 +122,7 @@ export async function fileBlob(id) {
   try {
     res = await fetch(`/api/file/${q(id)}`, { headers, credentials: 'omit' });
   } catch {
-    throw new ApiError(0, 'cannot reach the server');
+    throw new ApiError(0, t('errors.unreachable'));
   }
   if (res.ok) return res.blob();
   return answer(res, '/api/file');

@@ -1,4 +1,9 @@
 // Times, days and links: turning server values into what people read.
+// Dates and times are written for the chosen language (i18n.js): its words
+// ("Today", "昨天") and Intl's formats for its locale, in the browser's time
+// zone.
+
+import { formatLocale, t } from './i18n.js';
 
 /** Parses the server's "YYYY-MM-DD HH:MM:SS" (UTC) into a Date. */
 export function parseTime(text) {
@@ -7,10 +12,35 @@ export function parseTime(text) {
   return new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]));
 }
 
-const clock = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
-const weekday = new Intl.DateTimeFormat(undefined, { weekday: 'short' });
-const shortDate = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });
-const longDate = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' });
+const OPTIONS = {
+  weekday: { weekday: 'short' },
+  shortDate: { day: 'numeric', month: 'short' },
+  numericDate: { day: 'numeric', month: 'numeric', year: 'numeric' },
+  longDate: { weekday: 'long', day: 'numeric', month: 'long' },
+  longDateYear: { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' },
+};
+
+const formats = new Map();
+
+/** An Intl.DateTimeFormat of `kind` for the current locale, made once. */
+function format(kind) {
+  const loc = formatLocale();
+  const key = `${loc}|${kind}`;
+  let f = formats.get(key);
+  if (!f) {
+    let options = OPTIONS[kind];
+    if (kind === 'clock' || kind === 'full') {
+      // Two-digit hours where the locale counts to 24 (zh-CN, en-GB: 09:05),
+      // as its clocks do; "9:05 AM" where it counts to 12 (en-US).
+      const h12 = new Intl.DateTimeFormat(loc, { hour: 'numeric' }).resolvedOptions().hour12;
+      const clock = { hour: h12 ? 'numeric' : '2-digit', minute: '2-digit' };
+      options = kind === 'clock' ? clock : { ...OPTIONS.longDateYear, ...clock };
+    }
+    f = new Intl.DateTimeFormat(loc, options);
+    formats.set(key, f);
+  }
+  return f;
+}
 
 function startOfDay(d) {
   return new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
@@ -18,35 +48,51 @@ function startOfDay(d) {
 
 const DAY = 24 * 3600 * 1000;
 
+function daysBefore(d, now) {
+  return Math.round((startOfDay(now) - startOfDay(d)) / DAY);
+}
+
 /** The local calendar day of `d`, as a key for grouping. */
 export function dayKey(d) {
   return `${d.getFullYear()}-${d.getMonth()}-${d.getDate()}`;
 }
 
-/** "Today", "Yesterday" or "Monday, 3 March 2025", for day separators. */
+/** For day separators: "Today", "Yesterday", "Monday, 3 March" this year,
+ * "Monday, 3 March 2025" before (今天, 昨天, 3月3日星期一, 2025年3月3日星期一). */
 export function dayLabel(d, now = new Date()) {
-  const diff = Math.round((startOfDay(now) - startOfDay(d)) / DAY);
-  if (diff === 0) return 'Today';
-  if (diff === 1) return 'Yesterday';
-  return longDate.format(d);
+  const diff = daysBefore(d, now);
+  if (diff === 0) return t('time.today');
+  if (diff === 1) return t('time.yesterday');
+  return format(d.getFullYear() === now.getFullYear() ? 'longDate' : 'longDateYear').format(d);
 }
 
-/** Time of a message: "14:05". */
+/** Time of a message: "14:05", "2:05 PM". */
 export function timeLabel(d) {
-  return clock.format(d);
+  return format('clock').format(d);
 }
 
-/** Time in the conversation list: clock today, weekday this week, else date. */
+/** Date and time in full, for a tooltip. */
+export function fullTimeLabel(d) {
+  return format('full').format(d);
+}
+
+/** Time in the conversation list: the clock today, "Yesterday", the weekday
+ * this week, the day this year, else the date with its year. */
 export function listTimeLabel(d, now = new Date()) {
-  const diff = Math.round((startOfDay(now) - startOfDay(d)) / DAY);
-  if (diff === 0) return clock.format(d);
-  if (diff === 1) return 'Yesterday';
-  if (diff < 7) return weekday.format(d);
-  return shortDate.format(d);
+  const diff = daysBefore(d, now);
+  if (diff === 0) return timeLabel(d);
+  if (diff === 1) return t('time.yesterday');
+  if (diff > 1 && diff < 7) return format('weekday').format(d);
+  if (d.getFullYear() === now.getFullYear()) return format('shortDate').format(d);
+  return format('numericDate').format(d);
 }
 
 // http(s) URLs and bare www. addresses; trailing punctuation is left out.
-const URL_RE = /\b(?:https?:\/\/|www\.)[^\s<>"]+/gi;
+// Chinese puts no space after a link: a URL also ends at a CJK character or
+// at CJK or full-width punctuation ("见 https://example.org/a。明天…"). A
+// link with Chinese in its path still works when pasted percent-encoded, as
+// browsers copy it.
+const URL_RE = /\b(?:https?:\/\/|www\.)[^\s<>"\u3000-\u303f\u3400-\u9fff\uff00-\uffef]+/gi;
 const TRAILING = /[).,;:!?'\]}]+$/;
 
 /**
@@ -108,10 +154,12 @@ export function snippetParts(snippet) {
   return parts;
 }
 
-/** A file size for people: "512 B", "48 KB", "3.2 MB". */
+/** A file size for people: "512 B", "48 KB", "3.2 MB" (the number written
+ * as the language writes numbers). */
 export function fileSize(bytes) {
   const n = Number(bytes) || 0;
-  if (n < 1000) return `${n} B`;
-  if (n < 1_000_000) return `${Math.round(n / 1000)} KB`;
-  return `${(n / 1_000_000).toFixed(n < 10_000_000 ? 1 : 0)} MB`;
+  const num = (value, digits) => new Intl.NumberFormat(formatLocale(), { maximumFractionDigits: digits }).format(value);
+  if (n < 1000) return `${num(n, 0)} B`;
+  if (n < 1_000_000) return `${num(Math.round(n / 1000), 0)} KB`;
+  return `${num(n / 1_000_000, n < 10_000_000 ? 1 : 0)} MB`;
 }

@@ -1,9 +1,11 @@
 // Start-up and the shell: which screen shows (splash, login, the app), the
 // sidebar tabs, the connection indicator, toasts, and the URL hash that
 // names the open conversation (#/c/<gid>), so reload and the back button
-// behave as people expect.
+// behave as people expect. The page is labelled in the chosen language
+// (i18n.js) before anything shows, and again whenever it changes.
 
 import * as api from './api.js';
+import { t, applyToPage, bindPicker, onLocaleChange } from './i18n.js';
 import { store } from './state.js';
 import { byId, h, avatar, replace } from './dom.js';
 import { showLogin, hideLogin } from './views/login.js';
@@ -16,26 +18,32 @@ import { mountSearch } from './views/search.js';
 const splash = byId('splash');
 const mainView = byId('main-view');
 
+/** What the splash says, as a function, so that it follows the language. */
+let splashText = () => '';
+
 function showSplash(text, retry) {
   splash.hidden = false;
-  byId('splash-text').textContent = text;
+  splashText = text;
+  byId('splash-text').textContent = text();
   const button = byId('splash-retry');
   button.hidden = !retry;
   button.onclick = retry || null;
 }
 
+const sessionEnded = () => t('app.sessionEnded');
+
 async function enter(token) {
-  showSplash('Loading…');
+  showSplash(() => t('app.loading'));
   try {
     await store.start(token);
   } catch (err) {
     if (err.code === 401) {
       api.setToken(null);
       splash.hidden = true;
-      showLogin('Your session has ended. Please log in again.', enter);
+      showLogin(sessionEnded, enter);
       return;
     }
-    showSplash(`Cannot load your chats: ${err.message}.`, () => enter(token));
+    showSplash(() => t('app.cannotLoad', { error: err.message }), () => enter(token));
     return;
   }
   splash.hidden = true;
@@ -48,11 +56,11 @@ async function enter(token) {
   route();
 }
 
-function leave(reason) {
+function leave(expired) {
   mainView.hidden = true;
   closeConversation();
   if (location.hash) history.replaceState(null, '', location.pathname);
-  showLogin(reason, enter);
+  showLogin(expired ? sessionEnded : null, enter);
 }
 
 // ---- tabs -------------------------------------------------------------------
@@ -71,7 +79,7 @@ function mountTabs() {
     tab.addEventListener('click', () => selectTab(tab.id.slice(4)));
     tab.addEventListener('keydown', (ev) => {
       if (ev.key !== 'ArrowLeft' && ev.key !== 'ArrowRight') return;
-      const other = tabs.find((t) => t !== tab);
+      const other = tabs.find((x) => x !== tab);
       other.focus();
       other.click();
     });
@@ -86,7 +94,7 @@ function renderConn() {
   const { state, retryAt } = store.connState;
   const conn = byId('conn');
   conn.dataset.state = state;
-  const label = { online: 'Online', connecting: 'Connecting…', offline: 'Offline' }[state];
+  const label = { online: t('shell.online'), connecting: t('shell.connecting'), offline: t('shell.offline') }[state];
   byId('conn-label').textContent = label;
   const banner = byId('conn-banner');
   const text = byId('conn-text');
@@ -101,10 +109,10 @@ function renderConn() {
   retry.hidden = state !== 'offline';
   const tick = () => {
     if (state === 'connecting') {
-      text.textContent = 'Connecting…';
+      text.textContent = t('shell.connecting');
     } else {
       const secs = retryAt ? Math.max(0, Math.ceil((retryAt - Date.now()) / 1000)) : 0;
-      text.textContent = navigator.onLine === false ? 'You are offline. Waiting for the network…' : `Offline. Reconnecting in ${secs} s.`;
+      text.textContent = navigator.onLine === false ? t('shell.waitingForNetwork') : t('shell.reconnectingIn', { count: secs });
     }
   };
   tick();
@@ -159,15 +167,23 @@ function updateTitle() {
   const badge = byId('chats-badge');
   badge.hidden = unread === 0;
   badge.textContent = unread > 99 ? '99+' : String(unread);
-  badge.setAttribute('aria-label', `${unread} unread`);
+  badge.setAttribute('aria-label', t('shell.unreadBadge', { count: unread }));
   const requests = store.friends.incoming.length;
   const fb = byId('friends-badge');
   fb.hidden = requests === 0;
   fb.textContent = String(requests);
-  fb.setAttribute('aria-label', `${requests} friend requests`);
+  fb.setAttribute('aria-label', t('shell.requestsBadge', { count: requests }));
 }
 
 function boot() {
+  applyToPage();
+  for (const picker of document.querySelectorAll('select[data-language-picker]')) bindPicker(picker);
+  onLocaleChange(() => {
+    if (!splash.hidden) byId('splash-text').textContent = splashText();
+    if (!store.me) return;
+    renderConn();
+    updateTitle();
+  });
   mountTabs();
   mountChats(go);
   mountConversation(go);
@@ -181,7 +197,7 @@ function boot() {
     const { what } = ev.detail;
     if (what === 'conn') renderConn();
     else if (what === 'toast') toast(ev.detail.text);
-    else if (what === 'logout') leave(ev.detail.reason);
+    else if (what === 'logout') leave(ev.detail.expired);
     else if (what === 'chats' || what === 'friends') {
       updateTitle();
       // A conversation named in the URL may only now be known.

@@ -10,6 +10,8 @@
 // answer with the same id (rim's Ack, or kind "Error" with a code), which
 // `request` turns into a resolved or rejected promise.
 
+import { t } from './i18n.js';
+
 const HEARTBEAT_MS = 25_000;
 const ANSWER_TIMEOUT_MS = 10_000;
 const BACKOFF_MIN_MS = 500;
@@ -17,7 +19,7 @@ const BACKOFF_MAX_MS = 30_000;
 
 export class FrameError extends Error {
   constructor(code, message) {
-    super(message || `error ${code}`);
+    super(message || t('errors.code', { code }));
     this.code = code;
   }
 }
@@ -154,7 +156,7 @@ export class Socket extends EventTarget {
     clearTimeout(this.heartTimer);
     for (const [, p] of this.pending) {
       clearTimeout(p.timer);
-      p.reject(new FrameError(0, 'connection lost'));
+      p.reject(new FrameError(0, t('errors.connectionLost')));
     }
     this.pending.clear();
     if (this.stopped) {
@@ -204,13 +206,13 @@ export class Socket extends EventTarget {
   request(event, body, ws = this.ws) {
     return new Promise((resolve, reject) => {
       if (!ws || ws.readyState !== WebSocket.OPEN || (event !== 'Login' && !this.online)) {
-        reject(new FrameError(0, 'not connected'));
+        reject(new FrameError(0, t('errors.notConnected')));
         return;
       }
       const clientMsgId = body.clientMsgId || newClientId(event.toLowerCase());
       const timer = setTimeout(() => {
         this.pending.delete(clientMsgId);
-        reject(new FrameError(0, 'no answer from the server'));
+        reject(new FrameError(0, t('errors.noAnswer')));
       }, ANSWER_TIMEOUT_MS);
       this.pending.set(clientMsgId, { resolve, reject, timer });
       ws.send(JSON.stringify({ event, body: { ...body, clientMsgId } }));

@@ -10,6 +10,7 @@
 import * as api from './api.js';
 import { Socket, newClientId } from './socket.js';
 import { parseTime } from './format.js';
+import { t } from './i18n.js';
 
 /** Messages per history page. */
 export const PAGE = 30;
@@ -166,7 +167,7 @@ class Store extends EventTarget {
   sessionEnded() {
     this.reset();
     api.setToken(null);
-    this.emit('logout', { reason: 'Your session has ended. Please log in again.' });
+    this.emit('logout', { expired: true });
   }
 
   async logout() {
@@ -177,7 +178,7 @@ class Store extends EventTarget {
     }
     this.reset();
     api.setToken(null);
-    this.emit('logout', { reason: '' });
+    this.emit('logout', { expired: false });
   }
 
   onConnState(detail) {
@@ -205,7 +206,7 @@ class Store extends EventTarget {
     const u = this.users.get(uid);
     if (u) return u.name || u.account;
     this.fetchUser(uid);
-    return `user ${uid}`;
+    return t('people.unknown', { uid });
   }
 
   fetchUser(uid) {
@@ -225,8 +226,8 @@ class Store extends EventTarget {
   // ---- conversations -------------------------------------------------------
 
   title(conv) {
-    if (conv.mode === 1) return conv.partner ? this.userName(conv.partner) : 'Direct chat';
-    return conv.name || `Group ${conv.gid}`;
+    if (conv.mode === 1) return conv.partner ? this.userName(conv.partner) : t('people.direct');
+    return conv.name || t('people.group', { gid: conv.gid });
   }
 
   /** Conversations, most recent first; those without messages last. */
@@ -534,7 +535,7 @@ class Store extends EventTarget {
   }
 
   queue(msg) {
-    const timer = setTimeout(() => this.fail(msg, 'not delivered: no answer from the server'), SEND_TIMEOUT_MS);
+    const timer = setTimeout(() => this.fail(msg, t('errors.noAnswer')), SEND_TIMEOUT_MS);
     this.outbox.set(keyOf(msg), { msg, timer });
     this.transmit(msg);
   }
@@ -626,10 +627,10 @@ class Store extends EventTarget {
 
   onNotify(b) {
     if (b.kind === 'FriendRequest') {
-      this.toast(`${b.content || 'Someone'} sent you a friend request`);
+      this.toast(t('friends.requestToast', { name: b.content || t('friends.someone') }));
       this.loadFriends().catch(() => {});
     } else if (b.kind === 'FriendAccept') {
-      this.toast(`${b.content || 'Someone'} accepted your friend request`);
+      this.toast(t('friends.acceptToast', { name: b.content || t('friends.someone') }));
       this.loadFriends().catch(() => {});
     } else if (b.kind === 'ReplayTruncated') {
       // More was missed than the server replays: read the state afresh.

@@ -4,26 +4,26 @@
 import { store, attachmentOf } from '../state.js';
 import { byId, h, avatar, replace } from '../dom.js';
 import { listTimeLabel, preview } from '../format.js';
+import { t, onLocaleChange } from '../i18n.js';
 
 let go = () => {};
 
 function lastLine(c) {
   const m = c.last;
-  if (!m) return c.mode === 1 ? 'Say hello 👋' : 'No messages yet';
+  if (!m) return c.mode === 1 ? t('chats.sayHello') : t('chats.noMessages');
   const a = attachmentOf(m);
-  const text = a ? (m.kind === 'Image' ? '📷 Photo' : `📎 ${preview(a.name, 60)}`) : preview(m.content);
-  if (m.uid === store.me.id) {
-    const prefix = m.status === 'failed' ? 'Not sent: ' : 'You: ';
-    return prefix + text;
-  }
-  return c.mode === 0 ? `${store.userName(m.uid)}: ${text}` : text;
+  const text = a ? (m.kind === 'Image' ? t('chats.photo') : `📎 ${preview(a.name, 60)}`) : preview(m.content);
+  if (m.uid === store.me.id) return m.status === 'failed' ? t('chats.lastFailed', { text }) : t('chats.lastMine', { text });
+  return c.mode === 0 ? t('chats.lastFrom', { name: store.userName(m.uid), text }) : text;
 }
 
 function row(c) {
   const title = store.title(c);
   const unread = c.unread > 0;
   const time = c.last ? listTimeLabel(c.last.time) : '';
-  const label = [title, unread ? `${c.unread} unread` : '', c.last ? `${time}: ${lastLine(c)}` : lastLine(c)].filter(Boolean).join(', ');
+  const label = [title, unread ? t('chats.unread', { count: c.unread }) : '', c.last ? t('chats.timed', { time, text: lastLine(c) }) : lastLine(c)]
+    .filter(Boolean)
+    .join(t('chats.separator'));
   return h(
     'li',
     {},
@@ -72,4 +72,5 @@ export function mountChats(navigate) {
   });
   // Relative times ("Yesterday") move on as the clock does.
   setInterval(render, 60_000);
+  onLocaleChange(render);
 }

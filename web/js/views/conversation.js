@@ -9,7 +9,8 @@
 
 import { store, keyOf, attachmentOf } from '../state.js';
 import { byId, h, avatar, hueClass, replace } from '../dom.js';
-import { dayKey, dayLabel, timeLabel, linkify, fileSize } from '../format.js';
+import { dayKey, dayLabel, timeLabel, fullTimeLabel, linkify, fileSize } from '../format.js';
+import { t, onLocaleChange } from '../i18n.js';
 import { openMembers } from './groups.js';
 
 const NEAR_BOTTOM_PX = 80;
@@ -27,7 +28,7 @@ function build() {
   const root = byId('conversation');
   const back = h(
     'button',
-    { type: 'button', class: 'icon-button back', 'aria-label': 'Back to conversations', title: 'Back', onclick: () => go(null) },
+    { type: 'button', class: 'icon-button back', 'aria-label': t('conversation.back'), title: t('conversation.backShort'), onclick: () => go(null) },
     svg('M15 18l-6-6 6-6'),
   );
   const title = h('h2', { id: 'conv-title', class: 'conv-title' });
@@ -35,34 +36,34 @@ function build() {
   const members = h(
     'button',
     { type: 'button', id: 'conv-members', class: 'button', onclick: () => gid && openMembers(gid) },
-    'Members',
+    t('conversation.members'),
   );
   const head = h('header', { class: 'conv-head' }, back, h('span', { id: 'conv-avatar' }), h('div', { class: 'conv-heading' }, title, sub), members);
-  const older = h('button', { type: 'button', class: 'link-button', onclick: () => loadOlder() }, 'Load older messages');
+  const older = h('button', { type: 'button', class: 'link-button', onclick: () => loadOlder() }, t('conversation.loadOlder'));
   const start = h('p', { class: 'start-note', hidden: true });
   const olderBox = h('div', { class: 'older' }, older, start);
   const list = h('div', { class: 'message-items' });
-  const scroller = h('div', { id: 'messages', class: 'messages', role: 'log', 'aria-label': 'Messages', tabindex: '0' }, olderBox, list);
-  const jump = h('button', { type: 'button', class: 'jump', hidden: true, onclick: () => toBottom(true) }, 'New messages ↓');
+  const scroller = h('div', { id: 'messages', class: 'messages', role: 'log', 'aria-label': t('conversation.messages'), tabindex: '0' }, olderBox, list);
+  const jump = h('button', { type: 'button', class: 'jump', hidden: true, onclick: () => toBottom(true) }, t('conversation.newMessages'));
   const input = h('textarea', {
     id: 'composer-input',
     rows: '1',
-    placeholder: 'Message',
-    'aria-label': 'Message',
+    placeholder: t('conversation.input'),
+    'aria-label': t('conversation.input'),
     autocomplete: 'off',
     maxlength: '16000',
     enterkeyhint: 'send',
   });
-  const send = h('button', { type: 'submit', class: 'send', 'aria-label': 'Send', title: 'Send' }, svg('M4 12l16-8-6 16-2-7-8-1z'));
+  const send = h('button', { type: 'submit', class: 'send', 'aria-label': t('conversation.send'), title: t('conversation.send') }, svg('M4 12l16-8-6 16-2-7-8-1z'));
   // Photos and files: picked with the button, pasted into the text field or
   // dropped on the conversation. Each is uploaded and sent as its own message.
   const picker = h('input', { type: 'file', id: 'composer-file', multiple: true, hidden: true, tabindex: '-1' });
   const attach = h(
     'button',
-    { type: 'button', class: 'icon-button attach', 'aria-label': 'Attach a photo or file', title: 'Attach a photo or file', onclick: () => picker.click() },
+    { type: 'button', class: 'icon-button attach', 'aria-label': t('conversation.attach'), title: t('conversation.attach'), onclick: () => picker.click() },
     svg('M21 11.5l-8.6 8.6a5.5 5.5 0 0 1-7.8-7.8l8.6-8.6a3.7 3.7 0 0 1 5.2 5.2l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6l7.9-7.9'),
   );
-  const composer = h('form', { class: 'composer', 'aria-label': 'Write a message' }, attach, picker, input, send);
+  const composer = h('form', { class: 'composer', 'aria-label': t('conversation.composer') }, attach, picker, input, send);
   replace(root, head, h('div', { class: 'messages-wrap' }, scroller, jump), composer);
 
   const sendFiles = (files) => {
@@ -117,9 +118,9 @@ function svg(d) {
 }
 
 function grow() {
-  const t = els.input;
-  t.style.height = 'auto';
-  t.style.height = `${Math.min(t.scrollHeight, 160)}px`;
+  const box = els.input;
+  box.style.height = 'auto';
+  box.style.height = `${Math.min(box.scrollHeight, 160)}px`;
 }
 
 function submit() {
@@ -166,7 +167,7 @@ async function loadOlder() {
   const c = store.convs.get(gid);
   if (!c || !c.hasOlder || c.loading) return;
   els.older.disabled = true;
-  els.older.textContent = 'Loading…';
+  els.older.textContent = t('conversation.loading');
   els.scroller.setAttribute('aria-busy', 'true');
   try {
     await store.loadOlder(gid);
@@ -175,7 +176,7 @@ async function loadOlder() {
   } finally {
     els.scroller.removeAttribute('aria-busy');
     els.older.disabled = false;
-    els.older.textContent = 'Load older messages';
+    els.older.textContent = t('conversation.loadOlder');
     renderOlderBox();
   }
 }
@@ -188,9 +189,9 @@ function renderOlderBox() {
   const atStart = !!c && c.loaded && !c.hasOlder;
   els.start.hidden = !atStart;
   if (!atStart) return;
-  if (c.messages.length) els.start.textContent = 'This is the beginning of the conversation.';
-  else if (c.mode === 1) els.start.textContent = `This is the start of your conversation with ${store.title(c)}. Say hello!`;
-  else els.start.textContent = 'No messages yet. Say hello to the group!';
+  if (c.messages.length) els.start.textContent = t('conversation.beginning');
+  else if (c.mode === 1) els.start.textContent = t('conversation.directStart', { name: store.title(c) });
+  else els.start.textContent = t('conversation.groupStart');
 }
 
 // ---- messages ----------------------------------------------------------------
@@ -207,7 +208,7 @@ async function download(a) {
     link.click();
     link.remove();
   } catch (err) {
-    store.toast(`Cannot download ${a.name}: ${err.message}`);
+    store.toast(t('conversation.cannotDownload', { name: a.name, error: err.message }));
   }
 }
 
@@ -228,8 +229,8 @@ function openPhoto(a, source) {
       h(
         'div',
         { class: 'dialog-actions' },
-        a.fileId ? h('button', { type: 'button', class: 'button', onclick: () => download(a) }, 'Download') : null,
-        h('button', { type: 'button', class: 'button primary', onclick: () => dialog.close() }, 'Close'),
+        a.fileId ? h('button', { type: 'button', class: 'button', onclick: () => download(a) }, t('conversation.download')) : null,
+        h('button', { type: 'button', class: 'button primary', onclick: () => dialog.close() }, t('conversation.close')),
       ),
     ),
   );
@@ -256,7 +257,7 @@ function renderPhoto(m, a) {
   );
   return h(
     'button',
-    { type: 'button', class: 'photo-button', 'aria-label': `Picture ${a.name}, open full size`, onclick: () => openPhoto(a, source) },
+    { type: 'button', class: 'photo-button', 'aria-label': t('conversation.openPicture', { name: a.name }), onclick: () => openPhoto(a, source) },
     img,
   );
 }
@@ -268,7 +269,7 @@ function renderFile(a) {
       type: 'button',
       class: 'file-link',
       disabled: !a.fileId,
-      'aria-label': `Download ${a.name}, ${fileSize(a.size)}`,
+      'aria-label': t('conversation.downloadFile', { name: a.name, size: fileSize(a.size) }),
       onclick: () => download(a),
     },
     h('span', { class: 'file-icon', 'aria-hidden': 'true' }, '📎'),
@@ -292,12 +293,12 @@ function renderBody(m) {
 }
 
 function statusOf(c, m) {
-  if (m.status === 'pending') return { icon: '🕓', label: 'Sending', cls: 'pending' };
-  if (m.status === 'failed') return { icon: '!', label: 'Not sent', cls: 'failed' };
+  if (m.status === 'pending') return { icon: '🕓', label: t('conversation.sending'), cls: 'pending' };
+  if (m.status === 'failed') return { icon: '!', label: t('conversation.notSent'), cls: 'failed' };
   const readers = store.readers(c, m);
-  if (readers === 0) return { icon: '✓', label: 'Sent', cls: 'sent' };
-  if (c.mode === 1) return { icon: '✓✓', label: 'Read', cls: 'read' };
-  return { icon: '✓✓', label: `Read by ${readers}`, cls: 'read' };
+  if (readers === 0) return { icon: '✓', label: t('conversation.sent'), cls: 'sent' };
+  if (c.mode === 1) return { icon: '✓✓', label: t('conversation.read'), cls: 'read' };
+  return { icon: '✓✓', label: t('conversation.readBy', { count: readers }), cls: 'read' };
 }
 
 function bubble(c, m, showName) {
@@ -315,12 +316,12 @@ function bubble(c, m, showName) {
     h(
       'div',
       { class: `bubble${m.kind === 'Image' && attachmentOf(m) ? ' has-photo' : ''}` },
-      h('span', { class: 'sr-only' }, mine ? 'You said: ' : `${name} said: `),
+      h('span', { class: 'sr-only' }, `${mine ? t('conversation.youSaid') : t('conversation.theySaid', { name })} `),
       renderBody(m),
       h(
         'span',
         { class: 'meta' },
-        h('time', { datetime: m.time.toISOString(), title: m.time.toLocaleString() }, time),
+        h('time', { datetime: m.time.toISOString(), title: fullTimeLabel(m.time) }, time),
         status ? h('span', { class: `status ${status.cls}`, title: status.label }, h('span', { 'aria-hidden': 'true' }, status.icon), h('span', { class: 'sr-only' }, status.label)) : null,
       ),
     ),
@@ -328,8 +329,8 @@ function bubble(c, m, showName) {
       ? h(
           'div',
           { class: 'failure', role: 'alert' },
-          h('span', {}, 'Not sent', m.error ? ` (${m.error})` : '', '. '),
-          h('button', { type: 'button', class: 'link-button', onclick: () => store.retry(m) }, 'Retry'),
+          h('span', {}, m.error ? t('conversation.notSentBecause', { error: m.error }) : `${t('conversation.notSent')}.`, ' '),
+          h('button', { type: 'button', class: 'link-button', onclick: () => store.retry(m) }, t('conversation.retry')),
         )
       : null,
   );
@@ -348,7 +349,7 @@ function render(detail = {}) {
     els.sub.textContent = u ? `@${u.account}` : '';
   } else {
     const n = c.members ? c.members.size : 0;
-    els.sub.textContent = n ? `${n} member${n === 1 ? '' : 's'}` : '';
+    els.sub.textContent = n ? t('conversation.memberCount', { count: n }) : '';
   }
   els.members.hidden = c.mode !== 0;
 
@@ -428,11 +429,35 @@ export function closeConversation() {
   delete root.dataset.gid;
   els = null;
   rendered = new Map();
+  placeholder(root);
+  if (store.me) store.emit('chats');
+}
+
+/** What shows where no conversation is open. */
+function placeholder(root) {
   replace(
     root,
-    h('div', { class: 'placeholder' }, h('div', { class: 'logo', 'aria-hidden': 'true' }, 'rim'), h('p', {}, 'Choose a conversation, or find friends to start one.')),
+    h('div', { class: 'placeholder' }, h('div', { class: 'logo', 'aria-hidden': 'true' }, 'rim'), h('p', {}, t('shell.placeholder'))),
   );
-  if (store.me) store.emit('chats');
+}
+
+/** After a change of language: the open conversation is built again in it,
+ * keeping the draft and the scroll position. */
+function relabel() {
+  if (!els) {
+    if (!gid) placeholder(byId('conversation'));
+    return;
+  }
+  const draft = els.input.value;
+  const hadFocus = document.activeElement === els.input;
+  const fromBottom = distanceFromBottom();
+  build();
+  rendered = new Map();
+  els.input.value = draft;
+  grow();
+  render({});
+  els.scroller.scrollTop = els.scroller.scrollHeight - els.scroller.clientHeight - fromBottom;
+  if (hadFocus) els.input.focus();
 }
 
 export function mountConversation(navigate) {
@@ -441,7 +466,7 @@ export function mountConversation(navigate) {
     const d = ev.detail;
     if (d.what === 'conv' && d.gid === gid) {
       if (d.removed) {
-        store.toast('You are no longer in that conversation.');
+        store.toast(t('conversation.removed'));
         go(null);
         return;
       }
@@ -452,6 +477,7 @@ export function mountConversation(navigate) {
       if (c) els.title.textContent = store.title(c);
     }
   });
+  onLocaleChange(relabel);
   document.addEventListener('visibilitychange', () => els && maybeRead());
   window.addEventListener('focus', () => els && maybeRead());
 }

@@ -4,11 +4,14 @@
 import * as api from '../api.js';
 import { store } from '../state.js';
 import { byId, h, avatar, replace } from '../dom.js';
+import { t, onLocaleChange } from '../i18n.js';
 
 let go = () => {};
 let selectTab = () => {};
 let found = null; // the user the last search found
-let findError = '';
+/** The find box's error, as a function giving its text (it follows the
+ * language), or null. */
+let findError = null;
 
 function person(u, ...actions) {
   return h(
@@ -27,7 +30,7 @@ function action(label, fn, { primary = false, aria = '' } = {}) {
     try {
       await fn();
     } catch (err) {
-      store.toast(err.message || 'That did not work');
+      store.toast(err.message || t('friends.failed'));
       button.disabled = false;
     }
   });
@@ -44,15 +47,15 @@ function relationActions(u) {
   const name = u.name || u.account;
   switch (store.relation(u.id)) {
     case 'me':
-      return [h('span', { class: 'note' }, 'That is you')];
+      return [h('span', { class: 'note' }, t('friends.you'))];
     case 'friend':
-      return [action('Message', () => message(u), { primary: true, aria: `Message ${name}` })];
+      return [action(t('friends.message'), () => message(u), { primary: true, aria: t('friends.messageName', { name }) })];
     case 'incoming':
-      return [action('Accept', () => store.friendAction('accept', u.id), { primary: true, aria: `Accept ${name}` })];
+      return [action(t('friends.accept'), () => store.friendAction('accept', u.id), { primary: true, aria: t('friends.acceptName', { name }) })];
     case 'outgoing':
-      return [h('span', { class: 'note' }, 'Request sent')];
+      return [h('span', { class: 'note' }, t('friends.requestSent'))];
     default:
-      return [action('Add friend', () => store.friendAction('add', u.id), { primary: true, aria: `Send a friend request to ${name}` })];
+      return [action(t('friends.add'), () => store.friendAction('add', u.id), { primary: true, aria: t('friends.addName', { name }) })];
   }
 }
 
@@ -74,7 +77,7 @@ function render() {
     autocomplete: 'off',
     autocapitalize: 'none',
     spellcheck: 'false',
-    placeholder: 'Their account, e.g. ada',
+    placeholder: t('friends.findPlaceholder'),
     required: true,
   });
   const panel = byId('friends-panel');
@@ -84,8 +87,8 @@ function render() {
   const form = h(
     'form',
     { class: 'find', role: 'search' },
-    h('label', { for: 'find-account' }, 'Find people by account'),
-    h('div', { class: 'find-row' }, input, h('button', { type: 'submit', class: 'button' }, 'Find')),
+    h('label', { for: 'find-account' }, t('friends.findLabel')),
+    h('div', { class: 'find-row' }, input, h('button', { type: 'submit', class: 'button' }, t('friends.find'))),
   );
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -93,10 +96,10 @@ function render() {
     if (!account) return;
     try {
       found = await api.searchUser(account);
-      findError = '';
+      findError = null;
     } catch (err) {
       found = null;
-      findError = err.code === 404 ? `Nobody has the account “${account}”.` : err.message;
+      findError = err.code === 404 ? () => t('friends.notFound', { account }) : () => err.message;
     }
     render();
   });
@@ -104,32 +107,34 @@ function render() {
     'div',
     { class: 'find-result', 'aria-live': 'polite' },
     found ? h('ul', { class: 'people' }, person(found, relationActions(found))) : null,
-    findError ? h('p', { class: 'error' }, findError) : null,
+    findError ? h('p', { class: 'error' }, findError()) : null,
   );
   replace(
     panel,
     form,
     result,
     section(
-      'Friend requests',
+      t('friends.requests'),
       incoming.map((u) =>
         person(
           u,
-          action('Accept', () => store.friendAction('accept', u.id), { primary: true, aria: `Accept ${u.name || u.account}` }),
-          action('Reject', () => store.friendAction('reject', u.id), { aria: `Reject ${u.name || u.account}` }),
+          action(t('friends.accept'), () => store.friendAction('accept', u.id), { primary: true, aria: t('friends.acceptName', { name: u.name || u.account }) }),
+          action(t('friends.reject'), () => store.friendAction('reject', u.id), { aria: t('friends.rejectName', { name: u.name || u.account }) }),
         ),
       ),
-      'No requests waiting.',
+      t('friends.noRequests'),
     ),
     section(
-      'Friends',
-      friends.map((u) => person(u, action('Message', () => message(u), { primary: true, aria: `Message ${u.name || u.account}` }))),
-      'No friends yet. Find someone by their account above.',
+      t('friends.friends'),
+      friends.map((u) => person(u, action(t('friends.message'), () => message(u), { primary: true, aria: t('friends.messageName', { name: u.name || u.account }) }))),
+      t('friends.noFriends'),
     ),
     outgoing.length
       ? section(
-          'Sent requests',
-          outgoing.map((u) => person(u, action('Cancel', () => store.friendAction('cancel', u.id), { aria: `Cancel the request to ${u.name || u.account}` }))),
+          t('friends.sentRequests'),
+          outgoing.map((u) =>
+            person(u, action(t('friends.cancel'), () => store.friendAction('cancel', u.id), { aria: t('friends.cancelName', { name: u.name || u.account }) })),
+          ),
           '',
         )
       : null,
@@ -144,7 +149,8 @@ export function mountFriends(navigate, tabs) {
     if (ev.detail.what === 'friends') render();
     if (ev.detail.what === 'logout') {
       found = null;
-      findError = '';
+      findError = null;
     }
   });
+  onLocaleChange(render);
 }

@@ -3,11 +3,15 @@
 
 import { store } from '../state.js';
 import { byId, h, avatar, replace } from '../dom.js';
+import { t } from '../i18n.js';
 
 let go = () => {};
 let membersGid = null;
 
-function closeButton(dialog, label = 'Cancel') {
+// The dialogs are modal: the language cannot change while one is open, so
+// they are labelled when opened and need no relabelling.
+
+function closeButton(dialog, label = t('groups.cancel')) {
   return h('button', { type: 'button', class: 'button', onclick: () => dialog.close() }, label);
 }
 
@@ -45,13 +49,13 @@ function openNewGroup() {
   const dialog = byId('group-dialog');
   const name = h('input', { id: 'group-name', name: 'name', maxlength: '64', required: true, autocomplete: 'off' });
   const error = h('p', { class: 'error', role: 'alert' });
-  const submit = h('button', { type: 'submit', class: 'button primary' }, 'Create group');
+  const submit = h('button', { type: 'submit', class: 'button primary' }, t('groups.create'));
   const form = h(
     'form',
     { class: 'dialog-form' },
-    h('h2', { id: 'group-dialog-title' }, 'New group'),
-    h('label', { class: 'field' }, h('span', {}, 'Group name'), name),
-    friendPicker(store.friends.friends, 'Members', 'Add friends first to invite them. You can add members later, too.'),
+    h('h2', { id: 'group-dialog-title' }, t('groups.title')),
+    h('label', { class: 'field' }, h('span', {}, t('groups.name')), name),
+    friendPicker(store.friends.friends, t('groups.members'), t('groups.noFriends')),
     error,
     h('div', { class: 'dialog-actions' }, closeButton(dialog), submit),
   );
@@ -59,7 +63,7 @@ function openNewGroup() {
     ev.preventDefault();
     const title = name.value.trim();
     if (!title) {
-      error.textContent = 'Give the group a name.';
+      error.textContent = t('groups.nameMissing');
       name.focus();
       return;
     }
@@ -116,15 +120,19 @@ function renderMembers() {
         h(
           'span',
           { class: 'person-text' },
-          h('span', { class: 'person-name' }, isMe ? `${name} (you)` : name),
+          h('span', { class: 'person-name' }, isMe ? t('groups.you', { name }) : name),
           h('span', { class: 'person-account' }, u.account ? `@${u.account}` : ''),
         ),
         h(
           'span',
           { class: 'person-actions' },
-          role === 2 ? h('span', { class: 'tag' }, 'Admin') : null,
+          role === 2 ? h('span', { class: 'tag' }, t('groups.admin')) : null,
           admin && !isMe
-            ? guard(h('button', { type: 'button', class: 'button small', 'aria-label': `Remove ${name}` }, 'Remove'), error, () => store.removeMember(c.gid, uid))
+            ? guard(
+                h('button', { type: 'button', class: 'button small', 'aria-label': t('groups.removeName', { name }) }, t('groups.remove')),
+                error,
+                () => store.removeMember(c.gid, uid),
+              )
             : null,
         ),
       ),
@@ -136,8 +144,8 @@ function renderMembers() {
     const rename = h(
       'form',
       { class: 'find' },
-      h('label', { for: 'rename-group' }, 'Group name'),
-      h('div', { class: 'find-row' }, input, h('button', { type: 'submit', class: 'button' }, 'Rename')),
+      h('label', { for: 'rename-group' }, t('groups.name')),
+      h('div', { class: 'find-row' }, input, h('button', { type: 'submit', class: 'button' }, t('groups.rename'))),
     );
     rename.addEventListener('submit', async (ev) => {
       ev.preventDefault();
@@ -151,12 +159,12 @@ function renderMembers() {
     });
     parts.push(rename);
   }
-  parts.push(h('h3', {}, `Members (${rows.length})`), h('ul', { class: 'people', 'aria-label': 'Members' }, rows));
+  parts.push(h('h3', {}, t('groups.membersCount', { count: rows.length })), h('ul', { class: 'people', 'aria-label': t('conversation.members') }, rows));
   if (admin) {
     const candidates = store.friends.friends.filter((u) => !c.members.has(u.id));
-    const addForm = h('form', { class: 'add-members' }, friendPicker(candidates, 'Add friends', 'All your friends are in this group.'));
+    const addForm = h('form', { class: 'add-members' }, friendPicker(candidates, t('groups.addFriends'), t('groups.allFriendsIn')));
     if (candidates.length) {
-      const add = h('button', { type: 'submit', class: 'button primary' }, 'Add to group');
+      const add = h('button', { type: 'submit', class: 'button primary' }, t('groups.addToGroup'));
       addForm.appendChild(add);
       addForm.addEventListener('submit', async (ev) => {
         ev.preventDefault();
@@ -173,11 +181,11 @@ function renderMembers() {
     }
     parts.push(addForm);
   }
-  const leave = guard(h('button', { type: 'button', class: 'button danger' }, 'Leave group'), error, async () => {
+  const leave = guard(h('button', { type: 'button', class: 'button danger' }, t('groups.leave')), error, async () => {
     await store.removeMember(c.gid, store.me.id);
     dialog.close();
   });
-  parts.push(error, h('div', { class: 'dialog-actions' }, leave, closeButton(dialog, 'Close')));
+  parts.push(error, h('div', { class: 'dialog-actions' }, leave, closeButton(dialog, t('groups.close'))));
   const focused = document.activeElement && dialog.contains(document.activeElement) ? document.activeElement.id : null;
   replace(dialog, h('div', { class: 'dialog-form' }, parts));
   if (focused) document.getElementById(focused)?.focus();

@@ -2,10 +2,19 @@
 
 import * as api from '../api.js';
 import { byId } from '../dom.js';
+import { t, onLocaleChange } from '../i18n.js';
 
 let mode = 'login';
 let onToken = () => {};
 let mounted = false;
+/** What the error line says, as a function: it is said again in the new
+ * language when the language changes. */
+let errorText = null;
+
+function showError(text) {
+  errorText = text;
+  byId('login-error').textContent = text ? text() : '';
+}
 
 function setMode(next) {
   mode = next;
@@ -16,33 +25,40 @@ function setMode(next) {
   byId('invite-field').hidden = !register;
   byId('login-hint').hidden = !register;
   byId('login-password').autocomplete = register ? 'new-password' : 'current-password';
-  byId('login-submit').textContent = register ? 'Create account' : 'Log in';
-  byId('login-error').textContent = '';
+  labelSubmit();
+  showError(null);
+}
+
+function labelSubmit() {
+  byId('login-submit').textContent = mode === 'register' ? t('login.register') : t('login.logIn');
 }
 
 function mount() {
   mounted = true;
   byId('tab-login').addEventListener('click', () => setMode('login'));
   byId('tab-register').addEventListener('click', () => setMode('register'));
+  onLocaleChange(() => {
+    labelSubmit();
+    showError(errorText);
+  });
   byId('login-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const account = byId('login-account').value.trim();
     const password = byId('login-password').value;
     const name = byId('login-name').value.trim();
     const invite = byId('login-invite').value.trim();
-    const error = byId('login-error');
     const submit = byId('login-submit');
     if (account.length < 3) {
-      error.textContent = 'Enter your account (at least 3 characters).';
+      showError(() => t('login.accountTooShort'));
       byId('login-account').focus();
       return;
     }
     if (mode === 'register' && password.length < 8) {
-      error.textContent = 'Choose a password of at least 8 characters.';
+      showError(() => t('login.passwordTooShort'));
       byId('login-password').focus();
       return;
     }
-    error.textContent = '';
+    showError(null);
     submit.disabled = true;
     try {
       if (mode === 'register') await api.register(account, password, name, invite);
@@ -53,7 +69,7 @@ function mount() {
       dropInviteFromUrl();
       onToken(token);
     } catch (err) {
-      error.textContent = messageFor(err);
+      showError(() => messageFor(err));
     } finally {
       submit.disabled = false;
     }
@@ -61,12 +77,13 @@ function mount() {
 }
 
 function messageFor(err) {
-  if (err.code === 0) return 'Cannot reach the server. Check your connection and try again.';
-  if (err.code === 401) return 'Wrong account or password.';
-  if (err.code === 409) return 'That account name is taken. Try another one.';
-  if (err.code === 429) return 'Too many attempts. Wait a minute and try again.';
-  const text = err.message || 'Something went wrong.';
-  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? '' : '.');
+  if (err.code === 0) return t('login.unreachable');
+  if (err.code === 401) return t('login.wrongPassword');
+  if (err.code === 409) return t('login.accountTaken');
+  if (err.code === 429) return t('login.tooManyAttempts');
+  // The server's own words, as it sends them, made a sentence.
+  const text = err.message || t('login.somethingWrong');
+  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?。！？]$/.test(text) ? '' : '.');
 }
 
 /** The code of an invite link (`/?invite=CODE`), if the page was opened with one. */
@@ -78,7 +95,8 @@ function dropInviteFromUrl() {
   if (inviteFromUrl()) history.replaceState(history.state, '', location.pathname + location.hash);
 }
 
-/** Shows the login screen; `reason` explains why (e.g. an expired session). */
+/** Shows the login screen; `reason` (a function giving the text, or null)
+ * explains why, e.g. an expired session. */
 export function showLogin(reason, then) {
   if (!mounted) mount();
   onToken = then;
@@ -87,7 +105,7 @@ export function showLogin(reason, then) {
   setMode(invite ? 'register' : 'login');
   if (invite) byId('login-invite').value = invite;
   byId('login-view').hidden = false;
-  byId('login-error').textContent = reason || '';
+  showError(reason);
   byId('login-account').focus();
 }
 

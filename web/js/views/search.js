@@ -6,6 +6,7 @@
 import { store } from '../state.js';
 import { byId, h, avatar, replace } from '../dom.js';
 import { listTimeLabel, parseTime, snippetParts } from '../format.js';
+import { t, onLocaleChange } from '../i18n.js';
 
 let go = () => {};
 /** Bumped by every search and clear: a late answer is dropped. */
@@ -20,8 +21,8 @@ function showResults(on) {
 
 function row(r) {
   const c = store.convs.get(r.group.id);
-  const title = c ? store.title(c) : r.group.name || 'Conversation';
-  const who = r.user.id === store.me.id ? 'You' : r.user.name || r.user.account;
+  const title = c ? store.title(c) : r.group.name || t('search.conversation');
+  const who = r.user.id === store.me.id ? t('search.you') : r.user.name || r.user.account;
   const time = listTimeLabel(parseTime(r.msg.createTime));
   return h(
     'li',
@@ -37,7 +38,7 @@ function row(r) {
         h(
           'span',
           { class: 'snippet' },
-          h('span', { class: 'snippet-who' }, `${who}: `),
+          h('span', { class: 'snippet-who' }, t('search.who', { name: who })),
           snippetParts(r.snippet).map((part) => (part.hit ? h('mark', {}, part.text) : part.text)),
         ),
       ),
@@ -45,26 +46,39 @@ function row(r) {
   );
 }
 
+/** What the results box shows, kept so that it can be shown again in
+ * another language: {text} while searching, {text, rows} or {text, error}. */
+let shown = null;
+
+function renderResults() {
+  const box = byId('search-results');
+  if (!shown) return;
+  const { text, rows, error } = shown;
+  if (error) replace(box, h('p', { class: 'error', role: 'alert' }, t('search.failed', { error })));
+  else if (!rows) replace(box, h('p', { class: 'empty' }, t('search.searching')));
+  else if (!rows.length) replace(box, h('p', { class: 'empty' }, t('search.nothing', { query: text })));
+  else replace(box, h('ul', { class: 'chat-list', 'aria-label': t('search.found', { count: rows.length }) }, rows.map(row)));
+}
+
 async function run(text) {
   const mine = ++generation;
-  const box = byId('search-results');
   showResults(true);
-  replace(box, h('p', { class: 'empty' }, 'Searching…'));
+  shown = { text };
+  renderResults();
   try {
     const rows = await store.search(text);
     if (mine !== generation) return;
-    if (!rows.length) {
-      replace(box, h('p', { class: 'empty' }, `Nothing found for “${text}”.`));
-      return;
-    }
-    replace(box, h('ul', { class: 'chat-list', 'aria-label': `${rows.length} messages found` }, rows.map(row)));
+    shown = { text, rows };
   } catch (err) {
-    if (mine === generation) replace(box, h('p', { class: 'error', role: 'alert' }, `Search failed: ${err.message}`));
+    if (mine !== generation) return;
+    shown = { text, error: err.message };
   }
+  renderResults();
 }
 
 function clear() {
   generation += 1;
+  shown = null;
   showResults(false);
   replace(byId('search-results'));
   store.emit('chats');
@@ -93,7 +107,9 @@ export function mountSearch(navigate) {
     if (ev.detail.what === 'logout') {
       input.value = '';
       generation += 1;
+      shown = null;
       showResults(false);
     }
   });
+  onLocaleChange(renderResults);
 }
