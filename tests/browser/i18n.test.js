@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { LANGUAGES, detect, isPlural, setLocale, translator } from '../../web/js/i18n.js';
-import { dayLabel, listTimeLabel, timeLabel, fileSize, linkify } from '../../web/js/format.js';
+import { dayLabel, listTimeLabel, timeLabel, fileSize, timeOf, linkify } from '../../web/js/format.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const web = path.resolve(here, '../../web');
@@ -203,6 +203,17 @@ describe('translating', () => {
 describe('dates and times', () => {
   const now = new Date(2025, 2, 5, 15, 30); // Wednesday 5 March 2025, local time
   const at = (y, m, d, hh = 9, mm = 5) => new Date(y, m - 1, d, hh, mm);
+
+  test('a message time is createdAt when the server sends it, else createTime as UTC', () => {
+    const ms = Date.UTC(2025, 2, 5, 6, 5, 7, 250);
+    // createdAt wins, even when createTime is written in another zone.
+    assert.equal(timeOf({ createdAt: ms, createTime: '2025-03-05 14:05:07' }).getTime(), ms);
+    assert.equal(timeOf({ createTime: '2025-03-05 06:05:07' }).getTime(), Date.UTC(2025, 2, 5, 6, 5, 7));
+    const fallback = new Date(0);
+    assert.equal(timeOf({ createTime: 'yesterday' }, fallback), fallback);
+    assert.equal(timeOf({}, fallback), fallback);
+    assert.equal(timeOf({ createdAt: 'soon', createTime: '2025-03-05 06:05:07' }).getTime(), Date.UTC(2025, 2, 5, 6, 5, 7));
+  });
 
   test('in English', () => {
     setLocale('en');

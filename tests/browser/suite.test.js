@@ -288,8 +288,19 @@ const people = {};
 async function person(account, name, viewport, at = base) {
   const context = await browser.newContext({ viewport, locale: BROWSER.locale, timezoneId: BROWSER.timezoneId });
   const page = await context.newPage();
-  const p = { account, name, password: `password of ${account}`, context, page, errors: [] };
+  const p = { account, name, password: `password of ${account}`, context, page, errors: [], logins: [] };
   page.on('pageerror', (err) => p.errors.push(`uncaught: ${err.message}`));
+  // The bodies of the Login frames the app sends, as sent.
+  page.on('websocket', (ws) =>
+    ws.on('framesent', ({ payload }) => {
+      try {
+        const frame = JSON.parse(payload);
+        if (frame.event === 'Login') p.logins.push(frame.body);
+      } catch {
+        // Not JSON: not the app's.
+      }
+    }),
+  );
   page.on('console', (msg) => {
     // A Content-Security-Policy violation means the app does something its
     // own policy forbids: a bug either way.
@@ -660,9 +671,15 @@ describe('rim web client', { concurrency: 1 }, () => {
     await sendAndConfirm(alice, S.offline(2));
     await bob.page.waitForTimeout(500);
     assert.equal(await message(bob, S.offlinePrefix).count(), 0, 'an offline page received messages');
+    const loginsBefore = bob.logins.length;
     await bob.context.setOffline(false);
     await online(bob);
     await message(bob, S.offline(2)).waitFor();
+    // It logged in again opting into the replay, from its resume cursor.
+    const login = bob.logins.at(-1);
+    assert.ok(bob.logins.length > loginsBefore, 'no new Login frame');
+    assert.equal(login.replay, true, JSON.stringify(login));
+    assert.ok(Number.isSafeInteger(login.msgId) && login.msgId > 0, JSON.stringify(login));
     const texts = await bob.page.locator('#messages .msg .text').allTextContents();
     assert.deepEqual(texts.slice(-2), [S.offline(1), S.offline(2)]);
     await bob.page.locator('#conn-banner').waitFor({ state: 'hidden' });

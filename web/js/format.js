@@ -5,11 +5,23 @@
 
 import { formatLocale, t } from './i18n.js';
 
-/** Parses the server's "YYYY-MM-DD HH:MM:SS" (UTC) into a Date. */
+/** Parses a "YYYY-MM-DD HH:MM:SS" time as UTC into a Date (null when it is
+ * not one). */
 export function parseTime(text) {
   const m = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})/.exec(text || '');
-  if (!m) return new Date();
+  if (!m) return null;
   return new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]));
+}
+
+/**
+ * When a message (a REST message object or a pushed body) was written: its
+ * Unix-millisecond `createdAt` when the server sends one (unambiguous), else
+ * its `createTime` read as UTC (what servers without `createdAt` write),
+ * else `fallback`.
+ */
+export function timeOf(m, fallback = new Date()) {
+  if (m && Number.isFinite(m.createdAt)) return new Date(m.createdAt);
+  return (m && parseTime(m.createTime)) || fallback;
 }
 
 const OPTIONS = {

@@ -9,6 +9,11 @@
 // Every frame the client sends carries a clientMsgId and gets exactly one
 // answer with the same id (rim's Ack, or kind "Error" with a code), which
 // `request` turns into a resolved or rejected promise.
+//
+// Login opts into the replay ("replay": true): right after its answer the
+// server pushes the messages after the resume cursor (`msgId`, the newest id
+// this device is sure it has), or, before there is a cursor, those this
+// device has not acknowledged. A server from before the flag replays anyway.
 
 import { t } from './i18n.js';
 
@@ -100,7 +105,7 @@ export class Socket extends EventTarget {
   }
 
   async login(ws) {
-    const body = { kind: 'Text', content: this.token() };
+    const body = { kind: 'Text', content: this.token(), replay: true };
     const cursor = this.cursor();
     if (cursor > 0) body.msgId = cursor;
     try {

@@ -9,7 +9,7 @@
 
 import * as api from './api.js';
 import { Socket, newClientId } from './socket.js';
-import { parseTime } from './format.js';
+import { timeOf } from './format.js';
 import { t } from './i18n.js';
 
 /** Messages per history page. */
@@ -33,11 +33,11 @@ function message({ id, gid, uid, kind, content, cmid, time, status }) {
 }
 
 function fromRest(m) {
-  return message({ id: m.id, gid: m.gid, uid: m.uid, kind: m.kind, content: m.content, cmid: m.client_msg_id, time: parseTime(m.createTime), status: 'sent' });
+  return message({ id: m.id, gid: m.gid, uid: m.uid, kind: m.kind, content: m.content, cmid: m.client_msg_id, time: timeOf(m), status: 'sent' });
 }
 
 function fromPush(b) {
-  return message({ id: b.msgId, gid: b.gid, uid: b.uid, kind: b.kind, content: b.content, cmid: b.clientMsgId, time: b.createTime ? parseTime(b.createTime) : new Date(), status: 'sent' });
+  return message({ id: b.msgId, gid: b.gid, uid: b.uid, kind: b.kind, content: b.content, cmid: b.clientMsgId, time: timeOf(b), status: 'sent' });
 }
 
 /** The attachment of an Image or File message: {fileId, name, size,

@@ -5,7 +5,7 @@
 
 import { store } from '../state.js';
 import { byId, h, avatar, replace } from '../dom.js';
-import { listTimeLabel, parseTime, snippetParts } from '../format.js';
+import { listTimeLabel, snippetParts, timeOf } from '../format.js';
 import { t, onLocaleChange } from '../i18n.js';
 
 let go = () => {};
@@ -23,7 +23,7 @@ function row(r) {
   const c = store.convs.get(r.group.id);
   const title = c ? store.title(c) : r.group.name || t('search.conversation');
   const who = r.user.id === store.me.id ? t('search.you') : r.user.name || r.user.account;
-  const time = listTimeLabel(parseTime(r.msg.createTime));
+  const time = listTimeLabel(timeOf(r.msg));
   return h(
     'li',
     {},
