@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { LANGUAGES, detect, isPlural, setLocale, translator } from '../../web/js/i18n.js';
+import { initials } from '../../web/js/dom.js';
 import { dayLabel, listTimeLabel, timeLabel, fileSize, timeOf, linkify } from '../../web/js/format.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -255,5 +256,16 @@ describe('links in Chinese text', () => {
     assert.deepEqual(links('https://zh.wikipedia.org/wiki/%E5%8C%97%E4%BA%AC 北京'), ['https://zh.wikipedia.org/wiki/%E5%8C%97%E4%BA%AC']);
     // English as before.
     assert.deepEqual(links('see https://example.org/park?x=1&y=2. ok'), ['https://example.org/park?x=1&y=2']);
+  });
+});
+
+describe('avatars of Chinese names', () => {
+  test('show the last two characters; other names their initials', () => {
+    assert.equal(initials('王芳'), '王芳');
+    assert.equal(initials('欧阳娜娜'), '娜娜');
+    assert.equal(initials('静'), '静');
+    assert.equal(initials('Ada Lovelace'), 'AL');
+    assert.equal(initials('王芳 Amy'), '王A');
+    assert.equal(initials(''), '?');
   });
 });

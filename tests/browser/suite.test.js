@@ -379,7 +379,7 @@ async function befriend(from, to) {
   await from.page.getByLabel(ui('friends.findLabel')).fill(to.account);
   await from.page.getByRole('button', { name: ui('friends.find'), exact: true }).click();
   await from.page.getByRole('button', { name: ui('friends.addName', { name: to.name }) }).click();
-  await from.page.locator('.friends-section', { hasText: ui('friends.sentRequests') }).getByText(to.name).waitFor();
+  await from.page.locator('.friends-section', { hasText: ui('friends.sentRequests') }).locator('.person-name', { hasText: to.name }).waitFor();
   // The request arrives live: a badge on the Friends tab, then Accept.
   await to.page.locator('#friends-badge:not([hidden])', { hasText: '1' }).waitFor();
   await friendsTab(to);

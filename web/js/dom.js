@@ -49,9 +49,13 @@ export function byId(id) {
   return el;
 }
 
-/** Initials for an avatar: "Ada Lovelace" -> "AL". */
+/** Initials for an avatar: "Ada Lovelace" -> "AL". A name written in
+ * Chinese characters shows its last two, as Chinese chat apps do: "王芳" ->
+ * "王芳", "欧阳娜娜" -> "娜娜" (the given name, which friends call you by). */
 export function initials(name) {
-  const words = String(name || '?').trim().split(/\s+/).filter(Boolean);
+  const text = String(name || '?').trim();
+  if (/^\p{Script=Han}+$/u.test(text)) return Array.from(text).slice(-2).join('');
+  const words = text.split(/\s+/).filter(Boolean);
   const letters = words.length > 1 ? [words[0], words[words.length - 1]] : [words[0] || '?'];
   return letters.map((w) => Array.from(w)[0].toUpperCase()).join('');
 }
