@@ -1,5 +1,5 @@
 -- rim's database schema: the whole of it, as this version of rim writes it
--- (schema version 5).
+-- (schema version 6).
 --
 -- Embedded in the binary (`store::schema`): a new database is made from this
 -- file alone, then stamped with `PRAGMA user_version` = the schema version
@@ -40,8 +40,16 @@ CREATE TABLE users (
     is_admin      INTEGER NOT NULL DEFAULT 0,
     -- NULL while the account may log in; when `rim user disable` ran
     -- otherwise. A disabled account keeps all its data.
-    disabled_at   INTEGER
+    disabled_at   INTEGER,
+    -- 1: others see whether this person is online, not when they were last.
+    hide_last_seen INTEGER NOT NULL DEFAULT 0,
+    -- The picture uploaded with `POST /api/user/avatar` (then `avatar` is
+    -- `/api/file/<id>`): every logged-in user may read this file, and it is
+    -- never collected while it is someone's picture.
+    avatar_file   INTEGER REFERENCES files(id)
 );
+-- Whether a file is someone's picture (reading it, collecting it).
+CREATE INDEX users_by_avatar_file ON users(avatar_file) WHERE avatar_file IS NOT NULL;
 
 -- One row per logged-in device. Only a SHA-256 of the token is kept, so a
 -- leaked database file does not leak usable tokens.
@@ -50,7 +58,15 @@ CREATE TABLE sessions (
     token_hash BLOB    NOT NULL UNIQUE,
     uid        INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    -- The device it was opened from, as the login reported it (User-Agent,
+    -- client address), for the account's list of devices.
+    user_agent   TEXT    NOT NULL DEFAULT '',
+    address      TEXT    NOT NULL DEFAULT '',
+    -- When the token was last used, to the minute: written at most once a
+    -- minute per session (`auth::Usage`), not once per request. 0: never
+    -- since the login.
+    last_used_at INTEGER NOT NULL DEFAULT 0
 );
 -- An account's sessions: revoking them all, counting them.
 CREATE INDEX sessions_by_uid ON sessions(uid);

@@ -5,8 +5,9 @@
 //!
 //! [`App`] is the one cheap-to-clone handle every connection holds.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::auth::{self, Hasher};
 use crate::config::{Config, RegistrationMode};
@@ -16,7 +17,8 @@ use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Notice};
 use crate::store::{
-    Committed, Db, FileRef, FriendEvent, Kind, MemberOp, NewMessage, NewUser, Session, Stored,
+    Committed, Db, FileRef, FriendEvent, Kind, MemberOp, NewMessage, NewUser, Origin, Session,
+    Stored,
 };
 use crate::validate;
 
@@ -28,7 +30,19 @@ pub struct App {
     pub limits: Arc<Limits>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
+    /// The minute each session's last use was last written for (see
+    /// [`App::authenticate`]).
+    touched: Arc<Mutex<HashMap<i64, i64>>>,
 }
+
+/// A session's last use is written at most once per this many
+/// milliseconds: one write a minute per active device, however many
+/// requests it makes.
+pub const LAST_USED_GRANULARITY_MS: i64 = 60_000;
+
+/// Sessions remembered in [`App::authenticate`]'s coalescing map before it
+/// starts over (the database's value then keeps the writes to one a minute).
+const TOUCHED_CAP: usize = 10_000;
 
 /// What `POST /api/user/create` asks for, before validation.
 pub struct Registration {
@@ -57,11 +71,42 @@ impl App {
             limits: Arc::new(Limits::new(&config)),
             metrics: Arc::new(metrics),
             config: Arc::new(config),
+            touched: Arc::default(),
         })
     }
 
-    /// The live session a token belongs to, or 401.
+    /// The live session a token belongs to, or 401. Records its use, to
+    /// the minute: the write is queued only when the stored minute is older
+    /// than the current one and no other request of this minute queued it,
+    /// so a busy device costs one write a minute and a request never waits
+    /// for it.
     pub async fn authenticate(&self, token: &str) -> Result<Session> {
+        let session = self.session_of(token).await?;
+        let now = crate::time::now_ms();
+        let minute = now - now.rem_euclid(LAST_USED_GRANULARITY_MS);
+        if session.last_used_at < minute {
+            let first = match self.touched.lock() {
+                Ok(mut touched) => {
+                    if touched.len() >= TOUCHED_CAP {
+                        touched.clear();
+                    }
+                    touched.insert(session.id, minute) != Some(minute)
+                }
+                Err(_) => false,
+            };
+            if first {
+                let db = self.db.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = db.touch_session(session.id, minute).await {
+                        crate::log_debug!("cannot record a session's use", error = e);
+                    }
+                });
+            }
+        }
+        Ok(session)
+    }
+
+    async fn session_of(&self, token: &str) -> Result<Session> {
         if token.is_empty() || token.len() > 256 {
             return Err(Error::Unauthorized(
                 "login required: send Authorization: Bearer <token>".into(),
@@ -157,6 +202,7 @@ impl App {
         account: String,
         password: String,
         ip: IpAddr,
+        user_agent: &str,
     ) -> Result<(u64, String)> {
         // Checked before hashing: a flood of guesses costs us nothing.
         self.limits
@@ -183,10 +229,57 @@ impl App {
         };
         let token = auth::new_token();
         let expires = crate::time::now_ms() + self.config.token_ttl.as_millis() as i64;
+        let origin = Origin {
+            user_agent: validate::user_agent(user_agent),
+            address: ip.to_string(),
+        };
         self.db
-            .create_session(uid, auth::token_hash(&token), expires)
+            .create_session(uid, auth::token_hash(&token), origin, expires)
             .await?;
         Ok((uid, token))
+    }
+
+    /// Changes `me`'s password from `old` to `new` and revokes every other
+    /// session of the account (closing their WebSockets); `session`, the
+    /// caller's, stays. A wrong `old` is refused (403) and counts against
+    /// the account's login attempts, like a wrong login.
+    pub async fn change_password(
+        &self,
+        me: u64,
+        session: i64,
+        old: String,
+        new: String,
+    ) -> Result<usize> {
+        validate::password(&new)?;
+        let user =
+            self.db.user(me).await?.ok_or_else(|| {
+                Error::Unauthorized("the token's account no longer exists".into())
+            })?;
+        self.limits
+            .login_per_account
+            .check(&user.account.to_ascii_lowercase())
+            .map_err(|wait| limits::too_many("password attempts for this account", wait))?;
+        let stored = self.db.password_hash(me).await?;
+        let ok = old.len() <= 1024 && self.hasher.verify(old, stored.clone()).await?;
+        let Some(old_hash) = stored.filter(|_| ok) else {
+            return Err(Error::forbidden("the old password is wrong"));
+        };
+        let new_hash = self.hasher.hash(new).await?;
+        let revoked = self
+            .db
+            .change_password(me, old_hash, new_hash, session)
+            .await?;
+        for &id in &revoked {
+            self.hub.end_session(id);
+        }
+        Ok(revoked.len())
+    }
+
+    /// Revokes one of `me`'s sessions and closes its WebSockets.
+    pub async fn revoke_session(&self, me: u64, id: i64) -> Result<()> {
+        self.db.revoke_device(me, id).await?;
+        self.hub.end_session(id);
+        Ok(())
     }
 
     /// Revokes a token and closes the WebSockets logged in with it.
@@ -309,6 +402,13 @@ impl App {
         op: MemberOp,
     ) -> Result<()> {
         let affected = self.db.change_members(me, gid, uids, op).await?;
+        self.notify_group_changed(me, gid, &affected);
+        Ok(())
+    }
+
+    /// `me` leaves a group; its members (and `me`'s other devices) hear of it.
+    pub async fn leave_group(&self, me: u64, gid: u64) -> Result<()> {
+        let affected = self.db.leave_group(me, gid).await?;
         self.notify_group_changed(me, gid, &affected);
         Ok(())
     }

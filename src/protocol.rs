@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::store::{ChatRow, FileMeta, Group, Hit, Kind, Member, Message, Role, User};
+use crate::store::{ChatRow, Device, FileMeta, Group, Hit, Kind, Member, Message, Role, User};
 use crate::time::format_wire;
 
 // ---- REST: the wrapper ---------------------------------------------------------
@@ -99,6 +99,38 @@ pub struct InviteCreate {
 pub struct Login {
     pub account: String,
     pub password: String,
+}
+
+/// `POST /api/user/update`: the fields to change (absent: unchanged).
+#[derive(Deserialize)]
+pub struct UserUpdate {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub avatar: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default, rename = "hideLastSeen")]
+    pub hide_last_seen: Option<bool>,
+}
+
+/// `POST /api/user/password`.
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    pub old: String,
+    pub new: String,
+}
+
+/// `POST /api/user/sessions/revoke`.
+#[derive(Deserialize)]
+pub struct SessionRevoke {
+    pub id: i64,
+}
+
+/// `POST /api/group/leave`.
+#[derive(Deserialize)]
+pub struct GroupLeave {
+    pub gid: u64,
 }
 
 #[derive(Deserialize)]
@@ -210,6 +242,9 @@ pub struct UserOut<'a> {
     password: &'static str,
     /// An admin of this server (may create invites).
     admin: bool,
+    /// This person keeps their last-seen time to themselves.
+    #[serde(rename = "hideLastSeen")]
+    hide_last_seen: bool,
 }
 
 impl<'a> UserOut<'a> {
@@ -223,8 +258,47 @@ impl<'a> UserOut<'a> {
             account: &u.account,
             password: "",
             admin: u.admin,
+            hide_last_seen: u.hide_last_seen,
         }
     }
+}
+
+/// A row of `GET /api/user/sessions`: one logged-in device.
+#[derive(Serialize)]
+pub struct DeviceOut<'a> {
+    id: i64,
+    #[serde(rename = "createTime")]
+    create_time: String,
+    /// When the token was last used, to the minute; null when not since
+    /// the login.
+    #[serde(rename = "lastUsedTime")]
+    last_used_time: Option<String>,
+    #[serde(rename = "userAgent")]
+    user_agent: &'a str,
+    address: &'a str,
+    /// The session of the request that lists them.
+    current: bool,
+}
+
+impl<'a> DeviceOut<'a> {
+    pub fn new(d: &'a Device, current_session: i64) -> Self {
+        DeviceOut {
+            id: d.id,
+            create_time: format_wire(d.created_at),
+            last_used_time: (d.last_used_at > 0).then(|| format_wire(d.last_used_at)),
+            user_agent: &d.user_agent,
+            address: &d.address,
+            current: d.id == current_session,
+        }
+    }
+}
+
+/// The answer to `POST /api/user/avatar`: the avatar now shown, and its file.
+#[derive(Serialize)]
+pub struct AvatarOut<'a> {
+    pub avatar: &'a str,
+    #[serde(rename = "fileId")]
+    pub file_id: u64,
 }
 
 #[derive(Serialize)]
@@ -779,7 +853,8 @@ pub enum Notice {
     /// The login replay stopped at its limit; `msgId` is the last replayed id,
     /// fetch older unread messages with `/api/message/history`.
     ReplayTruncated,
-    /// `uid` changed group `gid`: its name, avatar or members. Reload it with
+    /// `uid` changed group `gid`: its name, avatar, members or roles (or left
+    /// it). Reload it with
     /// `/api/group/get` and `/api/group/user/get` (a removed member gets 403).
     GroupChanged,
 }

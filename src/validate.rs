@@ -21,6 +21,10 @@ pub const MAX_CLIENT_MSG_ID: usize = 128;
 pub const MAX_FILE_NAME_CHARS: usize = 255;
 /// Longest search query, in characters.
 pub const MAX_QUERY_CHARS: usize = 256;
+/// Largest picture `POST /api/user/avatar` takes, in bytes.
+pub const MAX_AVATAR_BYTES: u64 = 2 << 20;
+/// Longest `User-Agent` remembered with a session, in characters.
+pub const MAX_USER_AGENT_CHARS: usize = 256;
 /// Longest account searched for (longer than any account, to answer 404
 /// rather than 400 for near misses).
 pub const MAX_ACCOUNT_QUERY: usize = 64;
@@ -61,7 +65,15 @@ pub fn password(password: &str) -> Result<()> {
     Ok(())
 }
 
-/// Bounded length and no control characters.
+/// The invisible characters that reorder text around them (Unicode's
+/// bidirectional embeddings, overrides, isolates and marks). In a name they
+/// make it show as something else ("alice\u{202e}gpj.exe"), so names
+/// refuse them.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Bounded length, and no control or bidirectional control characters.
 pub fn text(field: &str, value: &str, max_chars: usize) -> Result<()> {
     if value.chars().count() > max_chars {
         return Err(Error::bad_request(format!(
@@ -73,7 +85,34 @@ pub fn text(field: &str, value: &str, max_chars: usize) -> Result<()> {
             "{field} contains control characters"
         )));
     }
+    if value.chars().any(is_bidi_control) {
+        return Err(Error::bad_request(format!(
+            "{field} contains characters that reorder text (bidirectional controls)"
+        )));
+    }
     Ok(())
+}
+
+/// A new display name of one's own, trimmed; never empty.
+pub fn new_display_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::bad_request("name is empty: say what to be called"));
+    }
+    text("name", name, MAX_NAME_CHARS)?;
+    Ok(name.to_owned())
+}
+
+/// A `User-Agent` as a login sent it, made fit to list: control
+/// characters dropped, at most [`MAX_USER_AGENT_CHARS`]. Never refused: it
+/// is only shown back to the account's owner.
+pub fn user_agent(raw: &str) -> String {
+    raw.chars()
+        .filter(|&c| !c.is_control() && !is_bidi_control(c))
+        .take(MAX_USER_AGENT_CHARS)
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// A person's display name, trimmed; the account when it is empty.
@@ -227,6 +266,16 @@ mod tests {
         assert!(paging(Some(-1), None).is_err());
         assert!(paging(None, Some(101)).is_err());
         assert!(paging(None, Some(0)).is_err());
+    }
+
+    #[test]
+    fn names_refuse_text_reordering_and_agents_lose_it() {
+        assert!(display_name("alice\u{202e}gpj.exe", "alice").is_err());
+        assert!(new_display_name("\u{2067}x").is_err());
+        assert!(new_display_name("   ").is_err());
+        assert_eq!(new_display_name(" Ali ").unwrap(), "Ali");
+        assert_eq!(user_agent("Fire\u{202e}fox\n/1"), "Firefox/1");
+        assert_eq!(user_agent(&"x".repeat(300)).len(), MAX_USER_AGENT_CHARS);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Ctx {
     pub app: App,
     /// The authenticated caller (0 on public routes).
     pub uid: u64,
+    /// The caller's session (0 on public routes).
+    pub session: i64,
     /// The bearer token as sent, for logout.
     pub token: String,
     /// The client's address, for per-address limits.
@@ -36,7 +38,7 @@ pub struct Ctx {
 impl Ctx {
     pub(super) fn new(
         app: App,
-        uid: u64,
+        (uid, session): (u64, i64),
         token: String,
         ip: IpAddr,
         param: String,
@@ -46,6 +48,7 @@ impl Ctx {
         Ctx {
             app,
             uid,
+            session,
             token,
             ip,
             param,

@@ -60,9 +60,11 @@ pub async fn change_members(ctx: Ctx) -> Result<Vec<u8>> {
     let op = match req.op_type {
         1 => MemberOp::Add,
         2 => MemberOp::Remove,
+        3 => MemberOp::Promote,
+        4 => MemberOp::Demote,
         other => {
             return Err(Error::bad_request(format!(
-                "opType {other} is not valid: use 1 (add) or 2 (remove)"
+                "opType {other} is not valid: use 1 (add), 2 (remove), 3 (make admin) or 4 (remove admin)"
             )));
         }
     };
@@ -70,6 +72,13 @@ pub async fn change_members(ctx: Ctx) -> Result<Vec<u8>> {
     ctx.app
         .change_members(ctx.uid, req.gid, req.uids, op)
         .await?;
+    Ok(protocol::success(&true))
+}
+
+/// The caller leaves a group (a direct chat cannot be left: 400).
+pub async fn leave(ctx: Ctx) -> Result<Vec<u8>> {
+    let req: protocol::GroupLeave = ctx.json()?;
+    ctx.app.leave_group(ctx.uid, req.gid).await?;
     Ok(protocol::success(&true))
 }
 

@@ -21,6 +21,7 @@ mod friends;
 mod groups;
 mod invites;
 mod messages;
+mod profile;
 mod respond;
 mod upload;
 mod users;
@@ -103,12 +104,19 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/api/user/me", Token, Read, users::me),
     route!(GET "/api/server/info", Public, Read, users::server_info),
     route!(GET "/api/user/search", Token, Read, users::search),
+    route!(POST "/api/user/update", Token, Read, profile::update),
+    // The body is the picture itself, streamed like a file.
+    route!(POST "/api/user/avatar", Token, Stream, upload::avatar),
+    route!(POST "/api/user/password", Token, Read, profile::password),
+    route!(GET "/api/user/sessions", Token, Read, profile::sessions),
+    route!(POST "/api/user/sessions/revoke", Token, Read, profile::revoke),
     route!(POST "/api/group/create", Token, Read, groups::create),
     route!(POST "/api/group/update", Token, Read, groups::update),
     route!(GET "/api/group/get", Token, Read, groups::list),
     route!(GET "/api/group/user/get", Token, Read, groups::members),
     route!(POST "/api/group/user/change", Token, Read, groups::change_members),
     route!(POST "/api/group/direct", Token, Read, groups::direct),
+    route!(POST "/api/group/leave", Token, Read, groups::leave),
     route!(POST "/api/message/chat/list", Token, Read, messages::chat_list),
     route!(POST "/api/message/history", Token, Read, messages::history),
     route!(POST "/api/message/group/read", Token, Read, messages::group_read),
@@ -229,11 +237,14 @@ async fn dispatch(app: &App, req: Request<Incoming>, ip: IpAddr) -> Result<Reply
     let query = ctx::parse_query(req.uri().query().unwrap_or(""));
     let (parts, body) = req.into_parts();
     let token = ctx::bearer_token(&parts.headers).unwrap_or_default();
-    let uid = match route.auth {
-        Auth::Token => app.authenticate(&token).await?.uid,
-        Auth::Public => 0,
+    let caller = match route.auth {
+        Auth::Token => {
+            let session = app.authenticate(&token).await?;
+            (session.uid, session.id)
+        }
+        Auth::Public => (0, 0),
     };
-    let ctx = Ctx::new(app.clone(), uid, token, ip, param, parts.headers, query);
+    let ctx = Ctx::new(app.clone(), caller, token, ip, param, parts.headers, query);
     let ctx = match route.input {
         Input::Read => {
             let body = ctx::read_body(&ctx.headers, body, app.config.max_body_bytes).await?;

@@ -12,6 +12,10 @@
 //! GIF or WebP are stored as that type whatever was declared (corrected);
 //! a declared one of those four that the bytes are not is refused (400);
 //! any other type is kept as declared.
+//!
+//! `POST /api/user/avatar` is the same upload for a person's picture: only
+//! the four image types, by their bytes, and at most
+//! [`validate::MAX_AVATAR_BYTES`].
 
 use std::time::Duration;
 
@@ -106,10 +110,7 @@ fn decide_type(
 }
 
 fn too_large(max: u64) -> Error {
-    Error::TooLarge(format!(
-        "the file is larger than {} MiB (files.max_upload_mb)",
-        max >> 20
-    ))
+    Error::TooLarge(format!("the file is larger than {} MiB", max >> 20))
 }
 
 /// What an upload may be, decided from its request before any byte is read.
@@ -135,10 +136,9 @@ impl Bounds {
     }
 }
 
-/// The bounds of `uid`'s upload of `length` bytes (if it said), checked
-/// against that length at once.
-async fn bounds(ctx: &Ctx, length: Option<u64>) -> Result<Bounds> {
-    let max = ctx.app.config.max_upload_bytes;
+/// The bounds of `uid`'s upload of `length` bytes (if it said), at most
+/// `max`, checked against that length at once.
+async fn bounds(ctx: &Ctx, length: Option<u64>, max: u64) -> Result<Bounds> {
     let quota = ctx.app.config.file_quota_bytes;
     if length.is_some_and(|n| n > max) {
         return Err(too_large(max));
@@ -175,6 +175,8 @@ struct Chunks {
     seq: u64,
     /// What the first chunk's bytes are, once it is full.
     image: Option<Option<media::Image>>,
+    /// Refuse anything but the four image types (a picture).
+    images_only: bool,
     /// The file's row, once the first chunk is written.
     pending: Option<PendingUpload>,
     /// The previous chunk's write: at most one in flight while the next
@@ -183,7 +185,7 @@ struct Chunks {
 }
 
 impl Chunks {
-    fn new(db: Db, declared: String, length: Option<u64>) -> Chunks {
+    fn new(db: Db, declared: String, length: Option<u64>, images_only: bool) -> Chunks {
         let capacity = length.map_or(CHUNK_SIZE, |n| (n as usize).min(CHUNK_SIZE));
         Chunks {
             db,
@@ -193,6 +195,7 @@ impl Chunks {
             total: 0,
             seq: 0,
             image: None,
+            images_only,
             pending: None,
             in_flight: None,
         }
@@ -221,7 +224,7 @@ impl Chunks {
             // The first chunk tells what the file is: refuse a mismatch
             // before storing the rest.
             let sniffed = media::sniff(&self.buf);
-            decide_type(&self.declared, sniffed)?;
+            self.decide(sniffed)?;
             self.image = Some(sniffed);
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_SIZE));
@@ -247,6 +250,16 @@ impl Chunks {
         Ok(())
     }
 
+    /// The stored type, or the refusal of a file that may not be stored.
+    fn decide(&self, image: Option<media::Image>) -> Result<(String, Option<u32>, Option<u32>)> {
+        if self.images_only && image.is_none() {
+            return Err(Error::bad_request(
+                "a picture must be a png, jpeg, gif or webp image (recognised by its bytes)",
+            ));
+        }
+        decide_type(&self.declared, image)
+    }
+
     /// Waits for the write in flight, if any.
     async fn settle(&mut self) -> Result<()> {
         match self.in_flight.take() {
@@ -267,7 +280,7 @@ impl Chunks {
             Some(sniffed) => sniffed,
             None => media::sniff(&self.buf),
         };
-        let (content_type, width, height) = decide_type(&self.declared, sniffed)?;
+        let (content_type, width, height) = self.decide(sniffed)?;
         let name = if name.is_empty() {
             default_name(None, &content_type)
         } else {
@@ -323,14 +336,19 @@ async fn receive(
     }
 }
 
-/// `POST /api/file?name=NAME`: stores the body as a file of the caller's.
-pub async fn upload(mut ctx: Ctx) -> Result<Vec<u8>> {
-    let name = validate::file_name(ctx.query_opt("name").unwrap_or(""))?;
+/// Streams the body of `ctx` into a stored file of the caller's, at most
+/// `max` bytes; returns it and its name.
+async fn store(
+    ctx: &mut Ctx,
+    name: String,
+    max: u64,
+    images_only: bool,
+) -> Result<(FileMeta, String)> {
     let declared = declared_type(&ctx.headers)?;
     let length = content_length(&ctx.headers)?;
-    let bounds = bounds(&ctx, length).await?;
+    let bounds = bounds(ctx, length, max).await?;
     let mut body = ctx.take_stream()?;
-    let mut chunks = Chunks::new(ctx.app.db.clone(), declared, length);
+    let mut chunks = Chunks::new(ctx.app.db.clone(), declared, length, images_only);
     let stall = ctx.app.config.idle_timeout.max(Duration::from_secs(1));
     let received = receive(&mut body, &mut chunks, &bounds, stall).await;
     // Let the last write land before finishing or giving up.
@@ -344,7 +362,28 @@ pub async fn upload(mut ctx: Ctx) -> Result<Vec<u8>> {
         file = file.id,
         bytes = file.size
     );
+    Ok((file, name))
+}
+
+/// `POST /api/file?name=NAME`: stores the body as a file of the caller's.
+pub async fn upload(mut ctx: Ctx) -> Result<Vec<u8>> {
+    let name = validate::file_name(ctx.query_opt("name").unwrap_or(""))?;
+    let max = ctx.app.config.max_upload_bytes;
+    let (file, name) = store(&mut ctx, name, max, false).await?;
     Ok(protocol::success(&FileOut::new(&file, &name)))
+}
+
+/// `POST /api/user/avatar`: stores the body, an image, as the caller's
+/// picture. Their `avatar` becomes `/api/file/<id>`, which every logged-in
+/// user may read.
+pub async fn avatar(mut ctx: Ctx) -> Result<Vec<u8>> {
+    let max = validate::MAX_AVATAR_BYTES.min(ctx.app.config.max_upload_bytes);
+    let (file, _) = store(&mut ctx, String::new(), max, true).await?;
+    let avatar = ctx.app.db.set_avatar_file(ctx.uid, file.id).await?;
+    Ok(protocol::success(&protocol::AvatarOut {
+        avatar: &avatar,
+        file_id: file.id,
+    }))
 }
 
 #[cfg(test)]

@@ -28,7 +28,16 @@ pub async fn create(ctx: Ctx) -> Result<Vec<u8>> {
 
 pub async fn login(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::Login = ctx.json()?;
-    let (uid, token) = ctx.app.login(req.account, req.password, ctx.ip).await?;
+    // Not `to_str`, which gives up on any byte beyond visible ASCII.
+    let user_agent = ctx
+        .headers
+        .get(hyper::header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let (uid, token) = ctx
+        .app
+        .login(req.account, req.password, ctx.ip, &user_agent)
+        .await?;
     crate::log_info!("login", uid = uid);
     Ok(protocol::success(&token))
 }

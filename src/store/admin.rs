@@ -240,9 +240,9 @@ pub fn accounts(c: &Connection, now: i64) -> Result<Vec<Account>> {
     let rows = stmt.query_map([now], |r| {
         Ok(Account {
             user: user_from_row(r, 0)?,
-            is_admin: r.get(7)?,
-            disabled_at: r.get(8)?,
-            sessions: r.get(9)?,
+            is_admin: r.get(8)?,
+            disabled_at: r.get(9)?,
+            sessions: r.get(10)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -470,19 +470,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = open(dir.path());
         register(&c, &new_user("alice"), None, false, 1).unwrap();
-        users::create_session(&c, 1, &[7; 32], 1, i64::MAX).unwrap();
-        users::create_session(&c, 1, &[8; 32], 1, i64::MAX).unwrap();
+        users::create_session(&c, 1, &[7; 32], &Default::default(), 1, i64::MAX).unwrap();
+        users::create_session(&c, 1, &[8; 32], &Default::default(), 1, i64::MAX).unwrap();
         let before = last_revocation(&c).unwrap();
         assert_eq!(set_disabled(&c, "alice", true, 5).unwrap(), 2);
         let revoked = revocations_after(&c, before).unwrap();
         assert_eq!(revoked.iter().map(|r| r.1).collect::<Vec<_>>(), vec![1]);
-        let err = users::create_session(&c, 1, &[9; 32], 6, i64::MAX).unwrap_err();
+        let err =
+            users::create_session(&c, 1, &[9; 32], &Default::default(), 6, i64::MAX).unwrap_err();
         assert_eq!(err.code(), 403, "a disabled account cannot log in");
         let list = accounts(&c, 6).unwrap();
         assert_eq!(list[0].disabled_at, Some(5));
         assert_eq!(list[0].sessions, 0);
         set_disabled(&c, "ALICE", false, 7).unwrap();
-        assert!(users::create_session(&c, 1, &[9; 32], 8, i64::MAX).is_ok());
+        assert!(users::create_session(&c, 1, &[9; 32], &Default::default(), 8, i64::MAX).is_ok());
         assert_eq!(purge_revocations(&c, 6).unwrap(), 1);
         assert_eq!(set_disabled(&c, "nobody", true, 9).unwrap_err().code(), 404);
     }

@@ -1,6 +1,6 @@
 //! Files: uploads streamed in as chunks, deduplicated by SHA-256, the
 //! uploaders and quotas, who may read a file, and the removal of files no
-//! message refers to.
+//! message refers to (and that is nobody's picture).
 //!
 //! An upload is several writes, one per chunk, so that a 25 MiB upload never
 //! holds the writer (and everyone's messages) for long: [`begin`] makes a
@@ -219,8 +219,9 @@ pub fn attach(c: &Connection, msg_id: u64, file: &FileRef) -> Result<()> {
     Ok(())
 }
 
-/// The file, if `uid` may read it: they uploaded it, or it was sent in a
-/// conversation they are a member of.
+/// The file, if `uid` may read it: they uploaded it, it was sent in a
+/// conversation they are a member of, or it is someone's picture (which
+/// every logged-in user may see).
 pub fn readable(c: &Connection, uid: u64, file_id: u64) -> Result<Option<FileMeta>> {
     let sql = concat!(
         "SELECT ",
@@ -230,7 +231,8 @@ pub fn readable(c: &Connection, uid: u64, file_id: u64) -> Result<Option<FileMet
             OR EXISTS (SELECT 1 FROM message_files mf
                        JOIN messages m ON m.id = mf.msg_id
                        JOIN members mb ON mb.gid = m.gid AND mb.uid = ?2
-                       WHERE mf.file_id = ?1))"
+                       WHERE mf.file_id = ?1)
+            OR EXISTS (SELECT 1 FROM users p WHERE p.avatar_file = ?1))"
     );
     Ok(c.prepare_cached(sql)?
         .query_row([file_id, uid], file_from_row)
@@ -253,6 +255,7 @@ pub fn collectable(c: &Connection, now: i64, grace_ms: i64) -> Result<Vec<u64>> 
     let mut stmt = c.prepare_cached(
         "SELECT f.id FROM files f
          WHERE NOT EXISTS (SELECT 1 FROM message_files mf WHERE mf.file_id = f.id)
+           AND NOT EXISTS (SELECT 1 FROM users p WHERE p.avatar_file = f.id)
            AND CASE WHEN f.sha256 IS NULL THEN f.created_at < ?2
                     ELSE f.created_at < ?1 AND NOT EXISTS
                          (SELECT 1 FROM uploads u WHERE u.file_id = f.id AND u.created_at >= ?1)
@@ -276,6 +279,7 @@ pub fn collect(c: &Connection, id: u64, now: i64, grace_ms: i64) -> Result<Optio
                     ELSE f.size END
              FROM files f WHERE f.id = ?1
                AND NOT EXISTS (SELECT 1 FROM message_files mf WHERE mf.file_id = f.id)
+               AND NOT EXISTS (SELECT 1 FROM users p WHERE p.avatar_file = f.id)
                AND CASE WHEN f.sha256 IS NULL THEN f.created_at < ?3
                         ELSE f.created_at < ?2 AND NOT EXISTS
                              (SELECT 1 FROM uploads u WHERE u.file_id = f.id AND u.created_at >= ?2)

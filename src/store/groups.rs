@@ -201,8 +201,9 @@ pub fn members(c: &Connection, me: u64, gid: u64) -> Result<Vec<Member>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Adds or removes members; returns everyone affected (the members before
-/// the change and those added), who should hear of it.
+/// Adds or removes members, or changes their roles; returns everyone
+/// affected (the members before the change and those added), who should
+/// hear of it.
 pub fn change_members(
     c: &Connection,
     me: u64,
@@ -222,7 +223,7 @@ pub fn change_members(
     let only_self = uids.iter().all(|&u| u == me);
     if role != Role::Admin && !(op == MemberOp::Remove && only_self) {
         return Err(Error::forbidden(
-            "only an admin can change members (anyone may remove themselves)",
+            "only an admin can change members or roles (anyone may remove themselves)",
         ));
     }
     match op {
@@ -251,17 +252,29 @@ pub fn change_members(
                     )));
                 }
             }
-            // A group is never left without an admin while it has members:
-            // the longest-standing member takes over.
-            let admins: i64 = c
-                .prepare_cached("SELECT count(*) FROM members WHERE gid = ?1 AND role = 2")?
-                .query_row([gid], |r| r.get(0))?;
-            if admins == 0 {
-                c.prepare_cached(
-                    "UPDATE members SET role = 2 WHERE gid = ?1 AND uid =
-                     (SELECT uid FROM members WHERE gid = ?1 ORDER BY joined_at, uid LIMIT 1)",
-                )?
-                .execute([gid])?;
+            keep_an_admin(c, gid)?;
+        }
+        MemberOp::Promote | MemberOp::Demote => {
+            let to = if op == MemberOp::Promote {
+                Role::Admin
+            } else {
+                Role::Member
+            };
+            for &uid in uids {
+                let changed = c
+                    .prepare_cached("UPDATE members SET role = ?3 WHERE gid = ?1 AND uid = ?2")?
+                    .execute(params![gid, uid, to.as_u8()])?;
+                if changed == 0 {
+                    return Err(Error::not_found(format!(
+                        "user {uid} is not a member of group {gid}"
+                    )));
+                }
+            }
+            if admins(c, gid)? == 0 {
+                // The whole change is one savepoint: no role changed.
+                return Err(Error::conflict(
+                    "a group keeps at least one admin: make someone else admin first",
+                ));
             }
         }
     }
@@ -271,4 +284,40 @@ pub fn change_members(
         }
     }
     Ok(affected)
+}
+
+/// The caller leaves group `gid`; returns the members before (the caller
+/// included), who should hear of it. A direct chat cannot be left: it is
+/// the one conversation two people have, and would come back with the
+/// next message either of them sends.
+pub fn leave(c: &Connection, me: u64, gid: u64) -> Result<Vec<u64>> {
+    let (group, _) = require_member(c, gid, me)?;
+    if group.mode == Mode::Direct {
+        return Err(Error::bad_request("a direct chat cannot be left"));
+    }
+    let affected = member_ids(c, gid)?;
+    c.prepare_cached("DELETE FROM members WHERE gid = ?1 AND uid = ?2")?
+        .execute([gid, me])?;
+    keep_an_admin(c, gid)?;
+    Ok(affected)
+}
+
+fn admins(c: &Connection, gid: u64) -> Result<i64> {
+    Ok(
+        c.prepare_cached("SELECT count(*) FROM members WHERE gid = ?1 AND role = 2")?
+            .query_row([gid], |r| r.get(0))?,
+    )
+}
+
+/// A group is never left without an admin while it has members: the
+/// longest-standing member takes over.
+fn keep_an_admin(c: &Connection, gid: u64) -> Result<()> {
+    if admins(c, gid)? == 0 {
+        c.prepare_cached(
+            "UPDATE members SET role = 2 WHERE gid = ?1 AND uid =
+             (SELECT uid FROM members WHERE gid = ?1 ORDER BY joined_at, uid LIMIT 1)",
+        )?
+        .execute([gid])?;
+    }
+    Ok(())
 }

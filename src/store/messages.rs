@@ -393,7 +393,7 @@ pub fn chat_list(c: &Connection, me: u64, page: u32, size: u32) -> Result<Vec<Ch
             group: group_from_row(r, 0)?,
             last: message_from_row(r, 6)?,
             user: user_from_row(r, 14)?,
-            unread: r.get::<_, i64>(21)? as u64,
+            unread: r.get::<_, i64>(22)? as u64,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -290,12 +290,64 @@ impl Db {
         &self,
         uid: u64,
         token_hash: [u8; 32],
+        origin: Origin,
         expires_at: i64,
     ) -> Result<i64> {
         self.write(move |c| {
-            users::create_session(c, uid, &token_hash, crate::time::now_ms(), expires_at)
+            users::create_session(
+                c,
+                uid,
+                &token_hash,
+                &origin,
+                crate::time::now_ms(),
+                expires_at,
+            )
         })
         .await
+    }
+
+    /// Records that a session was used now.
+    pub async fn touch_session(&self, id: i64, now: i64) -> Result<()> {
+        self.write(move |c| users::touch_session(c, id, now)).await
+    }
+
+    /// An account's live sessions, newest first.
+    pub async fn devices(&self, uid: u64) -> Result<Vec<Device>> {
+        self.read(move |c| users::devices(c, uid, crate::time::now_ms()))
+            .await
+    }
+
+    /// Revokes one of `uid`'s own sessions (404 for any other).
+    pub async fn revoke_device(&self, uid: u64, id: i64) -> Result<()> {
+        self.write(move |c| users::revoke_device(c, uid, id)).await
+    }
+
+    pub async fn update_profile(&self, uid: u64, change: ProfileChange) -> Result<()> {
+        self.write(move |c| users::update_profile(c, uid, &change))
+            .await
+    }
+
+    /// Makes an image `uid` uploaded their picture; returns its avatar link.
+    pub async fn set_avatar_file(&self, uid: u64, file_id: u64) -> Result<String> {
+        self.write(move |c| users::set_avatar_file(c, uid, file_id))
+            .await
+    }
+
+    pub async fn password_hash(&self, uid: u64) -> Result<Option<String>> {
+        self.read(move |c| users::password_hash(c, uid)).await
+    }
+
+    /// Replaces a password hash that is still `old_hash` and revokes every
+    /// session of the account but `keep`; returns the revoked ids.
+    pub async fn change_password(
+        &self,
+        uid: u64,
+        old_hash: String,
+        new_hash: String,
+        keep: i64,
+    ) -> Result<Vec<i64>> {
+        self.write(move |c| users::change_password(c, uid, &old_hash, &new_hash, keep))
+            .await
     }
 
     /// The live session for a token hash, if it exists and has not expired.
@@ -396,6 +448,11 @@ impl Db {
             groups::change_members(c, me, gid, &uids, op, max, crate::time::now_ms())
         })
         .await
+    }
+
+    /// `me` leaves group `gid`; returns the members before, `me` included.
+    pub async fn leave_group(&self, me: u64, gid: u64) -> Result<Vec<u64>> {
+        self.write(move |c| groups::leave(c, me, gid)).await
     }
 
     // ---- messages -----------------------------------------------------------

@@ -13,6 +13,8 @@ pub struct User {
     pub created_at: i64,
     /// May create invites over REST.
     pub admin: bool,
+    /// Others see whether this person is online, not when they last were.
+    pub hide_last_seen: bool,
 }
 
 /// Fields of a new account; the password arrives already hashed.
@@ -31,6 +33,34 @@ pub struct Session {
     pub id: i64,
     pub uid: u64,
     pub expires_at: i64,
+    /// When the token was last used, to the minute (0: not since the login).
+    pub last_used_at: i64,
+}
+
+/// A logged-in device as its owner lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub id: i64,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub user_agent: String,
+    pub address: String,
+}
+
+/// Where a login came from, remembered with its session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub user_agent: String,
+    pub address: String,
+}
+
+/// What `POST /api/user/update` changes; `None` keeps the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    pub name: Option<String>,
+    pub avatar: Option<String>,
+    pub email: Option<String>,
+    pub hide_last_seen: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +209,10 @@ pub struct ReadMark {
 pub enum MemberOp {
     Add,
     Remove,
+    /// Make the members named admins.
+    Promote,
+    /// Make the admins named plain members (a group keeps at least one).
+    Demote,
 }
 
 /// Friend list selector of `GET /api/friend/list`.

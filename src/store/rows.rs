@@ -10,7 +10,7 @@ use super::model::{Group, Kind, Message, Mode, User};
 // instead of by `format!` on every call.
 macro_rules! user_cols {
     () => {
-        "u.id, u.account, u.name, u.avatar, u.email, u.created_at, u.is_admin"
+        "u.id, u.account, u.name, u.avatar, u.email, u.created_at, u.is_admin, u.hide_last_seen"
     };
 }
 macro_rules! group_cols {
@@ -33,6 +33,7 @@ pub(super) fn user_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Res
         email: row.get(at + 4)?,
         created_at: row.get(at + 5)?,
         admin: row.get(at + 6)?,
+        hide_last_seen: row.get(at + 7)?,
     })
 }
 

@@ -32,6 +32,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/003_files_search.sql"),
     include_str!("../../migrations/004_resend_window.sql"),
     include_str!("../../migrations/005_index_merges.sql"),
+    include_str!("../../migrations/006_profiles.sql"),
 ];
 
 /// The schema version this binary writes.

@@ -541,6 +541,114 @@ async fn real_answers_match_the_documented_schemas() {
     api.get_is(401, "/api/user/search?account=bob", Some("bad-token"))
         .await;
 
+    // ---- one's own account: carol's, so that the others' tokens stay
+    let profile = api
+        .post_is(
+            200,
+            "/api/user/update",
+            tc,
+            json!({"name": "Carol C.", "hideLastSeen": true}),
+        )
+        .await;
+    assert_eq!(profile["hideLastSeen"], true);
+    api.post_is(400, "/api/user/update", tc, json!({"name": "x\u{202e}y"}))
+        .await;
+    api.post_is(401, "/api/user/update", None, json!({"name": "x"}))
+        .await;
+    api.too_large(Method::POST, "/api/user/update", tc).await;
+    let png = crate::common::png_bytes(4, 4, 0, 1);
+    let as_png = [("content-type", "image/png")];
+    let r = api
+        .raw(Method::POST, "/api/user/avatar", tc, &as_png, png.clone())
+        .await;
+    assert_eq!(r.status, 200);
+    let r = api
+        .raw(
+            Method::POST,
+            "/api/user/avatar",
+            tc,
+            &[("content-type", "text/plain")],
+            b"hello".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = api
+        .raw(Method::POST, "/api/user/avatar", None, &as_png, png)
+        .await;
+    assert_eq!(r.status, 401);
+    let huge = crate::common::png_bytes(4, 4, 3 << 20, 2);
+    let r = api
+        .raw(Method::POST, "/api/user/avatar", tc, &as_png, huge)
+        .await;
+    assert_eq!(r.status, 413);
+    let spare = api
+        .post_is(200, "/api/user/login", None, login("carol"))
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let devices = api.get_is(200, "/api/user/sessions", tc).await;
+    api.get_is(401, "/api/user/sessions", None).await;
+    let spare_id = devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["current"] == false)
+        .expect("the spare session")["id"]
+        .clone();
+    api.post_is(
+        200,
+        "/api/user/sessions/revoke",
+        tc,
+        json!({"id": spare_id}),
+    )
+    .await;
+    api.post_is(
+        404,
+        "/api/user/sessions/revoke",
+        tc,
+        json!({"id": spare_id}),
+    )
+    .await;
+    api.post_is(
+        401,
+        "/api/user/sessions/revoke",
+        Some(&spare),
+        json!({"id": spare_id}),
+    )
+    .await;
+    let change = |old: &str, new: &str| json!({"old": old, "new": new});
+    api.post_is(
+        403,
+        "/api/user/password",
+        tc,
+        change("wrong-password", "carol-2nd-password"),
+    )
+    .await;
+    api.post_is(
+        400,
+        "/api/user/password",
+        tc,
+        change("password-carol", "short"),
+    )
+    .await;
+    api.post_is(
+        401,
+        "/api/user/password",
+        None,
+        change("password-carol", "carol-2nd-password"),
+    )
+    .await;
+    let revoked = api
+        .post_is(
+            200,
+            "/api/user/password",
+            tc,
+            change("password-carol", "carol-2nd-password"),
+        )
+        .await;
+    assert_eq!(revoked, 0, "carol's only other session was revoked above");
+
     // ---- friends
     api.post_is(200, "/api/friend/add", ta, json!({"fid": b}))
         .await;
@@ -713,9 +821,33 @@ async fn real_answers_match_the_documented_schemas() {
         400,
         "/api/group/user/change",
         ta,
-        json!({"gid": gid, "uids": [c], "opType": 3}),
+        json!({"gid": gid, "uids": [c], "opType": 5}),
     )
     .await;
+    // Alice is the club's only admin: she cannot stop being one.
+    api.post_is(
+        409,
+        "/api/group/user/change",
+        ta,
+        json!({"gid": gid, "uids": [a], "opType": 4}),
+    )
+    .await;
+    let brief = json!({"group": {"name": "brief"}, "users": [{"uid": c}]});
+    let brief = api
+        .post_is(200, "/api/group/create", tb, brief)
+        .await
+        .as_u64()
+        .unwrap();
+    api.post_is(200, "/api/group/leave", tc, json!({"gid": brief}))
+        .await;
+    api.post_is(403, "/api/group/leave", tc, json!({"gid": brief}))
+        .await;
+    api.post_is(404, "/api/group/leave", tc, json!({"gid": 999}))
+        .await;
+    api.post_is(400, "/api/group/leave", tb, json!({"gid": direct}))
+        .await;
+    api.post_is(401, "/api/group/leave", None, json!({"gid": brief}))
+        .await;
     api.post_is(
         401,
         "/api/group/user/change",

@@ -18,6 +18,7 @@ mod rest_errors;
 mod rest_friends;
 mod rest_groups;
 mod rest_messages;
+mod rest_profile;
 mod rest_users;
 mod search;
 mod smoke;

@@ -56,12 +56,12 @@ async fn create_returns_the_uid_and_the_name_defaults_to_the_account() {
     let me = user_get(&srv, &ta, alice).await;
     assert_eq!(
         me,
-        json!({"id": alice, "name": "alice", "avatar": "", "email": "", "account": "alice", "password": "", "admin": true})
+        json!({"id": alice, "name": "alice", "avatar": "", "email": "", "account": "alice", "password": "", "admin": true, "hideLastSeen": false})
     );
     let other = user_get(&srv, &ta, bob).await;
     assert_eq!(
         other,
-        json!({"id": bob, "name": "Bob B.", "avatar": "b.png", "email": "", "account": "bob", "password": "", "admin": false})
+        json!({"id": bob, "name": "Bob B.", "avatar": "b.png", "email": "", "account": "bob", "password": "", "admin": false, "hideLastSeen": false})
     );
 }
 
@@ -261,7 +261,7 @@ async fn token_route_returns_the_owner() {
         .await;
     assert_eq!(
         r.assert_ok(),
-        &json!({"id": uid, "name": "ALICE", "avatar": "", "email": "alice@example.org", "account": "alice", "password": "", "admin": true})
+        &json!({"id": uid, "name": "ALICE", "avatar": "", "email": "alice@example.org", "account": "alice", "password": "", "admin": true, "hideLastSeen": false})
     );
     let bad = "0".repeat(64);
     srv.get(&format!("/api/user/token?token={bad}"), None)
