@@ -22,6 +22,17 @@ pub enum Synchronous {
     Normal,
 }
 
+/// Who checkpoints the WAL, copying committed pages back into the database
+/// file (`storage.checkpoints`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpointer {
+    /// rim's writer, between its batches (see `store::writer`).
+    Rim,
+    /// Litestream, which replicates the WAL before it lets it be copied back
+    /// and started over. rim then never checkpoints, and tells SQLite not to.
+    Litestream,
+}
+
 /// Argon2id cost. The defaults are OWASP's minimum recommendation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HashCost {
@@ -91,6 +102,7 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
 
     pub synchronous: Synchronous,
+    pub checkpoints: Checkpointer,
     pub read_connections: usize,
     pub writer_batch: usize,
     pub writer_queue: usize,
@@ -145,6 +157,7 @@ impl Default for Config {
             metrics_token: None,
             trusted_proxies: Vec::new(),
             synchronous: Synchronous::Full,
+            checkpoints: Checkpointer::Rim,
             read_connections: 4,
             writer_batch: 1024,
             writer_queue: 8192,
@@ -231,6 +244,7 @@ pub struct RateLimitsSection {
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
     pub synchronous: Option<String>,
+    pub checkpoints: Option<String>,
     pub read_connections: Option<usize>,
     pub writer_batch: Option<usize>,
     pub writer_queue: Option<usize>,
@@ -387,6 +401,13 @@ impl Config {
                 "full" => Synchronous::Full,
                 "normal" => Synchronous::Normal,
                 _ => bail!("storage.synchronous = {sync:?}: use \"full\" or \"normal\""),
+            };
+        }
+        if let Some(by) = s.checkpoints {
+            c.checkpoints = match by.to_ascii_lowercase().as_str() {
+                "rim" => Checkpointer::Rim,
+                "litestream" => Checkpointer::Litestream,
+                _ => bail!("storage.checkpoints = {by:?}: use \"rim\" or \"litestream\""),
             };
         }
         set(
@@ -655,6 +676,7 @@ mod tests {
         assert_eq!(c.listen, d.listen);
         assert_eq!(c.db, d.db);
         assert_eq!(c.synchronous, d.synchronous);
+        assert_eq!(c.checkpoints, d.checkpoints);
         assert_eq!(c.hash_cost, d.hash_cost);
         assert_eq!(c.token_ttl, d.token_ttl);
         assert_eq!(c.max_frame_bytes, d.max_frame_bytes);
@@ -704,5 +726,15 @@ mod tests {
         assert!(Config::from_file(file).is_err());
         let file: FileConfig = toml::from_str("[limits]\nmax_frame_bytes = 1").unwrap();
         assert!(Config::from_file(file).is_err());
+        let file: FileConfig = toml::from_str("[storage]\ncheckpoints = \"sqlite\"").unwrap();
+        assert!(Config::from_file(file).is_err());
+    }
+
+    #[test]
+    fn checkpoints_can_be_left_to_litestream() {
+        let file: FileConfig = toml::from_str("[storage]\ncheckpoints = \"litestream\"").unwrap();
+        let c = Config::from_file(file).unwrap();
+        assert_eq!(c.checkpoints, Checkpointer::Litestream);
+        assert_eq!(Config::default().checkpoints, Checkpointer::Rim);
     }
 }

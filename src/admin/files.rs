@@ -23,7 +23,7 @@ fn gc(args: FilesGcArgs) -> anyhow::Result<()> {
         Some(text) => parse_duration(text)?,
         None => config.file_gc_grace,
     };
-    let mut conn = admin::open_for_change(&config.db, false)?;
+    let mut conn = admin::open_for_change(&config.db, false, config.checkpoints)?;
     let now = crate::time::now_ms();
     let grace_ms = grace.as_millis() as i64;
     let candidates = files::collectable(&conn, now, grace_ms)?;

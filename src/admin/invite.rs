@@ -15,7 +15,7 @@ pub fn run(cmd: InviteCommand) -> anyhow::Result<()> {
 fn create(args: InviteCreateArgs) -> anyhow::Result<()> {
     let config = load_config(&args.db)?;
     let valid_ms = parse_expiry(&args.expires)?;
-    let mut conn = admin::open_for_change(&config.db, true)?;
+    let mut conn = admin::open_for_change(&config.db, true, config.checkpoints)?;
     let code = crate::auth::new_invite_code();
     let expires_at = valid_ms.map(|ms| crate::time::now_ms() + ms);
     let invite = NewInvite {

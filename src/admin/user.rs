@@ -27,7 +27,7 @@ fn add(args: UserAddArgs) -> anyhow::Result<()> {
     validate::password(&password)?;
     let password_hash = crate::auth::hash_blocking(config.hash_cost, &password)?;
     // A missing file is created: the first admin may come before the first start.
-    let mut conn = admin::open_for_change(&config.db, true)?;
+    let mut conn = admin::open_for_change(&config.db, true, config.checkpoints)?;
     let user = NewUser {
         account: args.account.clone(),
         name,
@@ -76,7 +76,7 @@ fn list(args: DbOnly) -> anyhow::Result<()> {
 
 fn set_disabled(args: AccountArgs, disabled: bool) -> anyhow::Result<()> {
     let config = load_config(&args.db)?;
-    let mut conn = admin::open_for_change(&config.db, false)?;
+    let mut conn = admin::open_for_change(&config.db, false, config.checkpoints)?;
     let revoked = admin::immediate(&mut conn, |c| {
         admin::set_disabled(c, &args.account, disabled, now_ms())
     })
@@ -94,7 +94,7 @@ fn set_disabled(args: AccountArgs, disabled: bool) -> anyhow::Result<()> {
 
 fn passwd(args: PasswdArgs) -> anyhow::Result<()> {
     let config = load_config(&args.db)?;
-    let mut conn = admin::open_for_change(&config.db, false)?;
+    let mut conn = admin::open_for_change(&config.db, false, config.checkpoints)?;
     // Fail on a wrong account before asking for a password.
     admin::account_id(&conn, &args.account)?;
     let password = read_password(args.password_stdin)?;

@@ -18,7 +18,7 @@ use super::model::{NewUser, User};
 use super::rows::user_from_row;
 use super::schema::{self, APPLICATION_ID, SCHEMA_VERSION};
 use super::users;
-use crate::config::Synchronous;
+use crate::config::{Checkpointer, Synchronous};
 use crate::error::{Error, Result};
 
 /// An account as the operator sees it.
@@ -111,11 +111,19 @@ pub fn lock_database(db: &Path) -> anyhow::Result<File> {
 /// Opens an existing database read-write for an administrative change,
 /// migrating it if this binary is newer. With `create`, a missing file is
 /// created (so the first admin can be made before the first `rim serve`).
-pub fn open_for_change(path: &Path, create: bool) -> anyhow::Result<Connection> {
+/// `checkpoints` is the configuration's: with Litestream, the command's
+/// connection does not checkpoint either.
+pub fn open_for_change(
+    path: &Path,
+    create: bool,
+    checkpoints: Checkpointer,
+) -> anyhow::Result<Connection> {
     if !create && !path.exists() {
         bail!("there is no database at {}", path.display());
     }
-    schema::open_writer(path, Synchronous::Full, 0)
+    let conn = schema::open_writer(path, Synchronous::Full, 0)?;
+    schema::set_checkpointer(&conn, checkpoints)?;
+    Ok(conn)
 }
 
 /// Runs `f` in one `BEGIN IMMEDIATE` transaction on a command-line
@@ -407,7 +415,7 @@ mod tests {
     }
 
     fn open(dir: &Path) -> Connection {
-        open_for_change(&dir.join("a.db"), true).unwrap()
+        open_for_change(&dir.join("a.db"), true, Checkpointer::Rim).unwrap()
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub use writer::{BATCH_SIZE_BOUNDS, COMMIT_MICROS_BOUNDS, WriterStats};
 pub struct Options {
     pub path: PathBuf,
     pub synchronous: crate::config::Synchronous,
+    /// Who checkpoints the WAL: the writer thread, or Litestream.
+    pub checkpoints: crate::config::Checkpointer,
     pub read_connections: usize,
     pub writer_batch: usize,
     pub writer_queue: usize,
@@ -56,6 +58,7 @@ impl Options {
         Options {
             path: c.db.clone(),
             synchronous: c.synchronous,
+            checkpoints: c.checkpoints,
             read_connections: c.read_connections,
             writer_batch: c.writer_batch,
             writer_queue: c.writer_queue,
@@ -126,9 +129,22 @@ impl Db {
         let thread_stats = stats.clone();
         let batch = opts.writer_batch;
         let publisher = writer::Publisher::start()?;
+        let checkpoints = opts.checkpoints;
         let handle = std::thread::Builder::new()
             .name("rim-writer".into())
-            .spawn(move || writer::run(conn, sends, rx, batch, thread_stats, publisher))?;
+            .spawn(move || {
+                writer::run(
+                    conn,
+                    sends,
+                    rx,
+                    writer::Settings {
+                        batch_max: batch,
+                        checkpoints,
+                    },
+                    thread_stats,
+                    publisher,
+                )
+            })?;
 
         Ok(Db {
             inner: Arc::new(Inner {
@@ -679,6 +695,7 @@ mod tests {
         Options {
             path: dir.join("t.db"),
             synchronous: crate::config::Synchronous::Normal,
+            checkpoints: crate::config::Checkpointer::Rim,
             read_connections: 2,
             writer_batch: 16,
             writer_queue: 16,
@@ -714,6 +731,43 @@ mod tests {
         assert!(
             wal < (writer::CHECKPOINT_IDLE_PAGES as u64 + 200) * page,
             "the WAL grew to {wal} bytes"
+        );
+        db.close().await;
+    }
+
+    /// With Litestream checkpointing, neither the writer nor SQLite's
+    /// automatic checkpoint (at 1,000 pages) may copy the WAL back: the same
+    /// writes that the test above keeps within a few hundred pages stay in
+    /// the WAL, every frame of them, until Litestream checkpoints.
+    #[tokio::test]
+    async fn with_litestream_the_writer_leaves_the_wal_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&Options {
+            checkpoints: crate::config::Checkpointer::Litestream,
+            ..options(dir.path())
+        })
+        .unwrap();
+        let blob = "x".repeat(3000);
+        for i in 0..1500 {
+            db.create_user(NewUser {
+                account: format!("user{i}"),
+                name: blob.clone(),
+                avatar: String::new(),
+                email: String::new(),
+                password_hash: "x".into(),
+            })
+            .await
+            .unwrap();
+        }
+        // About 6,000 pages were written; a checkpoint at 1,000 (SQLite's)
+        // or a few hundred (the writer's) would have started the WAL over.
+        let wal = std::fs::metadata(dir.path().join("t.db-wal"))
+            .unwrap()
+            .len();
+        let page = 4096 + 24;
+        assert!(
+            wal > 3000 * page,
+            "the WAL is {wal} bytes: something checkpointed it"
         );
         db.close().await;
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::config::Synchronous;
+use crate::config::{Checkpointer, Synchronous};
 
 /// "rim1" in ASCII: marks a SQLite file as rim's.
 pub const APPLICATION_ID: i64 = 0x7269_6d31;
@@ -60,14 +60,29 @@ pub fn open_writer(path: &Path, sync: Synchronous, max_mb: u64) -> anyhow::Resul
     })?;
     // The writer thread checkpoints the WAL between batches (see
     // `writer::Checkpoints`); other connections that write (the CLI's) keep
-    // SQLite's automatic checkpoint. The WAL file is trimmed back to 64 MiB
-    // after each checkpoint.
+    // SQLite's automatic checkpoint, unless Litestream checkpoints
+    // (`set_checkpointer`). The WAL file is trimmed back to 64 MiB after
+    // each checkpoint.
     conn.execute_batch("PRAGMA journal_size_limit = 67108864;")?;
     common_pragmas(&conn)?;
     migrate(&conn)?;
     set_size_limit(&conn, max_mb)?;
     super::search::create_queue(&conn)?;
     Ok(conn)
+}
+
+/// Tells SQLite who checkpoints a connection that writes. With Litestream
+/// (`storage.checkpoints = "litestream"`) nothing of rim may: Litestream
+/// copies each WAL frame to its replica before it checkpoints itself, and a
+/// checkpoint that lets SQLite start the WAL over behind its back makes it
+/// miss frames and upload a whole new snapshot. SQLite's automatic checkpoint
+/// is turned off here (Litestream's "disable autocheckpoints" advice); the
+/// writer thread also skips its own ([`super::writer`]).
+pub fn set_checkpointer(conn: &Connection, by: Checkpointer) -> rusqlite::Result<()> {
+    match by {
+        Checkpointer::Rim => Ok(()),
+        Checkpointer::Litestream => conn.execute_batch("PRAGMA wal_autocheckpoint = 0;"),
+    }
 }
 
 /// Caps the database size (0 = no cap). SQLite then answers SQLITE_FULL, which

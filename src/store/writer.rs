@@ -24,6 +24,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::messages::Sends;
+use crate::config::Checkpointer;
 use crate::error::{Error, Result};
 
 /// One queued write, type-erased so the queue can carry any result type.
@@ -203,6 +204,11 @@ const CHECKPOINT_BUSY_PAGES: usize = 8192;
 /// lets the next commit start the WAL file over, as the automatic one does.
 /// (A checkpoint thread of its own was measured worse here: its syncs of the
 /// database file delayed the commits' syncs of the WAL.)
+///
+/// With `storage.checkpoints = "litestream"` none of this runs: Litestream
+/// holds a read transaction between its own checkpoints, copies the WAL to
+/// its replica, then checkpoints itself; rim's writer neither checkpoints
+/// nor lets SQLite do it ([`Settings::checkpoints`]).
 struct Checkpoints {
     /// Pages in the WAL after the last commit, as the hook reported them.
     pages: Arc<AtomicUsize>,
@@ -272,18 +278,39 @@ impl Publisher {
     }
 }
 
+/// How the writer thread works, from the configuration.
+pub(super) struct Settings {
+    /// Writes committed in one transaction at most.
+    pub batch_max: usize,
+    /// Whether the writer checkpoints the WAL or leaves it to Litestream.
+    pub checkpoints: Checkpointer,
+}
+
 pub(super) fn run(
     mut conn: Connection,
     mut sends: Sends,
     rx: mpsc::Receiver<Command>,
-    batch_max: usize,
+    settings: Settings,
     stats: Arc<Mutex<WriterStats>>,
     publisher: Publisher,
 ) {
-    let checkpoints = match Checkpoints::install(&mut conn) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            crate::log_warn!("cannot watch the WAL; SQLite checkpoints it", error = e);
+    let checkpoints = match settings.checkpoints {
+        Checkpointer::Rim => match Checkpoints::install(&mut conn) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                crate::log_warn!("cannot watch the WAL; SQLite checkpoints it", error = e);
+                None
+            }
+        },
+        // Litestream checkpoints (after copying the WAL to its replica);
+        // the writer and SQLite never do. Should turning SQLite's automatic
+        // checkpoint off fail, the WAL still only grows until Litestream's
+        // next checkpoint, so the server goes on.
+        Checkpointer::Litestream => {
+            if let Err(e) = super::schema::set_checkpointer(&conn, Checkpointer::Litestream) {
+                crate::log_warn!("cannot turn off SQLite's automatic checkpoint", error = e);
+            }
+            crate::log_info!("WAL checkpoints left to Litestream");
             None
         }
     };
@@ -291,15 +318,25 @@ pub(super) fn run(
         &conn,
         &mut sends,
         rx,
-        batch_max,
+        settings.batch_max,
         &stats,
         &publisher.to,
         checkpoints.as_ref(),
     );
     publisher.finish();
-    // Leave everything in the database file itself, so that a stopped
-    // server's rim.db can be copied on its own (see the README).
-    let _ = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);");
+    match settings.checkpoints {
+        // Leave everything in the database file itself, so that a stopped
+        // server's rim.db can be copied on its own (see the README).
+        Checkpointer::Rim => {
+            let _ = conn.execute_batch("PRAGMA optimize; PRAGMA wal_checkpoint(TRUNCATE);");
+        }
+        // Not with Litestream: its read transaction, held between its own
+        // checkpoints, would keep a TRUNCATE checkpoint waiting out the
+        // busy timeout, and the WAL is what it replicates from.
+        Checkpointer::Litestream => {
+            let _ = conn.execute_batch("PRAGMA optimize;");
+        }
+    }
     drop(conn);
     if let Some(done) = stop {
         let _ = done.send(());
