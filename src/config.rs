@@ -109,6 +109,10 @@ pub struct Config {
     /// Largest the database may grow, in MiB (0 = no limit). Writes past it
     /// fail with 507 and succeed again once there is room.
     pub max_db_mb: u64,
+    /// How long the writer waits without a write before it checkpoints and
+    /// truncates the WAL and hands SQLite's caches back (None = never: another
+    /// tool owns the checkpoints).
+    pub checkpoint_idle: Option<Duration>,
 
     /// Origins (`https://chat.example.org`) allowed to call the API from a
     /// browser and to open WebSockets. Empty = cross-origin requests get no
@@ -162,6 +166,7 @@ impl Default for Config {
             writer_batch: 1024,
             writer_queue: 8192,
             max_db_mb: 0,
+            checkpoint_idle: Some(Duration::from_secs(5)),
             cors_origins: Vec::new(),
             rate_limits: RateLimits::default(),
             token_ttl: Duration::from_secs(30 * 86_400),
@@ -249,6 +254,7 @@ pub struct StorageSection {
     pub writer_batch: Option<usize>,
     pub writer_queue: Option<usize>,
     pub max_db_mb: Option<u64>,
+    pub checkpoint_idle_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -434,6 +440,12 @@ impl Config {
             "storage.max_db_mb",
             0..=16_777_216,
         )?;
+        if let Some(ms) = s.checkpoint_idle_ms {
+            if ms > 3_600_000 {
+                bail!("storage.checkpoint_idle_ms = {ms}: use 0 (never) to 3600000 (an hour)");
+            }
+            c.checkpoint_idle = (ms > 0).then(|| Duration::from_millis(ms));
+        }
         Ok(())
     }
 

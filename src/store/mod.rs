@@ -24,7 +24,9 @@ mod users;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -51,6 +53,9 @@ pub struct Options {
     pub writer_queue: usize,
     pub max_group_members: usize,
     pub max_db_mb: u64,
+    /// Quiet time after which the WAL is truncated and caches are freed
+    /// (None = never; see `writer::IdleCheckpoint`).
+    pub checkpoint_idle: Option<std::time::Duration>,
 }
 
 impl Options {
@@ -64,6 +69,7 @@ impl Options {
             writer_queue: c.writer_queue,
             max_group_members: c.max_group_members,
             max_db_mb: c.max_db_mb,
+            checkpoint_idle: c.checkpoint_idle,
         }
     }
 }
@@ -84,6 +90,8 @@ struct Inner {
     /// the pool never grows past `read_connections`.
     readers: Mutex<Vec<Connection>>,
     read_permits: Semaphore,
+    /// Reads started so far, for the idle clock to tell a quiet pool.
+    reads: AtomicU64,
     max_group_members: usize,
     /// The exclusive lock on `<db>.lock` (see [`admin::lock_database`]): one
     /// writer per file, and `rim restore` can tell that a server runs.
@@ -129,6 +137,7 @@ impl Db {
         let thread_stats = stats.clone();
         let batch = opts.writer_batch;
         let publisher = writer::Publisher::start()?;
+        let idle = writer::IdleCheckpoint::new(opts.checkpoint_idle, opts.checkpoints);
         let checkpoints = opts.checkpoints;
         let handle = std::thread::Builder::new()
             .name("rim-writer".into())
@@ -143,21 +152,25 @@ impl Db {
                     },
                     thread_stats,
                     publisher,
+                    idle,
                 )
             })?;
 
-        Ok(Db {
-            inner: Arc::new(Inner {
-                path: opts.path.clone(),
-                writer: tx,
-                writer_thread: Mutex::new(Some(handle)),
-                stats,
-                readers: Mutex::new(readers),
-                read_permits: Semaphore::new(opts.read_connections),
-                max_group_members: opts.max_group_members,
-                lock: Mutex::new(Some(lock)),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            path: opts.path.clone(),
+            writer: tx,
+            writer_thread: Mutex::new(Some(handle)),
+            stats,
+            readers: Mutex::new(readers),
+            read_permits: Semaphore::new(opts.read_connections),
+            max_group_members: opts.max_group_members,
+            lock: Mutex::new(Some(lock)),
+            reads: AtomicU64::new(0),
+        });
+        if let Some(after) = opts.checkpoint_idle {
+            idle_clock(Arc::downgrade(&inner), after)?;
+        }
+        Ok(Db { inner })
     }
 
     pub fn path(&self) -> &Path {
@@ -258,6 +271,7 @@ impl Db {
             .acquire()
             .await
             .map_err(|_| writer::shutting_down())?;
+        self.inner.reads.fetch_add(1, Ordering::Relaxed);
         let inner = self.inner.clone();
         let result = tokio::task::spawn_blocking(move || {
             let conn = inner.readers.lock().ok().and_then(|mut pool| pool.pop());
@@ -687,6 +701,58 @@ impl Db {
     }
 }
 
+/// The database's idle clock: a small thread that, every half `after`,
+/// tells the writer that time has passed (it checkpoints if it has been
+/// quiet for `after`: `writer::IdleCheckpoint`) and, when no read has
+/// started since its last look, empties the idle readers' page caches. It
+/// ends with the database (it holds only a `Weak`).
+fn idle_clock(inner: Weak<Inner>, after: Duration) -> std::io::Result<()> {
+    let period = (after / 2).max(Duration::from_millis(10));
+    std::thread::Builder::new()
+        .name("rim-idle".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let mut seen = u64::MAX;
+            let mut shrunk = u64::MAX;
+            loop {
+                std::thread::sleep(period);
+                let Some(inner) = inner.upgrade() else { return };
+                match inner.writer.try_send(writer::Command::Tick) {
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    // A full queue is not idle.
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                }
+                let reads = inner.reads.load(Ordering::Relaxed);
+                if reads == seen && reads != shrunk {
+                    shrunk = reads;
+                    if let Ok(pool) = inner.readers.lock() {
+                        for conn in pool.iter() {
+                            let _ = conn.execute_batch("PRAGMA shrink_memory;");
+                        }
+                    }
+                    give_back_memory();
+                }
+                seen = reads;
+            }
+        })?;
+    Ok(())
+}
+
+/// Returns the allocator's free memory to the system. SQLite's cache pages
+/// are small allocations, made on whichever thread ran the query (each of
+/// tokio's blocking threads has an arena of its own), so freeing them leaves
+/// them in the arenas; measured on a 1M-message database: 58.5 MB RSS after
+/// a burst of history and search, for good. glibc's `malloc_trim` gives the
+/// free pages of every arena back.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it may
+    // be called from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -701,6 +767,7 @@ mod tests {
             writer_queue: 16,
             max_group_members: 10,
             max_db_mb: 0,
+            checkpoint_idle: None,
         }
     }
 

@@ -18,7 +18,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -56,6 +56,9 @@ pub(super) enum Command {
     Stop(oneshot::Sender<()>),
     /// Run a connection setting between batches (outside any transaction).
     Pragma(&'static str, oneshot::Sender<Result<()>>),
+    /// Time has passed: checkpoint if the writer has been idle long enough
+    /// (see [`IdleCheckpoint`]). Sent by the database's idle clock.
+    Tick,
 }
 
 /// Runs on the publisher thread, in commit order, with a job's result once
@@ -248,6 +251,64 @@ impl Checkpoints {
     }
 }
 
+/// The idle checkpoint: once no write has come for `after`, the writer
+/// copies the whole WAL into the database and truncates it to nothing
+/// (`wal_checkpoint(TRUNCATE)`), and gives SQLite's cache and the
+/// allocator's free pages back to the system. Under load the WAL grows to
+/// [`CHECKPOINT_BUSY_PAGES`] (32 MiB) and `journal_size_limit` trims it to
+/// 4 MiB only when the next write starts it over; without this, a server
+/// that went quiet after a burst kept 34 MB of WAL on disk and its caches
+/// full. Runs once per quiet spell, on a [`Command::Tick`].
+///
+/// This is the one place where the writer checkpoints on its own account
+/// besides [`Checkpoints`]; `after` = None (`storage.checkpoint_idle_ms` =
+/// 0) turns it off, for a deployment where another tool owns the WAL.
+pub(super) struct IdleCheckpoint {
+    after: Option<Duration>,
+    /// False with Litestream, which owns the WAL: the caches are still
+    /// given back, the WAL left alone.
+    truncate: bool,
+    last_write: Instant,
+    /// Written to since the last idle checkpoint.
+    dirty: bool,
+}
+
+impl IdleCheckpoint {
+    pub(super) fn new(after: Option<Duration>, by: Checkpointer) -> IdleCheckpoint {
+        IdleCheckpoint {
+            after,
+            truncate: by == Checkpointer::Rim,
+            last_write: Instant::now(),
+            dirty: true,
+        }
+    }
+
+    fn wrote(&mut self) {
+        self.last_write = Instant::now();
+        self.dirty = true;
+    }
+
+    fn tick(&mut self, conn: &Connection) {
+        let Some(after) = self.after else { return };
+        if !self.dirty || self.last_write.elapsed() < after {
+            return;
+        }
+        // (busy, WAL frames, frames checkpointed); busy = 1 when a reader's
+        // snapshot kept the WAL from being reset: tried again on a later tick.
+        let checkpoint = || conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0));
+        match self.truncate.then(checkpoint) {
+            None | Some(Ok(0)) => self.dirty = false,
+            Some(Ok(_)) => return,
+            Some(Err(e)) => {
+                crate::log_warn!("idle wal checkpoint failed", error = e);
+                self.dirty = false;
+            }
+        }
+        let _ = conn.execute_batch("PRAGMA shrink_memory;");
+        super::give_back_memory();
+    }
+}
+
 /// Committed batches that may wait for the publisher. When it falls this far
 /// behind, the writer waits to hand over its next committed batch and
 /// commits nothing more meanwhile (its own queue then fills and senders get
@@ -293,6 +354,7 @@ pub(super) fn run(
     settings: Settings,
     stats: Arc<Mutex<WriterStats>>,
     publisher: Publisher,
+    mut idle: IdleCheckpoint,
 ) {
     let checkpoints = match settings.checkpoints {
         Checkpointer::Rim => match Checkpoints::install(&mut conn) {
@@ -322,6 +384,7 @@ pub(super) fn run(
         &stats,
         &publisher.to,
         checkpoints.as_ref(),
+        &mut idle,
     );
     publisher.finish();
     match settings.checkpoints {
@@ -363,6 +426,7 @@ fn write(
     stats: &Mutex<WriterStats>,
     out: &std::sync::mpsc::SyncSender<Outcome>,
     checkpoints: Option<&Checkpoints>,
+    idle: &mut IdleCheckpoint,
 ) -> Option<oneshot::Sender<()>> {
     let mut stop: Option<oneshot::Sender<()>> = None;
     let mut pragma: Option<(&'static str, oneshot::Sender<Result<()>>)> = None;
@@ -372,6 +436,10 @@ fn write(
             Some(Command::Job(job)) => batch.push(job),
             Some(Command::Stop(done)) => stop = Some(done),
             Some(Command::Pragma(sql, reply)) => pragma = Some((sql, reply)),
+            Some(Command::Tick) => {
+                idle.tick(conn);
+                continue;
+            }
             None => break,
         }
         while batch.len() < batch_max && stop.is_none() && pragma.is_none() {
@@ -379,12 +447,17 @@ fn write(
                 Ok(Command::Job(job)) => batch.push(job),
                 Ok(Command::Stop(done)) => stop = Some(done),
                 Ok(Command::Pragma(sql, reply)) => pragma = Some((sql, reply)),
+                // Not idle: a write came with it.
+                Ok(Command::Tick) => {}
                 Err(_) => break,
             }
         }
         // A setting applies after the writes queued before it, and before
         // those queued after it.
         let setting = pragma.take();
+        if !batch.is_empty() || setting.is_some() {
+            idle.wrote();
+        }
         if !batch.is_empty() {
             let committed = commit_and_count(conn, sends, &mut batch, stats);
             let _ = out.send(Outcome::Batch(batch, committed));

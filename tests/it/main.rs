@@ -14,6 +14,7 @@ mod hardening;
 mod lifecycle;
 mod metrics;
 mod reliability;
+mod resources;
 mod rest_errors;
 mod rest_friends;
 mod rest_groups;
