@@ -309,6 +309,13 @@ impl IdleCheckpoint {
     }
 }
 
+/// The writer's checkpoints: those under load (None when SQLite's own
+/// automatic checkpoint had to stay on) and the idle one.
+struct Upkeep {
+    checkpoints: Option<Checkpoints>,
+    idle: IdleCheckpoint,
+}
+
 /// Committed batches that may wait for the publisher. When it falls this far
 /// behind, the writer waits to hand over its next committed batch and
 /// commits nothing more meanwhile (its own queue then fills and senders get
@@ -354,7 +361,7 @@ pub(super) fn run(
     settings: Settings,
     stats: Arc<Mutex<WriterStats>>,
     publisher: Publisher,
-    mut idle: IdleCheckpoint,
+    idle: IdleCheckpoint,
 ) {
     let checkpoints = match settings.checkpoints {
         Checkpointer::Rim => match Checkpoints::install(&mut conn) {
@@ -383,8 +390,7 @@ pub(super) fn run(
         settings.batch_max,
         &stats,
         &publisher.to,
-        checkpoints.as_ref(),
-        &mut idle,
+        &mut Upkeep { checkpoints, idle },
     );
     publisher.finish();
     match settings.checkpoints {
@@ -425,8 +431,7 @@ fn write(
     batch_max: usize,
     stats: &Mutex<WriterStats>,
     out: &std::sync::mpsc::SyncSender<Outcome>,
-    checkpoints: Option<&Checkpoints>,
-    idle: &mut IdleCheckpoint,
+    upkeep: &mut Upkeep,
 ) -> Option<oneshot::Sender<()>> {
     let mut stop: Option<oneshot::Sender<()>> = None;
     let mut pragma: Option<(&'static str, oneshot::Sender<Result<()>>)> = None;
@@ -437,7 +442,7 @@ fn write(
             Some(Command::Stop(done)) => stop = Some(done),
             Some(Command::Pragma(sql, reply)) => pragma = Some((sql, reply)),
             Some(Command::Tick) => {
-                idle.tick(conn);
+                upkeep.idle.tick(conn);
                 continue;
             }
             None => break,
@@ -456,7 +461,7 @@ fn write(
         // those queued after it.
         let setting = pragma.take();
         if !batch.is_empty() || setting.is_some() {
-            idle.wrote();
+            upkeep.idle.wrote();
         }
         if !batch.is_empty() {
             let committed = commit_and_count(conn, sends, &mut batch, stats);
@@ -466,7 +471,7 @@ fn write(
             let applied = conn.execute_batch(sql).map_err(Error::from);
             let _ = out.send(Outcome::Setting(reply, applied));
         }
-        if let Some(checkpoints) = checkpoints {
+        if let Some(checkpoints) = &upkeep.checkpoints {
             checkpoints.after_batch(conn, !rx.is_empty());
         }
     }
