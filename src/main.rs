@@ -34,9 +34,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listen = config.listen;
+        // Listen only once the database is open, migrated and indexed: until
+        // then a connection would wait on a server that cannot answer it.
+        let app = rim::server::open(config).await?;
         let listener =
             rim::server::listen(listen).with_context(|| format!("cannot listen on {listen}"))?;
-        let app = rim::server::open(config).await?;
         rim::server::run(listener, app, shutdown_signal()).await
     })
 }

@@ -33,10 +33,17 @@ fn only_get(path: &str) -> Response<Full<Bytes>> {
     resp
 }
 
-/// Answers `GET /healthz`: 200 when the database answers, a 5xx when not.
+/// Answers `GET /healthz`: 200 when the database answers and can be
+/// written (`Db::write_health`), 503 with the reason when not.
 pub async fn health(app: &App, method: &Method) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
         return only_get("/healthz");
+    }
+    if let Err(e) = app.db.write_health().await {
+        return rest::error_response(&Error::Unavailable(format!(
+            "the database cannot be written: {}",
+            e.message()
+        )));
     }
     match app.db.ping().await {
         Ok(schema) => rest::json_response(

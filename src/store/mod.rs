@@ -92,6 +92,8 @@ struct Inner {
     read_permits: Semaphore,
     /// Reads started so far, for the idle clock to tell a quiet pool.
     reads: AtomicU64,
+    /// The last write probe: when, and what it found.
+    write_probe: Mutex<Option<(std::time::Instant, Result<()>)>>,
     max_group_members: usize,
     /// The exclusive lock on `<db>.lock` (see [`admin::lock_database`]): one
     /// writer per file, and `rim restore` can tell that a server runs.
@@ -166,6 +168,7 @@ impl Db {
             max_group_members: opts.max_group_members,
             lock: Mutex::new(Some(lock)),
             reads: AtomicU64::new(0),
+            write_probe: Mutex::new(None),
         });
         if let Some(after) = opts.checkpoint_idle {
             idle_clock(Arc::downgrade(&inner), after)?;
@@ -699,7 +702,36 @@ impl Db {
     pub async fn ping(&self) -> Result<i64> {
         self.read(|c| Ok(schema::version_of(c)?)).await
     }
+
+    /// Whether the database can be written: a real commit through the
+    /// writer that rewrites the schema version with its own value (one page,
+    /// synced like any commit), so a read-only file or file system, a full
+    /// disk or a failing one shows here. Answered from the last probe when
+    /// that is under [`WRITE_PROBE_FRESH`] old, so probes cannot be used to
+    /// load the writer.
+    pub async fn write_health(&self) -> Result<()> {
+        if let Ok(last) = self.inner.write_probe.lock()
+            && let Some((at, result)) = &*last
+            && at.elapsed() < WRITE_PROBE_FRESH
+        {
+            return result.clone();
+        }
+        let result = self
+            .write(|c| {
+                let version = schema::version_of(c)?;
+                c.pragma_update(None, "user_version", version)?;
+                Ok(())
+            })
+            .await;
+        if let Ok(mut last) = self.inner.write_probe.lock() {
+            *last = Some((std::time::Instant::now(), result.clone()));
+        }
+        result
+    }
 }
+
+/// How long the answer of a write probe stands (see [`Db::write_health`]).
+const WRITE_PROBE_FRESH: Duration = Duration::from_secs(5);
 
 /// The database's idle clock: a small thread that, every half `after`,
 /// tells the writer that time has passed (it checkpoints if it has been

@@ -52,8 +52,11 @@ impl ChildServer {
             .expect("rim starts");
         // The server logs `listening addr=127.0.0.1:PORT` once it is bound.
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut early = String::new();
         let addr = tokio::time::timeout(WAIT, async {
             while let Some(line) = lines.next_line().await.unwrap() {
+                early.push_str(&line);
+                early.push('\n');
                 if let Some(rest) = line.split(" listening addr=").nth(1) {
                     return rest.split_whitespace().next().unwrap().parse().unwrap();
                 }
@@ -63,7 +66,7 @@ impl ChildServer {
         .await
         .expect("rim listens in time");
         // Keep draining the log so the child never blocks on a full pipe.
-        let log = Arc::new(Mutex::new(String::new()));
+        let log = Arc::new(Mutex::new(early));
         let sink = log.clone();
         let log_reader = tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
