@@ -762,27 +762,12 @@ fn idle_clock(inner: Weak<Inner>, after: Duration) -> std::io::Result<()> {
                             let _ = conn.execute_batch("PRAGMA shrink_memory;");
                         }
                     }
-                    give_back_memory();
+                    writer::give_back_memory();
                 }
                 seen = reads;
             }
         })?;
     Ok(())
-}
-
-/// Returns the allocator's free memory to the system. SQLite's cache pages
-/// are small allocations, made on whichever thread ran the query (each of
-/// tokio's blocking threads has an arena of its own), so freeing them leaves
-/// them in the arenas; measured on a 1M-message database: 58.5 MB RSS after
-/// a burst of history and search, for good. glibc's `malloc_trim` gives the
-/// free pages of every arena back.
-fn give_back_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it may
-    // be called from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 #[cfg(test)]
