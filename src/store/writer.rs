@@ -261,8 +261,9 @@ impl Checkpoints {
 /// full. Runs once per quiet spell, on a [`Command::Tick`].
 ///
 /// This is the one place where the writer checkpoints on its own account
-/// besides [`Checkpoints`]; `after` = None (`storage.checkpoint_idle_ms` =
-/// 0) turns it off, for a deployment where another tool owns the WAL.
+/// besides [`Checkpoints`]. With Litestream (`truncate` = false) it only
+/// gives the memory back; `after` = None (`storage.checkpoint_idle_ms` = 0)
+/// turns it off altogether.
 pub(super) struct IdleCheckpoint {
     after: Option<Duration>,
     /// False with Litestream, which owns the WAL: the caches are still
