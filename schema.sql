@@ -66,7 +66,11 @@ CREATE TABLE sessions (
     -- When the token was last used, to the minute: written at most once a
     -- minute per session (`auth::Usage`), not once per request. 0: never
     -- since the login.
-    last_used_at INTEGER NOT NULL DEFAULT 0
+    last_used_at INTEGER NOT NULL DEFAULT 0,
+    -- 1 once a device logged in with this token has sent an Ack: such a
+    -- device keeps count of what it has, and is replayed what it has not
+    -- acknowledged at every Login even when the Login does not ask.
+    acks         INTEGER NOT NULL DEFAULT 0
 );
 -- An account's sessions: revoking them all, counting them.
 CREATE INDEX sessions_by_uid ON sessions(uid);

@@ -128,6 +128,10 @@ pub struct Config {
     pub hash_concurrency: usize,
 
     pub max_connections: usize,
+    /// WebSockets that have not logged in, from one client address (after
+    /// `trusted_proxies`) and in all; an upgrade past either gets 429 / 503.
+    pub max_sockets_before_login_per_address: usize,
+    pub max_sockets_before_login: usize,
     pub max_body_bytes: usize,
     pub max_frame_bytes: usize,
     pub max_message_bytes: usize,
@@ -175,6 +179,8 @@ impl Default for Config {
                 .map(|n| n.get().saturating_sub(1).max(1))
                 .unwrap_or(1),
             max_connections: 10_000,
+            max_sockets_before_login_per_address: 32,
+            max_sockets_before_login: 1_000,
             max_body_bytes: 64 * 1024,
             max_frame_bytes: 64 * 1024,
             max_message_bytes: 16 * 1024,
@@ -185,7 +191,10 @@ impl Default for Config {
             file_quota_bytes: 1 << 30,
             file_gc_grace: Duration::from_secs(24 * 3600),
             header_timeout: Duration::from_secs(10),
-            login_timeout: Duration::from_secs(15),
+            // Long: a web client opens its socket with the page and logs in
+            // when the person has typed their password. Sockets waiting that
+            // long are bounded by the two caps above instead.
+            login_timeout: Duration::from_secs(600),
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(90),
             write_timeout: Duration::from_secs(10),
@@ -271,6 +280,8 @@ pub struct AuthSection {
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     pub max_connections: Option<usize>,
+    pub max_sockets_before_login_per_address: Option<usize>,
+    pub max_sockets_before_login: Option<usize>,
     pub max_body_bytes: Option<usize>,
     pub max_frame_bytes: Option<usize>,
     pub max_message_bytes: Option<usize>,
@@ -560,6 +571,18 @@ impl Config {
             1..=1_000_000,
         )?;
         set(
+            &mut c.max_sockets_before_login_per_address,
+            l.max_sockets_before_login_per_address,
+            "limits.max_sockets_before_login_per_address",
+            1..=1_000_000,
+        )?;
+        set(
+            &mut c.max_sockets_before_login,
+            l.max_sockets_before_login,
+            "limits.max_sockets_before_login",
+            1..=1_000_000,
+        )?;
+        set(
             &mut c.max_body_bytes,
             l.max_body_bytes,
             "limits.max_body_bytes",
@@ -693,6 +716,13 @@ mod tests {
         assert_eq!(c.token_ttl, d.token_ttl);
         assert_eq!(c.max_frame_bytes, d.max_frame_bytes);
         assert_eq!(c.idle_timeout, d.idle_timeout);
+        assert_eq!(c.login_timeout, d.login_timeout);
+        assert!(c.login_timeout >= Duration::from_secs(600));
+        assert_eq!(
+            c.max_sockets_before_login_per_address,
+            d.max_sockets_before_login_per_address
+        );
+        assert_eq!(c.max_sockets_before_login, d.max_sockets_before_login);
         assert_eq!(c.rate_limits, d.rate_limits);
         assert_eq!(c.cors_origins, d.cors_origins);
         assert_eq!(c.max_db_mb, d.max_db_mb);

@@ -1,14 +1,20 @@
-//! Abuse limits: token buckets keyed by account, IP address or user.
+//! Abuse limits: token buckets keyed by account, IP address or user, and
+//! caps on how many of something one address may hold at once.
 //!
 //! A bucket holds up to `burst` tokens and refills at `per_sec`; each attempt
 //! takes one. An empty bucket means 429 with the time until the next token.
 //! Buckets that have refilled completely carry no information and are
 //! dropped when the map grows, so memory stays bounded by recent activity.
+//!
+//! An [`AddressSlots`] counts what each client address holds (sockets that
+//! have not logged in yet, say) and refuses one more past a per-address or
+//! a total cap. Its [`Slot`]s give themselves back when dropped, so a count
+//! cannot leak however its holder ends.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -68,12 +74,107 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
+/// Counts what client addresses hold, with a cap per address and in total.
+pub struct AddressSlots {
+    per_address: usize,
+    total: usize,
+    held: Mutex<SlotCounts>,
+}
+
+#[derive(Default)]
+struct SlotCounts {
+    total: usize,
+    /// Only addresses holding at least one slot: the map is as large as what
+    /// is held, never as the addresses seen.
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// Why [`AddressSlots::try_take`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotsFull {
+    /// This address holds `per_address` already.
+    Address,
+    /// All addresses together hold `total`.
+    Total,
+}
+
+/// One slot held by `ip`; dropping it gives it back.
+pub struct Slot {
+    slots: Arc<AddressSlots>,
+    ip: IpAddr,
+}
+
+impl AddressSlots {
+    pub fn new(per_address: usize, total: usize) -> Arc<AddressSlots> {
+        Arc::new(AddressSlots {
+            per_address,
+            total,
+            held: Mutex::new(SlotCounts::default()),
+        })
+    }
+
+    /// A slot for `ip`, unless that would pass either cap.
+    pub fn try_take(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, SlotsFull> {
+        let ip = ip.to_canonical();
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.by_address.get(&ip).copied().unwrap_or(0) >= self.per_address {
+            return Err(SlotsFull::Address);
+        }
+        if held.total >= self.total {
+            return Err(SlotsFull::Total);
+        }
+        Ok(held.take(self, ip))
+    }
+
+    /// A slot for `ip` even past the caps: for a holder that already earned
+    /// its place (a socket that logged in and out again), so that the caps
+    /// stop newcomers without throwing out who is already here.
+    pub fn take_anyway(self: &Arc<Self>, ip: IpAddr) -> Slot {
+        let ip = ip.to_canonical();
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.take(self, ip)
+    }
+
+    /// How many slots `ip` holds, and how many are held in all.
+    pub fn held(&self, ip: IpAddr) -> (usize, usize) {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = held.by_address.get(&ip.to_canonical()).copied();
+        (mine.unwrap_or(0), held.total)
+    }
+}
+
+impl SlotCounts {
+    fn take(&mut self, slots: &Arc<AddressSlots>, ip: IpAddr) -> Slot {
+        self.total += 1;
+        *self.by_address.entry(ip).or_insert(0) += 1;
+        Slot {
+            slots: slots.clone(),
+            ip,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.total = held.total.saturating_sub(1);
+        if let Some(n) = held.by_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.by_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// The server's limits, built from the config.
 pub struct Limits {
     pub login_per_account: RateLimiter<String>,
     pub login_per_ip: RateLimiter<IpAddr>,
     pub register_per_ip: RateLimiter<IpAddr>,
     pub messages_per_user: RateLimiter<u64>,
+    /// WebSockets that have not logged in (yet, or again after a Logout).
+    pub sockets_before_login: Arc<AddressSlots>,
 }
 
 impl Limits {
@@ -90,6 +191,10 @@ impl Limits {
                 Duration::from_secs(3600),
             ),
             messages_per_user: RateLimiter::new(f64::from(r.messages_per_second), r.message_burst),
+            sockets_before_login: AddressSlots::new(
+                c.max_sockets_before_login_per_address,
+                c.max_sockets_before_login,
+            ),
         }
     }
 }
@@ -127,6 +232,29 @@ mod tests {
         for _ in 0..1000 {
             assert!(l.check(&1u8).is_ok());
         }
+    }
+
+    #[test]
+    fn address_slots_cap_each_address_and_the_total() {
+        let a: IpAddr = "203.0.113.1".parse().unwrap();
+        let b: IpAddr = "203.0.113.2".parse().unwrap();
+        let c: IpAddr = "::ffff:203.0.113.3".parse().unwrap();
+        let slots = AddressSlots::new(2, 3);
+        let a1 = slots.try_take(a).unwrap();
+        let _a2 = slots.try_take(a).unwrap();
+        assert_eq!(slots.try_take(a).err(), Some(SlotsFull::Address));
+        let _b1 = slots.try_take(b).unwrap();
+        assert_eq!(slots.try_take(c).err(), Some(SlotsFull::Total));
+        drop(a1);
+        assert_eq!(slots.held(a), (1, 2));
+        let _c1 = slots.try_take(c).unwrap();
+        assert_eq!(slots.held("203.0.113.3".parse().unwrap()), (1, 3));
+        let _over = slots.take_anyway(a);
+        assert_eq!(slots.held(a), (2, 4));
+        drop(_over);
+        drop(_a2);
+        assert_eq!(slots.held(a), (0, 2));
+        assert!(!slots.held.lock().unwrap().by_address.contains_key(&a));
     }
 
     #[test]

@@ -578,16 +578,21 @@ struct RawBody {
     client_msg_id: Option<String>,
     #[serde(default, rename = "msgId")]
     msg_id: Option<u64>,
+    /// Login only: the device wants the replay even without a cursor.
+    #[serde(default)]
+    replay: Option<bool>,
 }
 
 /// A client frame, checked for the fields its event needs. The `uid` a
 /// frame may name is in [`Parsed::uid`], for every event alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
-    /// `content` = the REST token; `after` = the client's resume cursor.
+    /// `content` = the REST token; `after` = the client's resume cursor;
+    /// `replay` = `"replay": true`, the replay asked for without a cursor.
     Login {
         token: String,
         after: Option<u64>,
+        replay: bool,
     },
     Msg {
         gid: u64,
@@ -617,6 +622,7 @@ const CLIENT_EVENTS: &[(&str, ParseBody)] = &[
         Ok(ClientFrame::Login {
             token: need(b.content, "Login", "content (the login token)")?,
             after: b.msg_id,
+            replay: b.replay.unwrap_or(false),
         })
     }),
     ("Msg", |b| {

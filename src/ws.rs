@@ -22,7 +22,7 @@
 //! (1008), and server shutdown (1001).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -40,8 +40,9 @@ use tokio::time::{Instant, timeout};
 use crate::app::App;
 use crate::error::Error;
 use crate::hub::{Kick, KickReason, Push, PushKind};
+use crate::limits::Slot;
 use crate::protocol::{self, ClientFrame, Notice};
-use crate::store::{Committed, NewMessage, Stored};
+use crate::store::{Committed, NewMessage, Replay, Stored};
 
 /// How many of one client's frames may wait for their answers at once. The
 /// connection reads no further frame until the oldest is answered.
@@ -64,6 +65,8 @@ pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
 /// Who this connection is logged in as.
 struct LoggedIn {
     uid: u64,
+    /// The session (token) it logged in with.
+    session: i64,
     expires_at: i64,
     live: mpsc::Receiver<Arc<Push>>,
     /// Live pushes of messages at or below this id were covered by the login
@@ -100,6 +103,10 @@ struct Conn {
     app: App,
     id: u64,
     peer: SocketAddr,
+    /// The client's address (after trusted proxies), which the slot counts against.
+    client: IpAddr,
+    /// Held while not logged in: the caps on sockets before login.
+    before_login: Option<Slot>,
     ws: HyperWebsocketStream,
     kick: Arc<Kick>,
     login: Option<LoggedIn>,
@@ -152,6 +159,14 @@ async fn ready_answers(answers: &mut VecDeque<Answer>) -> Vec<String> {
     .await
 }
 
+/// What a Login asks of the replay.
+struct Want {
+    /// The client's resume cursor (`msgId`).
+    after: Option<u64>,
+    /// `"replay": true`.
+    replay: bool,
+}
+
 /// Why the loop ended, and what to tell the client.
 enum End {
     /// The client closed or vanished; nothing more to send.
@@ -164,6 +179,8 @@ pub async fn serve(
     app: App,
     websocket: HyperWebsocket,
     peer: SocketAddr,
+    client: IpAddr,
+    before_login: Slot,
     shutdown: watch::Receiver<bool>,
 ) {
     let ws = match websocket.await {
@@ -179,6 +196,8 @@ pub async fn serve(
         app,
         id,
         peer,
+        client,
+        before_login: Some(before_login),
         ws,
         kick: Arc::new(Kick::default()),
         login: None,
@@ -381,13 +400,18 @@ impl Conn {
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
         let parsed = protocol::parse_frame(text);
         let answer = match parsed.frame {
-            Ok(ClientFrame::Login { token, after }) => {
+            Ok(ClientFrame::Login {
+                token,
+                after,
+                replay,
+            }) => {
                 // The login's ack and replay come after every earlier answer.
                 // Both boxed on their own: their state is large, and a
                 // message's should stay small (904 bytes: under glibc's
                 // 1 KiB limit for its fast allocation path).
                 Box::pin(self.flush_answers()).await?;
-                return Box::pin(self.on_login(&parsed.client_msg_id, &token, parsed.uid, after))
+                let want = Want { after, replay };
+                return Box::pin(self.on_login(&parsed.client_msg_id, &token, parsed.uid, want))
                     .await;
             }
             Ok(frame) => {
@@ -438,7 +462,7 @@ impl Conn {
         if let ClientFrame::Heart = frame {
             return ack(None);
         }
-        let uid = self.require_login()?;
+        let (uid, session) = self.require_login()?;
         // rim acted for whatever uid a frame named; we act for the logged-in
         // user only, and refuse frames that claim to be someone else.
         if let Some(claimed) = claimed
@@ -472,7 +496,7 @@ impl Conn {
             // Boxed, as a login is: only a message's state is in every
             // frame's future.
             ClientFrame::Ack { gid, msg_id } => {
-                Box::pin(self.app.db.mark_delivered(uid, gid, msg_id)).await?;
+                Box::pin(self.app.db.mark_delivered(uid, session, gid, msg_id)).await?;
                 ack(Some(msg_id))
             }
             ClientFrame::Read { gid, msg_id } => {
@@ -487,7 +511,8 @@ impl Conn {
         }
     }
 
-    fn require_login(&mut self) -> Result<u64, Error> {
+    /// The logged-in user and session, or 401.
+    fn require_login(&mut self) -> Result<(u64, i64), Error> {
         let Some(login) = &self.login else {
             return Err(Error::Unauthorized(
                 "not logged in: send Login with your token first".into(),
@@ -499,7 +524,7 @@ impl Conn {
                 "the session expired; log in again".into(),
             ));
         }
-        Ok(login.uid)
+        Ok((login.uid, login.session))
     }
 
     async fn on_login(
@@ -507,36 +532,49 @@ impl Conn {
         client_msg_id: &str,
         token: &str,
         claimed: Option<u64>,
-        after: Option<u64>,
+        want: Want,
     ) -> Result<(), End> {
         let session = match check_login(&self.app, self.login.is_some(), token, claimed).await {
             Ok(session) => session,
             Err(e) => return self.send(protocol::error_answer(client_msg_id, &e)).await,
         };
         let uid = session.uid;
+        let after = want.after;
+        // The replay is for devices that keep count of what they have: those
+        // that name a cursor or ask, and those whose token has acknowledged
+        // messages before. A client that never acks would count every
+        // replayed message as new at each login (its unread badges doubled).
+        let replaying = after.is_some() || want.replay || session.acks;
         // Register first, so nothing sent from here on is missed; pushes that
         // the replay below also covers are dropped by `LoggedIn::covered`.
         let (tx, rx) = mpsc::channel(self.app.config.outbound_queue);
         self.app
             .hub
             .register(uid, self.id, session.id, tx, self.kick.clone());
+        self.before_login = None;
         self.login = Some(LoggedIn {
             uid,
+            session: session.id,
             expires_at: session.expires_at,
             live: rx,
             snapshot: u64::MAX,
             cursor_mode: after.is_some(),
         });
-        let replay = match self
-            .app
-            .db
-            .replay(uid, after, self.app.config.replay_limit)
-            .await
-        {
-            Ok(replay) => replay,
-            Err(e) => {
-                self.logout();
-                return self.send(protocol::error_answer(client_msg_id, &e)).await;
+        let replay = if !replaying {
+            // Nothing replayed, so no live push is covered (snapshot 0).
+            Replay::default()
+        } else {
+            match self
+                .app
+                .db
+                .replay(uid, after, self.app.config.replay_limit)
+                .await
+            {
+                Ok(replay) => replay,
+                Err(e) => {
+                    self.logout();
+                    return self.send(protocol::error_answer(client_msg_id, &e)).await;
+                }
             }
         };
         if let Some(login) = &mut self.login {
@@ -571,6 +609,14 @@ impl Conn {
         if let Some(login) = self.login.take() {
             self.app.hub.unregister(login.uid, self.id);
             self.unbound_since = Instant::now();
+            // Counted again, past the caps if need be: they keep newcomers
+            // out, not a socket that has shown a token.
+            self.before_login = Some(
+                self.app
+                    .limits
+                    .sockets_before_login
+                    .take_anyway(self.client),
+            );
         }
     }
 

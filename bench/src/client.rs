@@ -338,8 +338,9 @@ pub async fn ws_login(addr: SocketAddr, token: &str, read_buffer: usize) -> anyh
 }
 
 pub async fn login_on(ws: &mut Ws, token: &str) -> anyhow::Result<()> {
-    let frame =
-        format!(r#"{{"event":"Login","body":{{"content":"{token}","clientMsgId":"login"}}}}"#);
+    let frame = format!(
+        r#"{{"event":"Login","body":{{"content":"{token}","replay":true,"clientMsgId":"login"}}}}"#
+    );
     ws.send(Message::text(frame)).await?;
     let deadline = Instant::now() + CALL_TIMEOUT;
     loop {

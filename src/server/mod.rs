@@ -19,7 +19,7 @@ mod probes;
 mod revocations;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +40,7 @@ use tokio::task::JoinHandle;
 use crate::app::App;
 use crate::config::Config;
 use crate::error::Error;
+use crate::limits::SlotsFull;
 use crate::metrics::Metrics;
 use crate::protocol;
 use crate::rest;
@@ -329,7 +330,7 @@ async fn route(
                 "WebSocket connections from this origin are not allowed",
             ))
         } else {
-            upgrade(&app, &mut req, peer, stop, permit, alive)
+            upgrade(&app, &mut req, peer, client, stop, permit, alive)
         };
         resp.map(Either::Left)
     } else if path.starts_with("/api/")
@@ -380,6 +381,7 @@ fn upgrade(
     app: &App,
     req: &mut Request<Incoming>,
     peer: SocketAddr,
+    client: IpAddr,
     stop: watch::Receiver<bool>,
     permit: Arc<OwnedSemaphorePermit>,
     alive: mpsc::Sender<()>,
@@ -389,12 +391,33 @@ fn upgrade(
             "/ws expects a WebSocket upgrade request",
         ));
     }
+    // A socket counts against the caps on sockets before login from its
+    // upgrade until its Login succeeds.
+    let slot = match app.limits.sockets_before_login.try_take(client) {
+        Ok(slot) => slot,
+        Err(full) => {
+            crate::log_warn!(
+                "websocket refused: too many sockets before login",
+                client = client
+            );
+            return rest::error_response(&match full {
+                SlotsFull::Address => Error::TooManyRequests {
+                    message: "too many WebSockets from your address are waiting to log in; log in on one, or close some".into(),
+                    retry_after: 5,
+                },
+                SlotsFull::Total => Error::Overloaded {
+                    message: "too many WebSockets are waiting to log in; try again later".into(),
+                    retry_after: 5,
+                },
+            });
+        }
+    };
     let config = ws::websocket_config(app.config.max_frame_bytes);
     match hyper_tungstenite::upgrade(req, Some(config)) {
         Ok((resp, websocket)) => {
             let app = app.clone();
             tokio::spawn(async move {
-                ws::serve(app, websocket, peer, stop).await;
+                ws::serve(app, websocket, peer, client, slot, stop).await;
                 // The connection slot and the liveness token go with the socket.
                 drop(permit);
                 drop(alive);

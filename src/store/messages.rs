@@ -38,7 +38,7 @@ pub struct Stored {
 }
 
 /// Messages to push to a device at login.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Replay {
     pub messages: Vec<Message>,
     /// The newest message id that existed when the replay was read; live pushes
@@ -434,7 +434,9 @@ pub fn mark_read(c: &Connection, me: u64, gid: u64, upto: Option<u64>) -> Result
     })
 }
 
-pub fn mark_delivered(c: &Connection, me: u64, gid: u64, upto: u64) -> Result<()> {
+/// Records that `me` has messages up to `upto` of `gid`, and that the
+/// session the Ack came on (`session`) acknowledges what it gets.
+pub fn mark_delivered(c: &Connection, me: u64, session: i64, gid: u64, upto: u64) -> Result<()> {
     groups::require_member(c, gid, me)?;
     if !message_in_group(c, gid, upto)? {
         return Err(Error::not_found(format!(
@@ -445,6 +447,8 @@ pub fn mark_delivered(c: &Connection, me: u64, gid: u64, upto: u64) -> Result<()
         "UPDATE members SET delivered_id = max(delivered_id, ?3) WHERE gid = ?1 AND uid = ?2",
     )?
     .execute([gid, me, upto])?;
+    c.prepare_cached("UPDATE sessions SET acks = 1 WHERE id = ?1 AND acks = 0")?
+        .execute([session])?;
     Ok(())
 }
 

@@ -530,8 +530,8 @@ impl Db {
             .await
     }
 
-    pub async fn mark_delivered(&self, me: u64, gid: u64, upto: u64) -> Result<()> {
-        self.write(move |c| messages::mark_delivered(c, me, gid, upto))
+    pub async fn mark_delivered(&self, me: u64, session: i64, gid: u64, upto: u64) -> Result<()> {
+        self.write(move |c| messages::mark_delivered(c, me, session, gid, upto))
             .await
     }
 

@@ -35,6 +35,8 @@ pub struct Session {
     pub expires_at: i64,
     /// When the token was last used, to the minute (0: not since the login).
     pub last_used_at: i64,
+    /// A device logged in with this token has sent an Ack.
+    pub acks: bool,
 }
 
 /// A logged-in device as its owner lists them.

@@ -93,7 +93,7 @@ pub fn create_session(
 
 pub fn session(c: &Connection, token_hash: &[u8; 32], now: i64) -> Result<Option<Session>> {
     Ok(c.prepare_cached(
-        "SELECT id, uid, expires_at, last_used_at FROM sessions
+        "SELECT id, uid, expires_at, last_used_at, acks FROM sessions
          WHERE token_hash = ?1 AND expires_at > ?2",
     )?
     .query_row(params![&token_hash[..], now], |r| {
@@ -102,6 +102,7 @@ pub fn session(c: &Connection, token_hash: &[u8; 32], now: i64) -> Result<Option
             uid: r.get(1)?,
             expires_at: r.get(2)?,
             last_used_at: r.get(3)?,
+            acks: r.get(4)?,
         })
     })
     .optional()?)

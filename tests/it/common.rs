@@ -352,7 +352,7 @@ impl Ws {
 
     /// Sends Login with `token` and returns the answer.
     pub async fn login(&mut self, token: &str) -> Value {
-        self.send(json!({"event": "Login", "body": {"kind": "Text", "content": token, "clientMsgId": "login"}}))
+        self.send(json!({"event": "Login", "body": {"kind": "Text", "content": token, "replay": true, "clientMsgId": "login"}}))
             .await;
         self.recv().await
     }

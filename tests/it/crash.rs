@@ -45,7 +45,8 @@ async fn stream_messages(
     let Ok((mut ws, _)) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await else {
         return;
     };
-    let login = json!({"event":"Login","body":{"content": token, "clientMsgId":"login"}});
+    let login =
+        json!({"event":"Login","body":{"content": token, "replay": true, "clientMsgId":"login"}});
     if ws.send(Message::text(login.to_string())).await.is_err() {
         return;
     }
@@ -227,7 +228,7 @@ async fn acked_messages_survive_kill_9_and_resends_store_once() {
                 tokio_tungstenite::connect_async(format!("ws://{}/ws", restarted.addr))
                     .await
                     .unwrap();
-            let login = json!({"event":"Login","body":{"content": token, "clientMsgId":"login"}});
+            let login = json!({"event":"Login","body":{"content": token, "replay": true, "clientMsgId":"login"}});
             ws.send(Message::text(login.to_string())).await.unwrap();
             let pending = std::mem::take(&mut ledger.lock().unwrap().pending);
             for (cid, content) in &pending {

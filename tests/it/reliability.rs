@@ -504,7 +504,7 @@ async fn graceful_shutdown_under_load_loses_nothing_acknowledged() {
         let flowing_tx = flowing_tx.clone();
         tasks.push(tokio::spawn(async move {
             let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
-            ws.send(Message::text(json!({"event": "Login", "body": {"content": token, "clientMsgId": "l"}}).to_string())).await.unwrap();
+            ws.send(Message::text(json!({"event": "Login", "body": {"content": token, "replay": true, "clientMsgId": "l"}}).to_string())).await.unwrap();
             let mut acked = Vec::new();
             let mut n = 0u64;
             loop {

@@ -110,7 +110,7 @@ async fn soak_mixed_traffic_leaves_no_leaks() {
                     continue;
                 };
                 sessions.fetch_add(1, Ordering::Relaxed);
-                let login = json!({"event": "Login", "body": {"content": token, "clientMsgId": "l"}});
+                let login = json!({"event": "Login", "body": {"content": token, "replay": true, "clientMsgId": "l"}});
                 if ws.send(Message::text(login.to_string())).await.is_err() {
                     continue;
                 }

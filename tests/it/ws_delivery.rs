@@ -268,7 +268,7 @@ async fn order_holds_when_live_messages_race_a_login() {
         devices.push(srv.ws().await);
     }
     for ws in &mut devices {
-        ws.send(json!({"event": "Login", "body": {"content": tb, "clientMsgId": "login"}}))
+        ws.send(json!({"event": "Login", "body": {"content": tb, "replay": true, "clientMsgId": "login"}}))
             .await;
     }
     all.extend(sender.await.unwrap());
