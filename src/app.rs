@@ -324,11 +324,13 @@ impl App {
         // members send at once.
         let hub = self.hub.clone();
         let metrics = self.metrics.clone();
+        let config = self.config.clone();
         self.db
             .queue_message(msg, move |stored| {
                 if !stored.duplicate {
                     let m = &stored.message;
-                    let push = Push::message(m.id, m.uid, protocol::push_message(m));
+                    let push =
+                        Push::message(m.id, m.uid, protocol::push_message(m, &config.time_zone));
                     let pushed = hub.send(&stored.members, push, from_conn);
                     metrics.record_message(pushed);
                 }

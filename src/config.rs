@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::log::Level;
+use crate::time::Zone;
 
 /// How hard SQLite syncs to disk on commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +101,8 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` is believed: the client address
     /// (for rate limits and logs) is then the one the proxy reports.
     pub trusted_proxies: Vec<IpAddr>,
+    /// The zone `createTime`-style wire times are written in.
+    pub time_zone: Zone,
 
     pub synchronous: Synchronous,
     pub checkpoints: Checkpointer,
@@ -164,6 +167,7 @@ impl Default for Config {
             public_url: None,
             metrics_token: None,
             trusted_proxies: Vec::new(),
+            time_zone: Zone::system(),
             synchronous: Synchronous::Full,
             checkpoints: Checkpointer::Rim,
             read_connections: 4,
@@ -214,6 +218,7 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub metrics_token: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub time_zone: Option<String>,
     #[serde(default)]
     pub storage: StorageSection,
     #[serde(default)]
@@ -406,6 +411,9 @@ impl Config {
                         })
                 })
                 .collect::<anyhow::Result<_>>()?;
+        }
+        if let Some(name) = file.time_zone.as_deref().filter(|n| !n.is_empty()) {
+            c.time_zone = Zone::named(name).map_err(|e| anyhow::anyhow!("time_zone = {e}"))?;
         }
         Ok(())
     }
@@ -735,6 +743,7 @@ mod tests {
         assert_eq!(c.public_url, d.public_url);
         assert_eq!(c.metrics_token, d.metrics_token);
         assert_eq!(c.trusted_proxies, d.trusted_proxies);
+        assert_eq!(c.time_zone, d.time_zone);
     }
 
     #[test]
@@ -749,6 +758,10 @@ mod tests {
         assert_eq!(c.public_url.as_deref(), Some("https://chat.example.org"));
         assert_eq!(c.metrics_token.as_deref(), Some("0123456789abcdef"));
         assert_eq!(c.trusted_proxies.len(), 2);
+        let c = parse("time_zone = \"Asia/Shanghai\"").unwrap();
+        assert_eq!(c.time_zone.name(), "Asia/Shanghai");
+        assert!(parse("time_zone = \"Asia/Atlantis\"").is_err());
+        assert_eq!(parse("time_zone = \"\"").unwrap().time_zone, Zone::system());
         assert!(parse("registration = \"maybe\"").is_err());
         assert!(parse("public_url = \"chat.example.org\"").is_err());
         assert!(parse("metrics_token = \"short\"").is_err());

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::store::{ChatRow, Device, FileMeta, Group, Hit, Kind, Member, Message, Role, User};
-use crate::time::format_wire;
+use crate::time::{Zone, format_wire};
 
 // ---- REST: the wrapper ---------------------------------------------------------
 
@@ -273,6 +273,11 @@ pub struct DeviceOut<'a> {
     /// the login.
     #[serde(rename = "lastUsedTime")]
     last_used_time: Option<String>,
+    /// The same instants in Unix milliseconds.
+    #[serde(rename = "createdAt")]
+    created_at: i64,
+    #[serde(rename = "lastUsedAt")]
+    last_used_at: Option<i64>,
     #[serde(rename = "userAgent")]
     user_agent: &'a str,
     address: &'a str,
@@ -281,11 +286,14 @@ pub struct DeviceOut<'a> {
 }
 
 impl<'a> DeviceOut<'a> {
-    pub fn new(d: &'a Device, current_session: i64) -> Self {
+    pub fn new(d: &'a Device, current_session: i64, zone: &Zone) -> Self {
+        let last_used = (d.last_used_at > 0).then_some(d.last_used_at);
         DeviceOut {
             id: d.id,
-            create_time: format_wire(d.created_at),
-            last_used_time: (d.last_used_at > 0).then(|| format_wire(d.last_used_at)),
+            create_time: format_wire(d.created_at, zone),
+            last_used_time: last_used.map(|at| format_wire(at, zone)),
+            created_at: d.created_at,
+            last_used_at: last_used,
             user_agent: &d.user_agent,
             address: &d.address,
             current: d.id == current_session,
@@ -332,14 +340,20 @@ pub struct MessageOut<'a> {
     gid: u64,
     uid: u64,
     client_msg_id: &'a str,
+    /// In the server's `time_zone`, as rim clients read it.
     #[serde(rename = "createTime")]
     create_time: String,
     #[serde(rename = "updateTime")]
     update_time: String,
+    /// The same instants as Unix milliseconds: no zone to guess.
+    #[serde(rename = "createdAt")]
+    created_at: i64,
+    #[serde(rename = "updatedAt")]
+    updated_at: i64,
 }
 
-impl<'a> From<&'a Message> for MessageOut<'a> {
-    fn from(m: &'a Message) -> Self {
+impl<'a> MessageOut<'a> {
+    pub fn new(m: &'a Message, zone: &Zone) -> Self {
         MessageOut {
             id: m.id,
             kind: m.kind.as_u8(),
@@ -347,8 +361,10 @@ impl<'a> From<&'a Message> for MessageOut<'a> {
             gid: m.gid,
             uid: m.uid,
             client_msg_id: &m.client_msg_id,
-            create_time: format_wire(m.created_at),
-            update_time: format_wire(m.updated_at),
+            create_time: format_wire(m.created_at, zone),
+            update_time: format_wire(m.updated_at, zone),
+            created_at: m.created_at,
+            updated_at: m.updated_at,
         }
     }
 }
@@ -382,19 +398,25 @@ pub struct ChatRowOut<'a> {
 }
 
 impl<'a> ChatRowOut<'a> {
-    pub fn chat(row: &'a ChatRow, viewer: u64) -> Self {
+    pub fn chat(row: &'a ChatRow, viewer: u64, zone: &Zone) -> Self {
         ChatRowOut {
             group: (&row.group).into(),
-            msg: (&row.last).into(),
+            msg: MessageOut::new(&row.last, zone),
             user: UserOut::new(&row.user, viewer),
             unread: Some(row.unread),
         }
     }
 
-    pub fn history(group: &'a Group, msg: &'a Message, sender: &'a User, viewer: u64) -> Self {
+    pub fn history(
+        group: &'a Group,
+        msg: &'a Message,
+        sender: &'a User,
+        viewer: u64,
+        zone: &Zone,
+    ) -> Self {
         ChatRowOut {
             group: group.into(),
-            msg: msg.into(),
+            msg: MessageOut::new(msg, zone),
             user: UserOut::new(sender, viewer),
             unread: None,
         }
@@ -412,10 +434,10 @@ pub struct SearchHitOut<'a> {
 }
 
 impl<'a> SearchHitOut<'a> {
-    pub fn new(hit: &'a Hit, viewer: u64) -> Self {
+    pub fn new(hit: &'a Hit, viewer: u64, zone: &Zone) -> Self {
         SearchHitOut {
             group: (&hit.group).into(),
-            msg: (&hit.message).into(),
+            msg: MessageOut::new(&hit.message, zone),
             user: UserOut::new(&hit.user, viewer),
             snippet: &hit.snippet,
         }
@@ -756,9 +778,12 @@ struct Answer<'a> {
     kind: &'static str,
     content: &'a str,
     code: u16,
-    /// On the ack of a `Msg`: when the server stored it.
+    /// On the ack of a `Msg`: when the server stored it, in its
+    /// `time_zone` and as Unix milliseconds.
     #[serde(rename = "createTime", skip_serializing_if = "Option::is_none")]
     create_time: Option<String>,
+    #[serde(rename = "createdAt", skip_serializing_if = "Option::is_none")]
+    created_at: Option<i64>,
 }
 
 /// The rim acknowledgement: `{"clientMsgId","serverMsgId","kind":"Ack","content":"Ok","code":200}`.
@@ -770,18 +795,21 @@ pub fn ack(client_msg_id: &str, server_msg_id: Option<u64>) -> String {
         content: "Ok",
         code: 200,
         create_time: None,
+        created_at: None,
     })
 }
 
-/// The ack of a stored message: the rim ack plus the message's `createTime`.
-pub fn ack_message(client_msg_id: &str, m: &Message) -> String {
+/// The ack of a stored message: the rim ack plus the message's
+/// `createTime` and `createdAt`.
+pub fn ack_message(client_msg_id: &str, m: &Message, zone: &Zone) -> String {
     encode(&Answer {
         client_msg_id,
         server_msg_id: Some(m.id),
         kind: "Ack",
         content: "Ok",
         code: 200,
-        create_time: Some(format_wire(m.created_at)),
+        create_time: Some(format_wire(m.created_at, zone)),
+        created_at: Some(m.created_at),
     })
 }
 
@@ -794,6 +822,7 @@ pub fn error_answer(client_msg_id: &str, err: &Error) -> String {
         content: err.message(),
         code: err.code(),
         create_time: None,
+        created_at: None,
     })
 }
 
@@ -815,10 +844,12 @@ struct PushBody<'a> {
     msg_id: Option<u64>,
     #[serde(rename = "createTime", skip_serializing_if = "Option::is_none")]
     create_time: Option<String>,
+    #[serde(rename = "createdAt", skip_serializing_if = "Option::is_none")]
+    created_at: Option<i64>,
 }
 
 /// A stored message pushed to members: `{"event":"Msg","body":{...,"msgId":id}}`.
-pub fn push_message(m: &Message) -> String {
+pub fn push_message(m: &Message, zone: &Zone) -> String {
     encode(&Push {
         event: "Msg",
         body: PushBody {
@@ -828,7 +859,8 @@ pub fn push_message(m: &Message) -> String {
             content: &m.content,
             client_msg_id: &m.client_msg_id,
             msg_id: Some(m.id),
-            create_time: Some(format_wire(m.created_at)),
+            create_time: Some(format_wire(m.created_at, zone)),
+            created_at: Some(m.created_at),
         },
     })
 }
@@ -845,6 +877,7 @@ pub fn push_read(reader: u64, gid: u64, msg_id: u64) -> String {
             client_msg_id: "",
             msg_id: Some(msg_id),
             create_time: None,
+            created_at: None,
         },
     })
 }
@@ -893,6 +926,7 @@ pub fn push_notify_in(
             client_msg_id: "",
             msg_id,
             create_time: None,
+            created_at: None,
         },
     })
 }

@@ -43,6 +43,7 @@ use crate::hub::{Kick, KickReason, Push, PushKind};
 use crate::limits::Slot;
 use crate::protocol::{self, ClientFrame, Notice};
 use crate::store::{Committed, NewMessage, Replay, Stored};
+use crate::time::Zone;
 
 /// How many of one client's frames may wait for their answers at once. The
 /// connection reads no further frame until the oldest is answered.
@@ -130,7 +131,7 @@ enum Answer {
 
 /// Waits until the oldest answer is known; returns it and every answer behind
 /// it that is known too, in order. Never resolves when there are none.
-async fn ready_answers(answers: &mut VecDeque<Answer>) -> Vec<String> {
+async fn ready_answers(answers: &mut VecDeque<Answer>, zone: &Zone) -> Vec<String> {
     std::future::poll_fn(|cx| {
         let mut ready = Vec::new();
         while let Some(front) = answers.front_mut() {
@@ -142,7 +143,7 @@ async fn ready_answers(answers: &mut VecDeque<Answer>) -> Vec<String> {
                 } => match Pin::new(committed).poll(cx) {
                     Poll::Pending => break,
                     Poll::Ready(Ok(stored)) => {
-                        protocol::ack_message(client_msg_id, &stored.message)
+                        protocol::ack_message(client_msg_id, &stored.message, zone)
                     }
                     Poll::Ready(Err(e)) => protocol::error_answer(client_msg_id, &e),
                 },
@@ -270,7 +271,7 @@ impl Conn {
                 // signals last, so that they register their waiters only
                 // when nothing else is ready.
                 biased;
-                texts = ready_answers(&mut self.answers), if answering => {
+                texts = ready_answers(&mut self.answers, &self.app.config.time_zone), if answering => {
                     if let Err(end) = Box::pin(self.write_answers(texts)).await {
                         return end;
                     }
@@ -444,7 +445,7 @@ impl Conn {
     /// Waits for every outstanding answer and writes it.
     async fn flush_answers(&mut self) -> Result<(), End> {
         while !self.answers.is_empty() {
-            let texts = ready_answers(&mut self.answers).await;
+            let texts = ready_answers(&mut self.answers, &self.app.config.time_zone).await;
             self.write_answers(texts).await?;
         }
         Ok(())
@@ -588,7 +589,8 @@ impl Conn {
         );
         self.send(protocol::ack(client_msg_id, None)).await?;
         for m in &replay.messages {
-            self.send(protocol::push_message(m)).await?;
+            self.send(protocol::push_message(m, &self.app.config.time_zone))
+                .await?;
         }
         if replay.truncated {
             let last = replay.messages.last().map(|m| m.id);

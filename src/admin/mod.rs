@@ -84,6 +84,11 @@ fn set_echo(on: bool) -> bool {
 fn when(ms: Option<i64>) -> String {
     ms.map_or_else(
         || "never".to_owned(),
-        |ms| format!("{} UTC", crate::time::format_wire(ms)),
+        |ms| {
+            format!(
+                "{} UTC",
+                crate::time::format_wire(ms, &crate::time::Zone::utc())
+            )
+        },
     )
 }

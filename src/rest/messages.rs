@@ -10,7 +10,10 @@ pub async fn chat_list(ctx: Ctx) -> Result<Vec<u8>> {
     let req: protocol::ChatListQuery = ctx.json()?;
     let (page, size) = validate::paging(req.page, req.size)?;
     let rows = ctx.app.db.chat_list(ctx.uid, page, size).await?;
-    let out: Vec<ChatRowOut> = rows.iter().map(|r| ChatRowOut::chat(r, ctx.uid)).collect();
+    let out: Vec<ChatRowOut> = rows
+        .iter()
+        .map(|r| ChatRowOut::chat(r, ctx.uid, &ctx.app.config.time_zone))
+        .collect();
     Ok(protocol::success(&out))
 }
 
@@ -31,7 +34,7 @@ pub async fn history(ctx: Ctx) -> Result<Vec<u8>> {
     let out: Vec<ChatRowOut> = h
         .rows
         .iter()
-        .map(|(m, u)| ChatRowOut::history(&h.group, m, u, ctx.uid))
+        .map(|(m, u)| ChatRowOut::history(&h.group, m, u, ctx.uid, &ctx.app.config.time_zone))
         .collect();
     Ok(protocol::success(&out))
 }
@@ -56,6 +59,9 @@ pub async fn search(ctx: Ctx) -> Result<Vec<u8>> {
         .map(|s| s.min(i64::MAX as u64) as i64);
     let (page, size) = validate::paging(page, size)?;
     let hits = ctx.app.db.search(ctx.uid, gid, query, page, size).await?;
-    let out: Vec<SearchHitOut> = hits.iter().map(|h| SearchHitOut::new(h, ctx.uid)).collect();
+    let out: Vec<SearchHitOut> = hits
+        .iter()
+        .map(|h| SearchHitOut::new(h, ctx.uid, &ctx.app.config.time_zone))
+        .collect();
     Ok(protocol::success(&out))
 }

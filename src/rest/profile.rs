@@ -58,7 +58,7 @@ pub async fn sessions(ctx: Ctx) -> Result<Vec<u8>> {
     let devices = ctx.app.db.devices(ctx.uid).await?;
     let out: Vec<DeviceOut> = devices
         .iter()
-        .map(|d| DeviceOut::new(d, ctx.session))
+        .map(|d| DeviceOut::new(d, ctx.session, &ctx.app.config.time_zone))
         .collect();
     Ok(protocol::success(&out))
 }

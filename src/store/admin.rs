@@ -218,7 +218,7 @@ fn redeem_invite(c: &Connection, code_hash: &[u8; 32], now: i64) -> Result<()> {
         None => "unknown invite code: check it, or ask for a new one".to_owned(),
         Some((_, _, Some(expires))) if expires <= now => format!(
             "this invite code expired on {} UTC: ask for a new one",
-            crate::time::format_wire(expires)
+            crate::time::format_wire(expires, &crate::time::Zone::utc())
         ),
         Some((used, max, _)) => {
             format!("this invite code has been used up ({used} of {max} uses): ask for a new one")

@@ -134,11 +134,13 @@ async fn the_chat_list_puts_the_latest_activity_first() {
             "client_msg_id",
             "content",
             "createTime",
+            "createdAt",
             "gid",
             "id",
             "kind",
             "uid",
-            "updateTime"
+            "updateTime",
+            "updatedAt"
         ]
     );
     assert_eq!(row["msg"]["content"], "g2");
@@ -227,13 +229,13 @@ async fn history_pages_back_from_the_newest() {
     let dm = srv.direct(&ta, b).await;
     let mut wa = srv.ws_login(&ta).await;
     let mut wb = srv.ws_login(&tb).await;
-    let before = rim::time::format_wire(rim::time::now_ms());
+    let before = rim::time::format_wire(rim::time::now_ms(), &srv.app().config.time_zone);
     let mut m = Vec::new();
     for i in 1..=5 {
         let ws = if i % 2 == 1 { &mut wa } else { &mut wb };
         m.push(say(ws, dm, &format!("message {i}"), &format!("c{i}")).await);
     }
-    let after = rim::time::format_wire(rim::time::now_ms());
+    let after = rim::time::format_wire(rim::time::now_ms(), &srv.app().config.time_zone);
 
     let page = |page: i64, size: i64| json!({"gid": dm, "page": page, "size": size});
     assert_eq!(ids(&history(&srv, &ta, page(1, 2)).await), [m[3], m[4]]);
