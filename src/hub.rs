@@ -7,10 +7,17 @@
 //! does not wait: the connection is told to close (it is too slow to keep up,
 //! and will catch up through replay at its next login). The registry lock is a
 //! std `Mutex` held only to look up and enqueue, never across an `.await`.
+//!
+//! It also counts each user's *unsettled* frames: those a connection has
+//! read and whose change is not committed yet. A client may send `Read` on
+//! its socket and at once ask REST for the chat list; the list must count
+//! the read. [`Hub::settled`] lets a REST request wait (bounded) until the
+//! user's frames read before it are committed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use hyper_tungstenite::tungstenite::Utf8Bytes;
 use tokio::sync::{Notify, mpsc};
@@ -110,6 +117,28 @@ pub struct Hub {
     peers: Mutex<HashMap<u64, Vec<Peer>>>,
     next_conn: AtomicU64,
     connections: AtomicU64,
+    /// Per user with unsettled frames: how many, and who waits for none.
+    /// Only users with at least one are in the map.
+    unsettled: Mutex<HashMap<u64, (usize, Arc<Notify>)>>,
+}
+
+/// One frame of `uid` read and not yet committed; dropping it settles it.
+pub struct Unsettled {
+    hub: Arc<Hub>,
+    uid: u64,
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        let mut map = self.hub.unsettled_map();
+        if let Some((count, done)) = map.get_mut(&self.uid) {
+            *count -= 1;
+            if *count == 0 {
+                done.notify_waiters();
+                map.remove(&self.uid);
+            }
+        }
+    }
 }
 
 impl Hub {
@@ -229,11 +258,73 @@ impl Hub {
         }
     }
 
+    fn unsettled_map(&self) -> MutexGuard<'_, HashMap<u64, (usize, Arc<Notify>)>> {
+        self.unsettled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a frame of `uid` as read and not yet committed, until the
+    /// returned guard is dropped.
+    pub fn unsettled(self: &Arc<Self>, uid: u64) -> Unsettled {
+        let mut map = self.unsettled_map();
+        map.entry(uid)
+            .or_insert_with(|| (0, Arc::new(Notify::new())))
+            .0 += 1;
+        Unsettled {
+            hub: self.clone(),
+            uid,
+        }
+    }
+
+    /// Waits until `uid` has no unsettled frame, at most `max`. Returns
+    /// whether it got there in time. Frames read after the call started may
+    /// make it wait for them too; the bound keeps that short.
+    pub async fn settled(&self, uid: u64, max: Duration) -> bool {
+        let done = match self.unsettled_map().get(&uid) {
+            None => return true,
+            Some((_, done)) => done.clone(),
+        };
+        let notified = done.notified();
+        tokio::pin!(notified);
+        // Registered before looking again, so a settling in between is not
+        // missed.
+        notified.as_mut().enable();
+        match self.unsettled_map().get(&uid) {
+            Some((_, now)) if Arc::ptr_eq(now, &done) => {}
+            _ => return true,
+        }
+        tokio::time::timeout(max, notified).await.is_ok()
+    }
+
     pub fn online_users(&self) -> usize {
         self.peers().len()
     }
 
     pub fn online_connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn settled_waits_for_the_users_frames_only() {
+        let hub = Arc::new(Hub::new());
+        assert!(hub.settled(1, Duration::ZERO).await, "nothing unsettled");
+        let first = hub.unsettled(1);
+        let second = hub.unsettled(1);
+        let other = hub.unsettled(2);
+        assert!(!hub.settled(1, Duration::from_millis(1)).await);
+        drop(other);
+        assert!(!hub.settled(1, Duration::from_millis(1)).await);
+        let waiting = {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.settled(1, Duration::from_secs(60)).await })
+        };
+        drop(first);
+        drop(second);
+        assert!(waiting.await.unwrap(), "woken when the last frame settled");
+        assert!(hub.unsettled_map().is_empty());
     }
 }

@@ -39,7 +39,7 @@ use tokio::time::{Instant, timeout};
 
 use crate::app::App;
 use crate::error::Error;
-use crate::hub::{Kick, KickReason, Push, PushKind};
+use crate::hub::{Kick, KickReason, Push, PushKind, Unsettled};
 use crate::limits::Slot;
 use crate::protocol::{self, ClientFrame, Notice};
 use crate::store::{Committed, NewMessage, Replay, Stored};
@@ -126,6 +126,8 @@ enum Answer {
     Stored {
         client_msg_id: String,
         committed: Committed<Stored>,
+        /// Its user's REST requests wait for it (until the answer is taken).
+        _unsettled: Unsettled,
     },
 }
 
@@ -140,6 +142,7 @@ async fn ready_answers(answers: &mut VecDeque<Answer>, zone: &Zone) -> Vec<Strin
                 Answer::Stored {
                     client_msg_id,
                     committed,
+                    ..
                 } => match Pin::new(committed).poll(cx) {
                     Poll::Pending => break,
                     Poll::Ready(Ok(stored)) => {
@@ -473,6 +476,9 @@ impl Conn {
                 "body.uid {claimed} is not the logged-in user {uid}"
             )));
         }
+        // Held until the frame's change is committed (moved into a message's
+        // answer, dropped at the end of this call for the rest).
+        let unsettled = self.app.hub.unsettled(uid);
         match frame {
             ClientFrame::Msg { gid, kind, content } => {
                 let committed = self
@@ -492,6 +498,7 @@ impl Conn {
                 Ok(Answer::Stored {
                     client_msg_id: client_msg_id.to_owned(),
                     committed,
+                    _unsettled: unsettled,
                 })
             }
             // Boxed, as a login is: only a message's state is in every

@@ -133,6 +133,12 @@ pub static ROUTES: &[Route] = &[
 ];
 
 /// The OpenAPI document of the routes above, embedded at build time.
+/// Longest a request waits for its user's socket frames that the server has
+/// read and not yet committed (see [`Hub::settled`](crate::hub::Hub::settled)):
+/// a commit takes a few milliseconds, so this is only reached when the
+/// writer is badly behind, and then the request goes ahead anyway.
+const OWN_FRAMES_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 const OPENAPI: &[u8] = include_bytes!("../../openapi.json");
 
 async fn openapi(_: Ctx) -> Result<Vec<u8>> {
@@ -252,5 +258,10 @@ async fn dispatch(app: &App, req: Request<Incoming>, ip: IpAddr) -> Result<Reply
         }
         Input::Stream => ctx.with_stream(body),
     };
+    if ctx.uid != 0 {
+        // What this user sent on a socket just before (a Read, then this
+        // chat list) is committed first, so they see their own writes.
+        app.hub.settled(ctx.uid, OWN_FRAMES_WAIT).await;
+    }
     (route.handler)(ctx).await
 }

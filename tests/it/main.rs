@@ -21,6 +21,7 @@ mod rest_groups;
 mod rest_messages;
 mod rest_profile;
 mod rest_users;
+mod rim_front;
 mod search;
 mod smoke;
 mod soak;
