@@ -61,6 +61,7 @@ const FILES: &[(&str, &[u8])] = embed![
     "js/views/friends.js",
     "js/views/groups.js",
     "js/views/search.js",
+    "js/views/profile.js",
 ];
 
 /// A file ready to serve: its bytes and the headers that depend only on it.

@@ -80,6 +80,13 @@ export const whoAmI = (value) => get(`/api/user/token?token=${q(value)}`);
 export const user = (uid) => get(`/api/user/get?uid=${q(uid)}`);
 export const searchUser = (account) => get(`/api/user/search?account=${q(account)}`);
 
+// One's own account: the profile (any of name, avatar, email, hideLastSeen),
+// the password, the logged-in devices.
+export const updateProfile = (fields) => post('/api/user/update', fields);
+export const changePassword = (old, next) => post('/api/user/password', { old, new: next });
+export const sessions = () => get('/api/user/sessions');
+export const revokeSession = (id) => post('/api/user/sessions/revoke', { id });
+
 // Conversations.
 export const chatList = (page, size) => post('/api/message/chat/list', { page, size });
 export const groups = () => get('/api/group/get');
@@ -89,6 +96,9 @@ export const createGroup = (name, uids) =>
 export const renameGroup = (id, name) => post('/api/group/update', { id, name });
 export const addMembers = (gid, uids) => post('/api/group/user/change', { gid, uids, opType: 1 });
 export const removeMembers = (gid, uids) => post('/api/group/user/change', { gid, uids, opType: 2 });
+export const makeAdmins = (gid, uids) => post('/api/group/user/change', { gid, uids, opType: 3 });
+export const removeAdmins = (gid, uids) => post('/api/group/user/change', { gid, uids, opType: 4 });
+export const leaveGroup = (gid) => post('/api/group/leave', { gid });
 export const direct = (uid) => post('/api/group/direct', { uid });
 
 // Messages.
@@ -113,6 +123,19 @@ export async function uploadFile(blob, name) {
     throw new ApiError(0, t('errors.unreachable'));
   }
   return answer(res, '/api/file');
+}
+
+/** Makes `blob` (an image) my picture; answers {avatar, fileId}. */
+export async function uploadAvatar(blob) {
+  const headers = { 'Content-Type': blob.type || 'application/octet-stream' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let res;
+  try {
+    res = await fetch('/api/user/avatar', { method: 'POST', headers, body: blob, cache: 'no-store', credentials: 'omit' });
+  } catch {
+    throw new ApiError(0, t('errors.unreachable'));
+  }
+  return answer(res, '/api/user/avatar');
 }
 
 export async function fileBlob(id) {

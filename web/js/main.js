@@ -7,13 +7,14 @@
 import * as api from './api.js';
 import { t, applyToPage, bindPicker, onLocaleChange } from './i18n.js';
 import { store } from './state.js';
-import { byId, h, avatar, replace } from './dom.js';
+import { byId, h, replace } from './dom.js';
 import { showLogin, hideLogin } from './views/login.js';
 import { mountChats } from './views/chats.js';
 import { mountConversation, openConversation, closeConversation } from './views/conversation.js';
 import { mountFriends } from './views/friends.js';
 import { mountGroups } from './views/groups.js';
 import { mountSearch } from './views/search.js';
+import { mountProfile, myAvatar } from './views/profile.js';
 
 const splash = byId('splash');
 const mainView = byId('main-view');
@@ -49,11 +50,16 @@ async function enter(token) {
   splash.hidden = true;
   hideLogin();
   mainView.hidden = false;
-  replace(byId('me-avatar'), avatar(store.me.name, `u${store.me.id}`));
-  byId('me-name').textContent = store.me.name || store.me.account;
-  byId('me-name').title = `@${store.me.account}`;
+  renderMe();
   selectTab('chats');
   route();
+}
+
+/** My name and picture at the top of the sidebar. */
+function renderMe() {
+  replace(byId('me-avatar'), myAvatar());
+  byId('me-name').textContent = store.me.name || store.me.account;
+  byId('me-name').title = `@${store.me.account}`;
 }
 
 function leave(expired) {
@@ -190,12 +196,14 @@ function boot() {
   mountFriends(go, selectTab);
   mountGroups(go);
   mountSearch(go);
+  mountProfile();
   byId('logout').addEventListener('click', () => store.logout());
   byId('conn-retry').addEventListener('click', () => store.socket && store.socket.reconnectNow());
   window.addEventListener('hashchange', route);
   store.addEventListener('change', (ev) => {
     const { what } = ev.detail;
     if (what === 'conn') renderConn();
+    else if (what === 'me') renderMe();
     else if (what === 'toast') toast(ev.detail.text);
     else if (what === 'logout') leave(ev.detail.expired);
     else if (what === 'chats' || what === 'friends') {

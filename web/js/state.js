@@ -181,6 +181,44 @@ class Store extends EventTarget {
     this.emit('logout', { expired: false });
   }
 
+  // ---- my account ------------------------------------------------------------
+
+  /** Changes my profile (any of name, avatar, email, hideLastSeen). */
+  async updateProfile(fields) {
+    this.me = await api.updateProfile(fields);
+    this.remember(this.me);
+    this.emit('me');
+  }
+
+  /** Makes an image file my picture. */
+  async uploadAvatar(blob) {
+    const { avatar } = await api.uploadAvatar(blob);
+    this.me = { ...this.me, avatar };
+    this.remember(this.me);
+    this.emit('me');
+  }
+
+  /** Changes my password; answers how many other devices were logged out. */
+  changePassword(old, next) {
+    return api.changePassword(old, next);
+  }
+
+  /** My logged-in devices, newest first. */
+  sessions() {
+    return api.sessions();
+  }
+
+  revokeSession(id) {
+    return api.revokeSession(id);
+  }
+
+  /** A blob: URL of a picture that is one of our files (`/api/file/<id>`),
+   * or null for any other avatar. */
+  pictureUrl(avatar) {
+    const m = /^\/api\/file\/(\d+)$/.exec(avatar || '');
+    return m ? this.fileUrl(Number(m[1])) : null;
+  }
+
   onConnState(detail) {
     this.connState = detail;
     this.emit('conn');
@@ -190,6 +228,7 @@ class Store extends EventTarget {
       // changed (friend requests, new groups, unread counts) is re-read.
       this.loadChats().catch(() => {});
       this.loadFriends().catch(() => {});
+      this.reloadMembers();
     }
     this.everOnline = true;
     for (const { msg } of this.outbox.values()) this.transmit(msg);
@@ -417,13 +456,22 @@ class Store extends EventTarget {
   }
 
   async removeMember(gid, uid) {
+    if (uid === this.me.id) return this.leaveGroup(gid);
     await api.removeMembers(gid, [uid]);
-    if (uid === this.me.id) {
-      this.convs.delete(gid);
-      this.emit('chats');
-      this.emit('conv', { gid, removed: true });
-      return;
-    }
+    await this.loadMembers(gid);
+  }
+
+  async leaveGroup(gid) {
+    await api.leaveGroup(gid);
+    this.convs.delete(gid);
+    this.emit('chats');
+    this.emit('conv', { gid, removed: true });
+  }
+
+  /** Makes member `uid` an admin of `gid` (or a plain member again). */
+  async setAdmin(gid, uid, admin) {
+    if (admin) await api.makeAdmins(gid, [uid]);
+    else await api.removeAdmins(gid, [uid]);
     await this.loadMembers(gid);
   }
 
@@ -625,8 +673,18 @@ class Store extends EventTarget {
     this.emit('conv', { gid });
   }
 
+  /** Re-reads the member lists already shown (roles may have changed). */
+  reloadMembers() {
+    for (const c of this.convs.values()) if (c.members) this.loadMembers(c.gid).catch(() => {});
+  }
+
   onNotify(b) {
-    if (b.kind === 'FriendRequest') {
+    if (b.kind === 'GroupChanged') {
+      // Renamed, members or roles changed, or I was removed: read it again.
+      this.loadChats()
+        .then(() => (this.convs.has(b.gid) && this.convs.get(b.gid).members ? this.loadMembers(b.gid) : null))
+        .catch(() => {});
+    } else if (b.kind === 'FriendRequest') {
       this.toast(t('friends.requestToast', { name: b.content || t('friends.someone') }));
       this.loadFriends().catch(() => {});
     } else if (b.kind === 'FriendAccept') {

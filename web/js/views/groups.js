@@ -1,5 +1,6 @@
 // Groups: the "New group" dialog, and the members dialog of a group where
-// admins rename it and add or remove people, and anyone can leave.
+// admins rename it, add or remove people and make them admins (or not), and
+// anyone can leave.
 
 import { store } from '../state.js';
 import { byId, h, avatar, replace } from '../dom.js';
@@ -98,6 +99,17 @@ function guard(button, error, fn) {
   return button;
 }
 
+/** An admin's button that makes member `uid` an admin, or a member again
+ * (not for the group's only admin: a group always keeps one). */
+function roleButton(c, uid, role, name, error) {
+  const admins = [...c.members.values()].filter((r) => r === 2).length;
+  if (role === 2 && admins < 2) return null;
+  const make = role !== 2;
+  const label = make ? t('groups.makeAdminName', { name }) : t('groups.removeAdminName', { name });
+  const text = make ? t('groups.makeAdmin') : t('groups.removeAdmin');
+  return guard(h('button', { type: 'button', class: 'button small', 'aria-label': label }, text), error, () => store.setAdmin(c.gid, uid, make));
+}
+
 function renderMembers() {
   const dialog = byId('members-dialog');
   const c = store.convs.get(membersGid);
@@ -127,6 +139,7 @@ function renderMembers() {
           'span',
           { class: 'person-actions' },
           role === 2 ? h('span', { class: 'tag' }, t('groups.admin')) : null,
+          admin ? roleButton(c, uid, role, name, error) : null,
           admin && !isMe
             ? guard(
                 h('button', { type: 'button', class: 'button small', 'aria-label': t('groups.removeName', { name }) }, t('groups.remove')),
@@ -182,7 +195,8 @@ function renderMembers() {
     parts.push(addForm);
   }
   const leave = guard(h('button', { type: 'button', class: 'button danger' }, t('groups.leave')), error, async () => {
-    await store.removeMember(c.gid, store.me.id);
+    if (!confirm(t('groups.leaveConfirm', { name: store.title(c) }))) return;
+    await store.leaveGroup(c.gid);
     dialog.close();
   });
   parts.push(error, h('div', { class: 'dialog-actions' }, leave, closeButton(dialog, t('groups.close'))));
