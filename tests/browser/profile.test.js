@@ -159,7 +159,7 @@ async function device(account, name) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: STORY.locale });
   contexts.push(context);
   const page = await context.newPage();
-  const d = { account, name, password: `password of ${account}`, page, errors: [] };
+  const d = { account, name, password: `password of ${account}`, context, page, errors: [] };
   page.on('pageerror', (err) => d.errors.push(`uncaught: ${err.message}`));
   page.on('console', (msg) => {
     if (/Content Security Policy/i.test(msg.text())) d.errors.push(`csp: ${msg.text()}`);
@@ -349,6 +349,19 @@ describe('rim web client: profile, devices and group roles', { concurrency: 1 },
     await dialog.getByRole('button', { name: ui('groups.removeAdminName', { name: STORY.bob }) }).click();
     await memberRow(dialog, STORY.bob).getByText(ui('groups.admin'), { exact: true }).waitFor({ state: 'detached' });
     await bobs.getByRole('button', { name: ui('groups.removeAdminName', { name: STORY.renamed }) }).waitFor({ state: 'detached' });
+
+    // A change made while Bob's device is offline reaches it when it comes
+    // back: the member lists are read again at each reconnection.
+    await bob.context.setOffline(true);
+    await bob.page.locator('#conn[data-state="offline"]').waitFor();
+    await dialog.getByRole('button', { name: ui('groups.makeAdminName', { name: STORY.bob }) }).click();
+    await memberRow(dialog, STORY.bob).getByText(ui('groups.admin'), { exact: true }).waitFor();
+    assert.equal(await memberRow(bobs, STORY.bob).getByText(ui('groups.admin'), { exact: true }).count(), 0, 'an offline page heard of it');
+    await bob.context.setOffline(false);
+    await online(bob);
+    await memberRow(bobs, STORY.bob).getByText(ui('groups.admin'), { exact: true }).waitFor();
+    await dialog.getByRole('button', { name: ui('groups.removeAdminName', { name: STORY.bob }) }).click();
+    await memberRow(bobs, STORY.bob).getByText(ui('groups.admin'), { exact: true }).waitFor({ state: 'detached' });
 
     // Alice leaves (after confirming): the group leaves her list, and Bob,
     // now alone in it, is its admin.
