@@ -334,6 +334,9 @@ describe('rim web client: profile, devices and group roles', { concurrency: 1 },
     await laptop.page.locator('#chat-list .chat-row', { hasText: STORY.group }).waitFor();
     await bob.page.locator('#chat-list .chat-row', { hasText: STORY.group }).waitFor();
     const bobs = await openMembers(bob, STORY.group);
+    // Alice's picture shows in Bob's member list; Bob has none: initials.
+    await memberRow(bobs, STORY.renamed).locator('.avatar img').waitFor();
+    assert.equal(await memberRow(bobs, STORY.bob).locator('.avatar img').count(), 0);
     // Bob is not an admin: no role buttons for him.
     assert.equal(await bobs.getByRole('button', { name: ui('groups.makeAdminName', { name: STORY.renamed }) }).count(), 0);
 

@@ -2,9 +2,10 @@
 // and the unread count, kept current by the store's change events.
 
 import { store, attachmentOf } from '../state.js';
-import { byId, h, avatar, replace } from '../dom.js';
+import { byId, h, replace } from '../dom.js';
 import { listTimeLabel, preview } from '../format.js';
 import { t, onLocaleChange } from '../i18n.js';
+import { convAvatar } from './profile.js';
 
 let go = () => {};
 
@@ -37,7 +38,7 @@ function row(c) {
         dataset: { gid: String(c.gid) },
         onclick: () => go(c.gid),
       },
-      avatar(title, c.mode === 1 ? `u${c.partner}` : `g${c.gid}`, c.mode === 0 ? 'group' : ''),
+      convAvatar(c, title),
       h(
         'span',
         { class: 'chat-main' },

@@ -8,9 +8,10 @@
 // new messages do not disturb a selection or the scroll position.
 
 import { store, keyOf, attachmentOf } from '../state.js';
-import { byId, h, avatar, hueClass, replace } from '../dom.js';
+import { byId, h, hueClass, replace } from '../dom.js';
 import { dayKey, dayLabel, timeLabel, fullTimeLabel, linkify, fileSize } from '../format.js';
 import { t, onLocaleChange } from '../i18n.js';
+import { convAvatar } from './profile.js';
 import { openMembers } from './groups.js';
 
 const NEAR_BOTTOM_PX = 80;
@@ -343,7 +344,7 @@ function render(detail = {}) {
   const wasNearBottom = fromBottom < NEAR_BOTTOM_PX;
   const title = store.title(c);
   els.title.textContent = title;
-  replace(els.avatarSlot, avatar(title, c.mode === 1 ? `u${c.partner}` : `g${c.gid}`, c.mode === 0 ? 'group' : ''));
+  replace(els.avatarSlot, convAvatar(c, title));
   if (c.mode === 1) {
     const u = c.partner && store.users.get(c.partner);
     els.sub.textContent = u ? `@${u.account}` : '';

@@ -3,8 +3,9 @@
 
 import * as api from '../api.js';
 import { store } from '../state.js';
-import { byId, h, avatar, replace } from '../dom.js';
+import { byId, h, replace } from '../dom.js';
 import { t, onLocaleChange } from '../i18n.js';
+import { personAvatar } from './profile.js';
 
 let go = () => {};
 let selectTab = () => {};
@@ -17,7 +18,7 @@ function person(u, ...actions) {
   return h(
     'li',
     { class: 'person', dataset: { uid: String(u.id) } },
-    avatar(u.name || u.account, `u${u.id}`),
+    personAvatar(u),
     h('span', { class: 'person-text' }, h('span', { class: 'person-name' }, u.name || u.account), h('span', { class: 'person-account' }, `@${u.account}`)),
     h('span', { class: 'person-actions' }, actions),
   );

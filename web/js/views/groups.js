@@ -3,8 +3,9 @@
 // anyone can leave.
 
 import { store } from '../state.js';
-import { byId, h, avatar, replace } from '../dom.js';
+import { byId, h, replace } from '../dom.js';
 import { t } from '../i18n.js';
+import { personAvatar } from './profile.js';
 
 let go = () => {};
 let membersGid = null;
@@ -33,7 +34,7 @@ function friendPicker(candidates, legend, emptyText) {
             'label',
             { class: 'check' },
             h('input', { type: 'checkbox', value: String(u.id), name: 'uid' }),
-            avatar(u.name || u.account, `u${u.id}`),
+            personAvatar(u),
             h('span', { class: 'person-text' }, h('span', { class: 'person-name' }, u.name || u.account), h('span', { class: 'person-account' }, `@${u.account}`)),
           ),
         ),
@@ -128,7 +129,7 @@ function renderMembers() {
       h(
         'li',
         { class: 'person', dataset: { uid: String(uid) } },
-        avatar(name, `u${uid}`),
+        personAvatar(u),
         h(
           'span',
           { class: 'person-text' },

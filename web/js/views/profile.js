@@ -1,4 +1,5 @@
-// The profile dialog: my name and picture, whether others see when I was
+// The profile dialog (and people's pictures wherever they show): my name
+// and picture, whether others see when I was
 // last online, my password, and the devices logged in to my account, each
 // of which (but this one) can be logged out from here.
 
@@ -10,18 +11,30 @@ import { fullTimeLabel, parseTime } from '../format.js';
 /** What the server takes as a picture (it checks the bytes too). */
 const PICTURE_TYPES = 'image/png,image/jpeg,image/gif,image/webp';
 
-/** My avatar: the uploaded picture once it has loaded, initials until then
- * (and for any other avatar). */
-export function myAvatar(extraClass = '') {
-  const me = store.me;
-  const el = avatar(me.name || me.account, `u${me.id}`, extraClass);
-  const url = store.pictureUrl(me.avatar);
+/** A person's avatar: their uploaded picture once it has loaded, initials
+ * until then (and for an avatar that is not one of our files). */
+export function personAvatar(u, extraClass = '') {
+  const el = avatar(u.name || u.account, `u${u.id}`, extraClass);
+  const url = store.pictureUrl(u.avatar);
   if (url) {
     url
       .then((src) => replace(el, h('img', { src, alt: '' })))
       .catch(() => {});
   }
   return el;
+}
+
+/** A conversation's avatar titled `title`: the partner's picture in a
+ * direct chat, initials otherwise. */
+export function convAvatar(c, title) {
+  const partner = c.mode === 1 ? store.users.get(c.partner) : null;
+  if (partner) return personAvatar({ ...partner, name: title });
+  return avatar(title, c.mode === 1 ? `u${c.partner}` : `g${c.gid}`, c.mode === 0 ? 'group' : '');
+}
+
+/** My avatar. */
+export function myAvatar(extraClass = '') {
+  return personAvatar(store.me, extraClass);
 }
 
 function when(text) {
