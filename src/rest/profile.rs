@@ -2,8 +2,8 @@
 //! logged-in devices. (The picture upload is `upload::avatar`.)
 
 use super::ctx::Ctx;
-use crate::error::{Error, Result};
-use crate::protocol::{self, DeviceOut, UserOut};
+use crate::error::Result;
+use crate::protocol::{self, DeviceOut};
 use crate::store::ProfileChange;
 use crate::validate;
 
@@ -32,13 +32,7 @@ pub async fn update(ctx: Ctx) -> Result<Vec<u8>> {
         hide_last_seen: req.hide_last_seen,
     };
     ctx.app.db.update_profile(ctx.uid, change).await?;
-    let user = ctx
-        .app
-        .db
-        .user(ctx.uid)
-        .await?
-        .ok_or_else(|| Error::Unauthorized("the token's account no longer exists".into()))?;
-    Ok(protocol::success(&UserOut::new(&user, ctx.uid)))
+    super::users::me(ctx).await
 }
 
 /// Changes the caller's password; answers how many other devices were

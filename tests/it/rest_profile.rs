@@ -10,7 +10,7 @@ use hyper::body::Bytes;
 use hyper::{Method, Request};
 use serde_json::{Value, json};
 
-use crate::common::{Reply, TestServer, create_group, eventually, png_bytes, send_raw};
+use crate::common::{Reply, TestServer, create_group, eventually, png_bytes, raw_request};
 
 async fn me(srv: &TestServer, token: &str) -> Value {
     srv.get("/api/user/me", Some(token))
@@ -29,12 +29,7 @@ async fn login_as(srv: &TestServer, account: &str, password: &str, agent: &str) 
         .header("user-agent", agent)
         .body(Full::new(Bytes::from(body)))
         .unwrap();
-    let r = send_raw(srv.addr, req).await;
-    Reply {
-        status: r.status,
-        json: r.json(),
-        headers: r.headers,
-    }
+    raw_request(srv.addr, req).await
 }
 
 async fn upload_avatar(srv: &TestServer, token: &str, content_type: &str, bytes: &[u8]) -> Reply {
@@ -46,12 +41,7 @@ async fn upload_avatar(srv: &TestServer, token: &str, content_type: &str, bytes:
         .header("content-type", content_type)
         .body(Full::new(Bytes::copy_from_slice(bytes)))
         .unwrap();
-    let r = send_raw(srv.addr, req).await;
-    Reply {
-        status: r.status,
-        json: r.json(),
-        headers: r.headers,
-    }
+    raw_request(srv.addr, req).await
 }
 
 async fn members(srv: &TestServer, token: &str, gid: u64) -> Vec<(u64, u64)> {
