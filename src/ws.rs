@@ -411,7 +411,7 @@ impl Conn {
             }) => {
                 // The login's ack and replay come after every earlier answer.
                 // Both boxed on their own: their state is large, and a
-                // message's should stay small (904 bytes: under glibc's
+                // message's should stay small (888 bytes: under glibc's
                 // 1 KiB limit for its fast allocation path).
                 Box::pin(self.flush_answers()).await?;
                 let want = Want { after, replay };

@@ -274,6 +274,15 @@ async fn times_read_as_local_time_name_the_moment_the_message_was_sent() {
         assert_local_time(&msg, "createTime", "createdAt", offset);
         assert_local_time(&msg, "updateTime", "updatedAt", offset);
         assert_eq!(msg["createdAt"], at);
+
+        // Devices too: when each logged in (and was last used, once it was).
+        let devices = srv.get("/api/user/sessions", Some(&tb)).await;
+        for device in devices.assert_ok().as_array().expect("devices") {
+            assert_local_time(device, "createTime", "createdAt", offset);
+            if !device["lastUsedAt"].is_null() {
+                assert_local_time(device, "lastUsedTime", "lastUsedAt", offset);
+            }
+        }
     }
 }
 
