@@ -1,5 +1,5 @@
 -- rim's database schema: the whole of it, as this version of rim writes it
--- (schema version 6).
+-- (schema version 8).
 --
 -- Embedded in the binary (`store::schema`): a new database is made from this
 -- file alone, then stamped with `PRAGMA user_version` = the schema version
@@ -46,7 +46,11 @@ CREATE TABLE users (
     -- The picture uploaded with `POST /api/user/avatar` (then `avatar` is
     -- `/api/file/<id>`): every logged-in user may read this file, and it is
     -- never collected while it is someone's picture.
-    avatar_file   INTEGER REFERENCES files(id)
+    avatar_file   INTEGER REFERENCES files(id),
+    -- When the account's last connected device went away (NULL: never
+    -- connected since version 8), shown to friends and co-members unless
+    -- `hide_last_seen` is 1.
+    last_seen     INTEGER
 );
 -- Whether a file is someone's picture (reading it, collecting it).
 CREATE INDEX users_by_avatar_file ON users(avatar_file) WHERE avatar_file IS NOT NULL;
@@ -154,6 +158,17 @@ CREATE INDEX members_by_uid ON members(uid, gid);
 
 -- kind: 0 Text, 1 RichText, 2 Image, 3 File.
 --
+-- Ids come from one sequence shared with `changes` (the writer hands them
+-- out, `store::messages::Sends::next_id`), so that a client's resume cursor
+-- orders messages and the changes made to them alike.
+--
+-- `reply_to`: the message (of the same conversation) this one answers.
+-- `mentions`: the uids of the members that the text names as `@account`,
+-- space-separated, for notifications. `edited_at`: the last edit.
+-- `deleted_at`: when the sender or an admin deleted it; the content, the
+-- mentions, the file reference, the reactions and the search entry are
+-- erased then, and the row stays as a tombstone.
+--
 -- `client_msg_id` is the sender's id for a message ('' when none was
 -- given). A resend with the same clientMsgId from the same sender is the
 -- same message; the writer recognises resends by its window of recent
@@ -169,10 +184,49 @@ CREATE TABLE messages (
     content       TEXT    NOT NULL,
     client_msg_id TEXT    NOT NULL DEFAULT '',
     created_at    INTEGER NOT NULL,
-    updated_at    INTEGER NOT NULL
+    updated_at    INTEGER NOT NULL,
+    reply_to      INTEGER,
+    mentions      TEXT    NOT NULL DEFAULT '',
+    edited_at     INTEGER,
+    deleted_at    INTEGER
 );
 -- A conversation's messages in id order: history pages, unread counts.
 CREATE INDEX messages_by_gid ON messages(gid, id);
+
+-- Reactions: one row per message, emoji and person. A React frame toggles
+-- its row.
+CREATE TABLE reactions (
+    msg_id     INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    content    TEXT    NOT NULL,
+    uid        INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (msg_id, content, uid)
+) WITHOUT ROWID;
+
+-- The change log: every edit, deletion and reaction, in order, so that a
+-- device that was offline gets them at its next login, like the messages it
+-- missed (its resume cursor covers both: ids come from the messages'
+-- sequence). op: 1 Edit (content = the new text), 2 Delete (content = ''),
+-- 3 a reaction added, 4 a reaction taken back (content = the emoji). A
+-- deletion erases the content of the message's earlier Edit rows too.
+-- `client_msg_id` recognises resends, as for messages (`changes_by_sender`;
+-- changes are rare next to messages, so an index costs little here).
+CREATE TABLE changes (
+    id            INTEGER PRIMARY KEY,
+    gid           INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    msg_id        INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    uid           INTEGER NOT NULL,
+    op            INTEGER NOT NULL,
+    content       TEXT    NOT NULL,
+    client_msg_id TEXT    NOT NULL DEFAULT '',
+    created_at    INTEGER NOT NULL
+);
+-- A conversation's changes in order: replay.
+CREATE INDEX changes_by_gid ON changes(gid, id);
+-- A message's changes: erasing them with it.
+CREATE INDEX changes_by_msg ON changes(msg_id);
+-- Resends.
+CREATE INDEX changes_by_sender ON changes(uid, client_msg_id) WHERE client_msg_id <> '';
 
 -- ---- files -----------------------------------------------------------------
 

@@ -17,8 +17,8 @@ use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Notice};
 use crate::store::{
-    Committed, Db, FileRef, FriendEvent, Kind, MemberOp, NewMessage, NewUser, Origin, Session,
-    Stored,
+    ChangeRequest, Changed, Committed, Db, FileRef, FriendEvent, Kind, MemberOp, NewChange,
+    NewMessage, NewUser, Origin, Session, Stored,
 };
 use crate::validate;
 
@@ -336,6 +336,101 @@ impl App {
                 }
             })
             .await
+    }
+
+    /// Checks an edit, deletion or reaction and hands it to the writer; the
+    /// returned [`Committed`] resolves once it is stored (or found to be a
+    /// resend). Once committed it is pushed to every member's devices but
+    /// `from_conn`, in commit order with the messages.
+    pub async fn queue_change(
+        &self,
+        change: NewChange,
+        from_conn: Option<u64>,
+    ) -> Result<Committed<Changed>> {
+        match &change.request {
+            ChangeRequest::Edit(text) => {
+                validate::message_content(text, self.config.max_message_bytes)?
+            }
+            ChangeRequest::React(emoji) => validate::reaction(emoji)?,
+            ChangeRequest::Delete => {}
+        }
+        validate::client_msg_id(&change.client_msg_id)?;
+        self.limits
+            .messages_per_user
+            .check(&change.uid)
+            .map_err(|wait| limits::too_many("messages", wait))?;
+        let hub = self.hub.clone();
+        let config = self.config.clone();
+        self.db
+            .queue_change(change, move |changed| {
+                if !changed.duplicate {
+                    let c = &changed.change;
+                    let frame = protocol::push_change(c, &config.time_zone);
+                    let push = Push::change(c.id, c.uid, frame);
+                    hub.send(&changed.members, push, from_conn);
+                }
+            })
+            .await
+    }
+
+    /// Tells the other members' online devices that `me` is typing in
+    /// `gid`: at most once per [`limits::TYPING_EVERY`]; more often is
+    /// accepted and not passed on.
+    pub async fn typing(&self, me: u64, gid: u64) -> Result<()> {
+        let members = self.db.member_ids(me, gid).await?;
+        if self.limits.typing.check(&(me, gid)).is_ok() {
+            let others: Vec<u64> = members.into_iter().filter(|&u| u != me).collect();
+            let push = Push::event(protocol::push_typing(gid, me));
+            self.hub.send(&others, push, None);
+        }
+        Ok(())
+    }
+
+    /// `uid`'s first device has logged in: tells their friends and
+    /// co-members. Awaited before the login is acknowledged, so the push
+    /// is queued before anything that device sends next.
+    pub async fn came_online(&self, uid: u64) {
+        match self.db.audience(uid).await {
+            Ok(audience) => {
+                let push = Push::event(protocol::push_presence(
+                    uid,
+                    true,
+                    None,
+                    &self.config.time_zone,
+                ));
+                self.hub.send(&audience, push, None);
+            }
+            Err(e) => crate::log_warn!("presence not sent", uid = uid, error = e),
+        }
+    }
+
+    /// `uid`'s last device has gone: records when, and tells their friends
+    /// and co-members (unless a device of theirs logged in meanwhile).
+    pub async fn went_offline(&self, uid: u64) {
+        let now = crate::time::now_ms();
+        if let Err(e) = self.db.set_last_seen(uid, now).await {
+            // Shutting down: the writer is gone, and so are the listeners.
+            crate::log_debug!("last seen not stored", uid = uid, error = e);
+            return;
+        }
+        let (audience, seen) = match tokio::join!(self.db.audience(uid), self.db.last_seen(uid)) {
+            (Ok(a), Ok(seen)) => (a, seen),
+            (Err(e), _) | (_, Err(e)) => {
+                crate::log_debug!("presence not sent", uid = uid, error = e);
+                return;
+            }
+        };
+        let frame =
+            protocol::push_presence(uid, false, seen.shown_to(uid, 0), &self.config.time_zone);
+        let push = Push::event(frame);
+        self.hub.send_if_offline(uid, &audience, push);
+    }
+
+    /// Whether `uid` is online, and their last-seen time as `viewer` may
+    /// see it (their own always).
+    pub async fn presence(&self, uid: u64, viewer: u64) -> Result<(bool, Option<i64>)> {
+        let seen = self.db.last_seen(uid).await?;
+        Ok((self.hub.is_online(uid), seen.shown_to(uid, viewer)))
     }
 
     /// Checks the file an Image or File message names (the sender must have

@@ -28,7 +28,9 @@ use tokio::sync::{Notify, mpsc};
 /// new kind of push could fall into by accident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushKind {
-    /// A stored message, with its id and sender.
+    /// A stored message or an entry of the change log (an edit, deletion
+    /// or reaction: the same id sequence, and the same replay), with its id
+    /// and sender.
     Message { id: u64, sender: u64 },
     /// Anything else (a read receipt, a notice): never covered by a replay.
     Event,
@@ -48,6 +50,12 @@ impl Push {
             kind: PushKind::Message { id, sender },
             frame: frame.into(),
         }
+    }
+
+    /// The push of change-log entry `id` (an edit, deletion or reaction)
+    /// made by `sender`: a replay covers it like a message.
+    pub fn change(id: u64, sender: u64, frame: String) -> Push {
+        Push::message(id, sender, frame)
     }
 
     /// The push of an event that is not a stored message.
@@ -157,6 +165,8 @@ impl Hub {
         self.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Adds a logged-in connection; true when it is the user's first (they
+    /// just came online).
     pub fn register(
         &self,
         uid: u64,
@@ -164,35 +174,70 @@ impl Hub {
         session: i64,
         tx: mpsc::Sender<Arc<Push>>,
         kick: Arc<Kick>,
-    ) {
-        self.peers().entry(uid).or_default().push(Peer {
+    ) -> bool {
+        let mut peers = self.peers();
+        let list = peers.entry(uid).or_default();
+        let first = list.is_empty();
+        list.push(Peer {
             conn,
             session,
             tx,
             kick,
         });
         self.connections.fetch_add(1, Ordering::Relaxed);
+        first
     }
 
-    pub fn unregister(&self, uid: u64, conn: u64) {
+    /// Removes a connection; true when it was the user's last (they just
+    /// went offline).
+    pub fn unregister(&self, uid: u64, conn: u64) -> bool {
         let mut peers = self.peers();
-        if let Some(list) = peers.get_mut(&uid) {
-            let before = list.len();
-            list.retain(|p| p.conn != conn);
-            if list.len() < before {
-                self.connections.fetch_sub(1, Ordering::Relaxed);
-            }
-            if list.is_empty() {
-                peers.remove(&uid);
-            }
+        let Some(list) = peers.get_mut(&uid) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|p| p.conn != conn);
+        let removed = list.len() < before;
+        if removed {
+            self.connections.fetch_sub(1, Ordering::Relaxed);
         }
+        if list.is_empty() {
+            peers.remove(&uid);
+        }
+        removed && !peers.contains_key(&uid)
+    }
+
+    /// Whether any connection of `uid` is logged in.
+    pub fn is_online(&self, uid: u64) -> bool {
+        self.peers().contains_key(&uid)
+    }
+
+    /// [`Hub::send`], unless `uid` is online again: decided under the same
+    /// lock as a new login's registration, so a "went offline" push cannot
+    /// overtake the "came online" of a reconnection.
+    pub fn send_if_offline(&self, uid: u64, uids: &[u64], push: Push) -> usize {
+        let mut peers = self.peers();
+        if peers.contains_key(&uid) {
+            return 0;
+        }
+        self.send_locked(&mut peers, uids, push, None)
     }
 
     /// Queues `push` for every connection of every user in `uids`, except the
     /// connection `skip` (the one that sent it). Returns how many were queued.
     pub fn send(&self, uids: &[u64], push: Push, skip: Option<u64>) -> usize {
-        let shared = Arc::new(push);
         let mut peers = self.peers();
+        self.send_locked(&mut peers, uids, push, skip)
+    }
+
+    fn send_locked(
+        &self,
+        peers: &mut HashMap<u64, Vec<Peer>>,
+        uids: &[u64],
+        push: Push,
+        skip: Option<u64>,
+    ) -> usize {
+        let shared = Arc::new(push);
         let mut queued = 0;
         let mut dropped = 0;
         for uid in uids {

@@ -175,7 +175,13 @@ pub struct Limits {
     pub messages_per_user: RateLimiter<u64>,
     /// WebSockets that have not logged in (yet, or again after a Logout).
     pub sockets_before_login: Arc<AddressSlots>,
+    /// `Typing` pushes: at most one per conversation and user every
+    /// [`TYPING_EVERY`] (the protocol promises it; not configurable).
+    pub typing: RateLimiter<(u64, u64)>,
 }
+
+/// How often one person's `Typing` in one conversation is passed on.
+pub const TYPING_EVERY: Duration = Duration::from_secs(2);
 
 impl Limits {
     pub fn new(c: &Config) -> Limits {
@@ -195,6 +201,7 @@ impl Limits {
                 c.max_sockets_before_login_per_address,
                 c.max_sockets_before_login,
             ),
+            typing: RateLimiter::per(1, TYPING_EVERY),
         }
     }
 }

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::store::{ChatRow, Device, FileMeta, Group, Hit, Kind, Member, Message, Role, User};
+use crate::store::{
+    Change, ChangeOp, ChatRow, Device, FileMeta, Group, Hit, Kind, Member, Message, Reaction, Role,
+    User,
+};
 use crate::time::{Zone, format_wire};
 
 // ---- REST: the wrapper ---------------------------------------------------------
@@ -245,6 +248,13 @@ pub struct UserOut<'a> {
     /// This person keeps their last-seen time to themselves.
     #[serde(rename = "hideLastSeen")]
     hide_last_seen: bool,
+    /// `GET /api/user/get` only: a device of theirs is connected now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    online: Option<bool>,
+    /// `GET /api/user/get` only: when their last device went away (null
+    /// when never, or when they hide it).
+    #[serde(rename = "lastSeen", skip_serializing_if = "Option::is_none")]
+    last_seen: Option<Option<String>>,
 }
 
 impl<'a> UserOut<'a> {
@@ -259,6 +269,23 @@ impl<'a> UserOut<'a> {
             password: "",
             admin: u.admin,
             hide_last_seen: u.hide_last_seen,
+            online: None,
+            last_seen: None,
+        }
+    }
+
+    /// With `online` and `lastSeen` (their own is always shown to oneself).
+    pub fn with_presence(
+        u: &'a User,
+        viewer: u64,
+        online: bool,
+        seen: Option<i64>,
+        zone: &Zone,
+    ) -> Self {
+        UserOut {
+            online: Some(online),
+            last_seen: Some(seen.map(|t| format_wire(t, zone))),
+            ..UserOut::new(u, viewer)
         }
     }
 }
@@ -350,6 +377,25 @@ pub struct MessageOut<'a> {
     created_at: i64,
     #[serde(rename = "updatedAt")]
     updated_at: i64,
+    /// The message this one answers (same conversation), or null.
+    #[serde(rename = "replyTo")]
+    reply_to: Option<u64>,
+    /// The members the text names as `@account`.
+    mentions: &'a [u64],
+    /// When it was last edited, or null.
+    #[serde(rename = "editTime")]
+    edit_time: Option<String>,
+    /// A tombstone: its content was erased.
+    deleted: bool,
+    /// History rows only: who reacted with what.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reactions: Option<Vec<ReactionOut<'a>>>,
+}
+
+#[derive(Serialize)]
+pub struct ReactionOut<'a> {
+    content: &'a str,
+    uids: &'a [u64],
 }
 
 impl<'a> MessageOut<'a> {
@@ -365,8 +411,22 @@ impl<'a> MessageOut<'a> {
             update_time: format_wire(m.updated_at, zone),
             created_at: m.created_at,
             updated_at: m.updated_at,
+            reply_to: m.reply_to,
+            mentions: &m.mentions,
+            edit_time: m.edited_at.map(|t| format_wire(t, zone)),
+            deleted: m.deleted,
+            reactions: None,
         }
     }
+}
+
+fn reactions_out(list: &[Reaction]) -> Vec<ReactionOut<'_>> {
+    list.iter()
+        .map(|r| ReactionOut {
+            content: &r.content,
+            uids: &r.uids,
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -414,9 +474,11 @@ impl<'a> ChatRowOut<'a> {
         viewer: u64,
         zone: &Zone,
     ) -> Self {
+        let mut out = MessageOut::new(msg, zone);
+        out.reactions = Some(reactions_out(&msg.reactions));
         ChatRowOut {
             group: group.into(),
-            msg: MessageOut::new(msg, zone),
+            msg: out,
             user: UserOut::new(sender, viewer),
             unread: None,
         }
@@ -603,6 +665,8 @@ struct RawBody {
     /// Login only: the device wants the replay even without a cursor.
     #[serde(default)]
     replay: Option<bool>,
+    #[serde(default, rename = "replyTo")]
+    reply_to: Option<u64>,
 }
 
 /// A client frame, checked for the fields its event needs. The `uid` a
@@ -620,6 +684,26 @@ pub enum ClientFrame {
         gid: u64,
         kind: Kind,
         content: String,
+        reply_to: Option<u64>,
+    },
+    /// New text for the caller's message `msg_id`.
+    Edit {
+        gid: u64,
+        msg_id: u64,
+        content: String,
+    },
+    Delete {
+        gid: u64,
+        msg_id: u64,
+    },
+    /// Toggles the caller's reaction `content` (one emoji).
+    React {
+        gid: u64,
+        msg_id: u64,
+        content: String,
+    },
+    Typing {
+        gid: u64,
     },
     Ack {
         gid: u64,
@@ -652,6 +736,32 @@ const CLIENT_EVENTS: &[(&str, ParseBody)] = &[
             gid: need(b.gid, "Msg", "gid")?,
             kind: parse_kind(&need(b.kind, "Msg", "kind")?)?,
             content: need(b.content, "Msg", "content")?,
+            reply_to: b.reply_to,
+        })
+    }),
+    ("Edit", |b| {
+        Ok(ClientFrame::Edit {
+            gid: need(b.gid, "Edit", "gid")?,
+            msg_id: need(b.msg_id, "Edit", "msgId")?,
+            content: need(b.content, "Edit", "content")?,
+        })
+    }),
+    ("Delete", |b| {
+        Ok(ClientFrame::Delete {
+            gid: need(b.gid, "Delete", "gid")?,
+            msg_id: need(b.msg_id, "Delete", "msgId")?,
+        })
+    }),
+    ("React", |b| {
+        Ok(ClientFrame::React {
+            gid: need(b.gid, "React", "gid")?,
+            msg_id: need(b.msg_id, "React", "msgId")?,
+            content: need(b.content, "React", "content (the emoji)")?,
+        })
+    }),
+    ("Typing", |b| {
+        Ok(ClientFrame::Typing {
+            gid: need(b.gid, "Typing", "gid")?,
         })
     }),
     ("Ack", |b| {
@@ -754,10 +864,10 @@ fn check_frame(raw: RawFrame) -> Result<ClientFrame> {
     if let Some((_, parse)) = CLIENT_EVENTS.iter().find(|(name, _)| *name == event) {
         return parse(body);
     }
-    if event == "Notify" {
-        return Err(Error::bad_request(
-            "Notify is sent by the server, not by clients",
-        ));
+    if matches!(event, "Notify" | "Presence") {
+        return Err(Error::bad_request(format!(
+            "{event} is sent by the server, not by clients"
+        )));
     }
     let names: Vec<&str> = CLIENT_EVENTS.iter().map(|(name, _)| *name).collect();
     let (last, rest) = names.split_last().unwrap_or((&"", &[]));
@@ -813,6 +923,12 @@ pub fn ack_message(client_msg_id: &str, m: &Message, zone: &Zone) -> String {
     })
 }
 
+/// The ack of a stored change: `serverMsgId` is the change's id in the
+/// change log (the resume cursor counts it like a message id).
+pub fn ack_change(client_msg_id: &str, c: &Change) -> String {
+    ack(client_msg_id, Some(c.id))
+}
+
 /// The refusal of a frame: the ack's shape with `kind:"Error"`, the reason and its code.
 pub fn error_answer(client_msg_id: &str, err: &Error) -> String {
     encode(&Answer {
@@ -846,6 +962,37 @@ struct PushBody<'a> {
     create_time: Option<String>,
     #[serde(rename = "createdAt", skip_serializing_if = "Option::is_none")]
     created_at: Option<i64>,
+    /// The fields below are left out where they are empty, so that the
+    /// pushes of plain messages stay as they were.
+    #[serde(rename = "replyTo", skip_serializing_if = "Option::is_none")]
+    reply_to: Option<u64>,
+    #[serde(skip_serializing_if = "<[u64]>::is_empty")]
+    mentions: &'a [u64],
+    /// A replayed message that was edited since.
+    #[serde(rename = "editTime", skip_serializing_if = "Option::is_none")]
+    edit_time: Option<String>,
+    /// A replayed message that was deleted since.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
+}
+
+impl<'a> PushBody<'a> {
+    fn plain(kind: &'a str, uid: u64, gid: Option<u64>, msg_id: Option<u64>) -> Self {
+        PushBody {
+            kind,
+            uid,
+            gid,
+            content: "",
+            client_msg_id: "",
+            msg_id,
+            create_time: None,
+            reply_to: None,
+            mentions: &[],
+            edit_time: None,
+            created_at: None,
+            deleted: false,
+        }
+    }
 }
 
 /// A stored message pushed to members: `{"event":"Msg","body":{...,"msgId":id}}`.
@@ -861,6 +1008,129 @@ pub fn push_message(m: &Message, zone: &Zone) -> String {
             msg_id: Some(m.id),
             create_time: Some(format_wire(m.created_at, zone)),
             created_at: Some(m.created_at),
+            reply_to: m.reply_to,
+            mentions: &m.mentions,
+            edit_time: m.edited_at.map(|t| format_wire(t, zone)),
+            deleted: m.deleted,
+        },
+    })
+}
+
+#[derive(Serialize)]
+struct EventPush<T: Serialize> {
+    event: &'static str,
+    body: T,
+}
+
+#[derive(Serialize)]
+struct EditBody<'a> {
+    gid: u64,
+    #[serde(rename = "msgId")]
+    msg_id: u64,
+    uid: u64,
+    content: &'a str,
+    kind: &'static str,
+    #[serde(rename = "editTime")]
+    edit_time: String,
+    #[serde(rename = "changeId")]
+    change_id: u64,
+}
+
+#[derive(Serialize)]
+struct DeleteBody {
+    gid: u64,
+    #[serde(rename = "msgId")]
+    msg_id: u64,
+    uid: u64,
+    #[serde(rename = "deleteTime")]
+    delete_time: String,
+    #[serde(rename = "changeId")]
+    change_id: u64,
+}
+
+#[derive(Serialize)]
+struct ReactBody<'a> {
+    gid: u64,
+    #[serde(rename = "msgId")]
+    msg_id: u64,
+    uid: u64,
+    content: &'a str,
+    on: bool,
+    #[serde(rename = "changeId")]
+    change_id: u64,
+}
+
+/// An entry of the change log, pushed live or replayed: `Edit`, `Delete` or
+/// `React`, each with the `changeId` a resume cursor counts.
+pub fn push_change(c: &Change, zone: &Zone) -> String {
+    match c.op {
+        ChangeOp::Edit => encode(&EventPush {
+            event: "Edit",
+            body: EditBody {
+                gid: c.gid,
+                msg_id: c.msg_id,
+                uid: c.uid,
+                content: &c.content,
+                kind: kind_name(c.kind),
+                edit_time: format_wire(c.created_at, zone),
+                change_id: c.id,
+            },
+        }),
+        ChangeOp::Delete => encode(&EventPush {
+            event: "Delete",
+            body: DeleteBody {
+                gid: c.gid,
+                msg_id: c.msg_id,
+                uid: c.uid,
+                delete_time: format_wire(c.created_at, zone),
+                change_id: c.id,
+            },
+        }),
+        ChangeOp::React { on } => encode(&EventPush {
+            event: "React",
+            body: ReactBody {
+                gid: c.gid,
+                msg_id: c.msg_id,
+                uid: c.uid,
+                content: &c.content,
+                on,
+                change_id: c.id,
+            },
+        }),
+    }
+}
+
+#[derive(Serialize)]
+struct TypingBody {
+    gid: u64,
+    uid: u64,
+}
+
+/// `uid` is typing in `gid`.
+pub fn push_typing(gid: u64, uid: u64) -> String {
+    encode(&EventPush {
+        event: "Typing",
+        body: TypingBody { gid, uid },
+    })
+}
+
+#[derive(Serialize)]
+struct PresenceBody {
+    uid: u64,
+    online: bool,
+    #[serde(rename = "lastSeen")]
+    last_seen: Option<String>,
+}
+
+/// `uid`'s first device connected (`online`) or last one went away;
+/// `last_seen` is null when they hide it.
+pub fn push_presence(uid: u64, online: bool, last_seen: Option<i64>, zone: &Zone) -> String {
+    encode(&EventPush {
+        event: "Presence",
+        body: PresenceBody {
+            uid,
+            online,
+            last_seen: last_seen.map(|t| format_wire(t, zone)),
         },
     })
 }
@@ -869,16 +1139,7 @@ pub fn push_message(m: &Message, zone: &Zone) -> String {
 pub fn push_read(reader: u64, gid: u64, msg_id: u64) -> String {
     encode(&Push {
         event: "Read",
-        body: PushBody {
-            kind: "Read",
-            uid: reader,
-            gid: Some(gid),
-            content: "",
-            client_msg_id: "",
-            msg_id: Some(msg_id),
-            create_time: None,
-            created_at: None,
-        },
+        body: PushBody::plain("Read", reader, Some(gid), Some(msg_id)),
     })
 }
 
@@ -919,14 +1180,8 @@ pub fn push_notify_in(
     encode(&Push {
         event: "Notify",
         body: PushBody {
-            kind,
-            uid,
-            gid,
             content,
-            client_msg_id: "",
-            msg_id,
-            create_time: None,
-            created_at: None,
+            ..PushBody::plain(kind, uid, gid, msg_id)
         },
     })
 }

@@ -171,6 +171,101 @@ pub fn message_content(content: &str, max_bytes: usize) -> Result<()> {
     Ok(())
 }
 
+/// Longest reaction, in bytes (a family emoji with skin tones is 25-35).
+pub const MAX_REACTION_BYTES: usize = 32;
+/// At most this many `@account`s of a message are looked up.
+pub const MAX_MENTIONS: usize = 20;
+
+/// A reaction: one emoji (one grapheme of pictographs, with its variation
+/// selectors, skin tones, tags and zero-width joins; a flag; a keycap), at
+/// most [`MAX_REACTION_BYTES`] bytes.
+pub fn reaction(content: &str) -> Result<()> {
+    let refuse = || {
+        Error::bad_request(format!(
+            "a reaction is one emoji of at most {MAX_REACTION_BYTES} bytes"
+        ))
+    };
+    if content.is_empty() || content.len() > MAX_REACTION_BYTES {
+        return Err(refuse());
+    }
+    let chars: Vec<char> = content.chars().collect();
+    let regional = |c: char| ('\u{1F1E6}'..='\u{1F1FF}').contains(&c);
+    // A flag: two regional indicators.
+    if chars.len() == 2 && chars.iter().all(|&c| regional(c)) {
+        return Ok(());
+    }
+    // A keycap: 0-9, # or *, an optional VS16, U+20E3.
+    if let [base, rest @ ..] = chars.as_slice()
+        && (base.is_ascii_digit() || matches!(base, '#' | '*'))
+    {
+        return match rest {
+            ['\u{20E3}'] | ['\u{FE0F}', '\u{20E3}'] => Ok(()),
+            _ => Err(refuse()),
+        };
+    }
+    // Pictographs joined by ZWJ, each followed by its modifiers.
+    let mut expect_base = true;
+    for &c in &chars {
+        if expect_base {
+            if !pictograph(c) || regional(c) {
+                return Err(refuse());
+            }
+            expect_base = false;
+        } else if c == '\u{200D}' {
+            expect_base = true;
+        } else if !emoji_modifier(c) {
+            return Err(refuse());
+        }
+    }
+    if expect_base {
+        return Err(refuse());
+    }
+    Ok(())
+}
+
+/// Code points that are emoji on their own (Unicode's Extended_Pictographic,
+/// in the ranges where emoji live).
+fn pictograph(c: char) -> bool {
+    matches!(c as u32,
+        0x00A9 | 0x00AE | 0x203C | 0x2049 | 0x2122 | 0x2139 | 0x2194..=0x21AA
+        | 0x231A..=0x23FF | 0x24C2 | 0x25AA..=0x25FE | 0x2600..=0x27BF
+        | 0x2934 | 0x2935 | 0x2B05..=0x2B55 | 0x3030 | 0x303D | 0x3297 | 0x3299
+        | 0x1F000..=0x1FAFF)
+}
+
+/// What may follow a pictograph inside one emoji: variation selectors, skin
+/// tones, tag characters (subdivision flags), the combining enclosing keycap.
+fn emoji_modifier(c: char) -> bool {
+    matches!(c as u32, 0xFE0E | 0xFE0F | 0x1F3FB..=0x1F3FF | 0xE0020..=0xE007F | 0x20E3)
+}
+
+/// The accounts a text names as `@account` (at most [`MAX_MENTIONS`],
+/// each once): an `@` at the start or after a character that is not part of
+/// an account (so an email address names nobody), then 3 to 32 account
+/// characters.
+pub fn mentioned_accounts(text: &str) -> Vec<&str> {
+    let account_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    let mut found: Vec<&str> = Vec::new();
+    let mut prev: Option<char> = None;
+    for (i, c) in text.char_indices() {
+        if c == '@' && !prev.is_some_and(account_char) {
+            let rest = &text[i + 1..];
+            let end = rest.find(|c: char| !account_char(c)).unwrap_or(rest.len());
+            // A sentence may end right after the name.
+            let name = rest[..end].trim_end_matches(['.', '-']);
+            if (3..=32).contains(&name.len()) && !found.iter().any(|f| f.eq_ignore_ascii_case(name))
+            {
+                found.push(name);
+                if found.len() == MAX_MENTIONS {
+                    break;
+                }
+            }
+        }
+        prev = Some(c);
+    }
+    found
+}
+
 /// A client's id for a frame, which it may resend with.
 pub fn client_msg_id(id: &str) -> Result<()> {
     if id.len() > MAX_CLIENT_MSG_ID {
@@ -250,6 +345,49 @@ pub fn paging(page: Option<i64>, size: Option<i64>) -> Result<(u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reaction_is_one_emoji() {
+        for ok in [
+            "👍",
+            "❤️",
+            "👍🏽",
+            "👨‍👩‍👧",
+            "🇫🇷",
+            "1️⃣",
+            "#⃣",
+            "🏴\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}",
+            "☕",
+        ] {
+            assert!(reaction(ok).is_ok(), "{ok:?} is one emoji");
+        }
+        for bad in [
+            "",
+            "a",
+            "ok",
+            "👍👍",
+            "👍 ",
+            "🇫",
+            "🇫🇷🇩🇪",
+            "\u{200D}",
+            "👍\u{200D}",
+            "1",
+            "é",
+            "👨‍👩‍👧‍👦👨‍👩‍👧‍👦",
+        ] {
+            assert!(reaction(bad).is_err(), "{bad:?} is not one emoji");
+        }
+    }
+
+    #[test]
+    fn mentions_are_accounts_after_an_at_sign() {
+        assert_eq!(
+            mentioned_accounts("@bob and @Carol.x, see @bob. mail me at a@example.org @ab"),
+            vec!["bob", "Carol.x"]
+        );
+        assert_eq!(mentioned_accounts("(@dave_1)"), vec!["dave_1"]);
+        assert!(mentioned_accounts("no one here").is_empty());
+    }
 
     #[test]
     fn file_names_lose_their_paths_and_keep_their_limits() {

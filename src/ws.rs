@@ -42,7 +42,9 @@ use crate::error::Error;
 use crate::hub::{Kick, KickReason, Push, PushKind, Unsettled};
 use crate::limits::Slot;
 use crate::protocol::{self, ClientFrame, Notice};
-use crate::store::{Committed, NewMessage, Replay, Stored};
+use crate::store::{
+    ChangeRequest, Changed, Committed, NewChange, NewMessage, Replay, Replayed, Stored,
+};
 use crate::time::Zone;
 
 /// How many of one client's frames may wait for their answers at once. The
@@ -129,6 +131,13 @@ enum Answer {
         /// Its user's REST requests wait for it (until the answer is taken).
         _unsettled: Unsettled,
     },
+    /// An edit, deletion or reaction the writer has: acked once committed.
+    Changed {
+        client_msg_id: String,
+        committed: Committed<Changed>,
+        /// Its user's REST requests wait for it (until the answer is taken).
+        _unsettled: Unsettled,
+    },
 }
 
 /// Waits until the oldest answer is known; returns it and every answer behind
@@ -147,6 +156,17 @@ async fn ready_answers(answers: &mut VecDeque<Answer>, zone: &Zone) -> Vec<Strin
                     Poll::Pending => break,
                     Poll::Ready(Ok(stored)) => {
                         protocol::ack_message(client_msg_id, &stored.message, zone)
+                    }
+                    Poll::Ready(Err(e)) => protocol::error_answer(client_msg_id, &e),
+                },
+                Answer::Changed {
+                    client_msg_id,
+                    committed,
+                    ..
+                } => match Pin::new(committed).poll(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Ok(changed)) => {
+                        protocol::ack_change(client_msg_id, &changed.change)
                     }
                     Poll::Ready(Err(e)) => protocol::error_answer(client_msg_id, &e),
                 },
@@ -480,7 +500,12 @@ impl Conn {
         // answer, dropped at the end of this call for the rest).
         let unsettled = self.app.hub.unsettled(uid);
         match frame {
-            ClientFrame::Msg { gid, kind, content } => {
+            ClientFrame::Msg {
+                gid,
+                kind,
+                content,
+                reply_to,
+            } => {
                 let committed = self
                     .app
                     .queue_message(
@@ -491,6 +516,7 @@ impl Conn {
                             content,
                             client_msg_id: client_msg_id.to_owned(),
                             file: None,
+                            reply_to,
                         },
                         Some(self.id),
                     )
@@ -511,12 +537,88 @@ impl Conn {
                 Box::pin(self.app.mark_read(uid, gid, Some(msg_id), Some(self.id))).await?;
                 ack(Some(msg_id))
             }
+            ClientFrame::Edit {
+                gid,
+                msg_id,
+                content,
+            } => {
+                Box::pin(self.change(
+                    gid,
+                    msg_id,
+                    uid,
+                    ChangeRequest::Edit(content),
+                    client_msg_id,
+                    unsettled,
+                ))
+                .await
+            }
+            ClientFrame::Delete { gid, msg_id } => {
+                Box::pin(self.change(
+                    gid,
+                    msg_id,
+                    uid,
+                    ChangeRequest::Delete,
+                    client_msg_id,
+                    unsettled,
+                ))
+                .await
+            }
+            ClientFrame::React {
+                gid,
+                msg_id,
+                content,
+            } => {
+                Box::pin(self.change(
+                    gid,
+                    msg_id,
+                    uid,
+                    ChangeRequest::React(content),
+                    client_msg_id,
+                    unsettled,
+                ))
+                .await
+            }
+            ClientFrame::Typing { gid } => {
+                Box::pin(self.app.typing(uid, gid)).await?;
+                ack(None)
+            }
             ClientFrame::Logout => {
-                self.logout();
+                // Awaited here, unlike a dropped connection's: the others
+                // hear of it before this Logout is answered.
+                if let Some(gone) = self.end_login() {
+                    Box::pin(self.app.went_offline(gone)).await;
+                }
                 ack(None)
             }
             ClientFrame::Heart | ClientFrame::Login { .. } => ack(None),
         }
+    }
+
+    /// Hands an edit, deletion or reaction to the writer; answered once
+    /// committed. Boxed like a login: only a message's state is in every
+    /// frame's future.
+    async fn change(
+        &mut self,
+        gid: u64,
+        msg_id: u64,
+        uid: u64,
+        request: ChangeRequest,
+        client_msg_id: &str,
+        unsettled: Unsettled,
+    ) -> Result<Answer, Error> {
+        let change = NewChange {
+            gid,
+            msg_id,
+            uid,
+            request,
+            client_msg_id: client_msg_id.to_owned(),
+        };
+        let committed = self.app.queue_change(change, Some(self.id)).await?;
+        Ok(Answer::Changed {
+            client_msg_id: client_msg_id.to_owned(),
+            committed,
+            _unsettled: unsettled,
+        })
     }
 
     /// The logged-in user and session, or 401.
@@ -556,7 +658,8 @@ impl Conn {
         // Register first, so nothing sent from here on is missed; pushes that
         // the replay below also covers are dropped by `LoggedIn::covered`.
         let (tx, rx) = mpsc::channel(self.app.config.outbound_queue);
-        self.app
+        let first = self
+            .app
             .hub
             .register(uid, self.id, session.id, tx, self.kick.clone());
         self.before_login = None;
@@ -592,15 +695,25 @@ impl Conn {
             "ws login",
             conn = self.id,
             uid = uid,
-            replay = replay.messages.len()
+            replay = replay.items.len()
         );
+        if first {
+            // Before the ack: whatever this device sends next reaches the
+            // others after they heard it came online.
+            self.app.came_online(uid).await;
+        }
         self.send(protocol::ack(client_msg_id, None)).await?;
-        for m in &replay.messages {
-            self.send(protocol::push_message(m, &self.app.config.time_zone))
-                .await?;
+        let config = self.app.config.clone();
+        let zone = &config.time_zone;
+        for item in &replay.items {
+            self.send(match item {
+                Replayed::Message(m) => protocol::push_message(m, zone),
+                Replayed::Change(c) => protocol::push_change(c, zone),
+            })
+            .await?;
         }
         if replay.truncated {
-            let last = replay.messages.last().map(|m| m.id);
+            let last = replay.items.last().map(Replayed::id);
             let note = "more messages are waiting: fetch them with /api/message/history";
             self.send(protocol::push_notify(
                 Notice::ReplayTruncated,
@@ -613,20 +726,35 @@ impl Conn {
         Ok(())
     }
 
-    /// Ends this connection's login, if any; the socket stays open.
+    /// Ends this connection's login, if any; the socket stays open. When it
+    /// was the user's last device, the others hear of it soon (a task of its
+    /// own: this also runs when the connection is dropped).
     fn logout(&mut self) {
-        if let Some(login) = self.login.take() {
-            self.app.hub.unregister(login.uid, self.id);
-            self.unbound_since = Instant::now();
-            // Counted again, past the caps if need be: they keep newcomers
-            // out, not a socket that has shown a token.
-            self.before_login = Some(
-                self.app
-                    .limits
-                    .sockets_before_login
-                    .take_anyway(self.client),
-            );
+        if let Some(uid) = self.end_login()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let app = self.app.clone();
+            runtime.spawn(async move { app.went_offline(uid).await });
         }
+    }
+
+    /// Ends this connection's login; returns the uid when it was the user's
+    /// last logged-in device.
+    fn end_login(&mut self) -> Option<u64> {
+        let login = self.login.take()?;
+        self.unbound_since = Instant::now();
+        // Counted again, past the caps if need be: they keep newcomers
+        // out, not a socket that has shown a token.
+        self.before_login = Some(
+            self.app
+                .limits
+                .sockets_before_login
+                .take_anyway(self.client),
+        );
+        self.app
+            .hub
+            .unregister(login.uid, self.id)
+            .then_some(login.uid)
     }
 
     async fn close(mut self, code: CloseCode, reason: &'static str) {

@@ -454,6 +454,7 @@ fn message(gids: &[(u64, u64)], n: u64) -> NewMessage {
         content: client::content(n, 0, n),
         client_msg_id: n.to_string(),
         file: None,
+        reply_to: None,
     }
 }
 

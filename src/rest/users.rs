@@ -67,7 +67,14 @@ pub async fn get(ctx: Ctx) -> Result<Vec<u8>> {
         .user(uid)
         .await?
         .ok_or_else(|| Error::not_found(format!("user {uid} not found")))?;
-    Ok(protocol::success(&UserOut::new(&user, ctx.uid)))
+    let (online, seen) = ctx.app.presence(uid, ctx.uid).await?;
+    Ok(protocol::success(&UserOut::with_presence(
+        &user,
+        ctx.uid,
+        online,
+        seen,
+        &ctx.app.config.time_zone,
+    )))
 }
 
 /// Public facts a client shows before login: whether it must ask for an invite.

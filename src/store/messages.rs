@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::files;
 use super::files::FileRef;
 use super::groups;
-use super::model::{ChatRow, Cursor, History, Kind, Message, ReadMark};
-use super::rows::{group_from_row, message_from_row, user_from_row};
+use super::model::{Change, ChangeOp, ChatRow, Cursor, History, Kind, Message, Reaction, ReadMark};
+use super::rows::{MESSAGE_COL_COUNT, group_from_row, join_uids, message_from_row, user_from_row};
 use super::search;
 use crate::error::{Error, Result};
 
@@ -24,6 +24,56 @@ pub struct NewMessage {
     /// The file an Image or File message refers to; the sender must have
     /// uploaded it (checked in the message's transaction).
     pub file: Option<FileRef>,
+    /// The message of the same conversation this one answers.
+    pub reply_to: Option<u64>,
+}
+
+/// What a client asks to change about a stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeRequest {
+    /// New text (the sender only; Text and RichText messages).
+    Edit(String),
+    /// Erase the message (the sender, or an admin of a group).
+    Delete,
+    /// Toggle the caller's reaction with this emoji.
+    React(String),
+}
+
+/// An edit, deletion or reaction as a client sent it; `uid` comes from the
+/// session.
+#[derive(Debug, Clone)]
+pub struct NewChange {
+    pub gid: u64,
+    pub msg_id: u64,
+    pub uid: u64,
+    pub request: ChangeRequest,
+    pub client_msg_id: String,
+}
+
+/// The result of storing a change.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub change: Change,
+    /// A resend of a stored change: nothing was written, nothing is pushed.
+    pub duplicate: bool,
+    /// Every member of the conversation.
+    pub members: Vec<u64>,
+}
+
+/// What a login replays, in id order.
+#[derive(Debug, Clone)]
+pub enum Replayed {
+    Message(Message),
+    Change(Change),
+}
+
+impl Replayed {
+    pub fn id(&self) -> u64 {
+        match self {
+            Replayed::Message(m) => m.id,
+            Replayed::Change(c) => c.id,
+        }
+    }
 }
 
 /// The result of storing a message.
@@ -40,8 +90,9 @@ pub struct Stored {
 /// Messages to push to a device at login.
 #[derive(Debug, Clone, Default)]
 pub struct Replay {
-    pub messages: Vec<Message>,
-    /// The newest message id that existed when the replay was read; live pushes
+    /// Messages and changes, in id order.
+    pub items: Vec<Replayed>,
+    /// The newest id (message or change) that existed when the replay was read; live pushes
     /// at or below it are already covered (or deliberately left to paging).
     pub snapshot: u64,
     /// More messages were waiting than the limit allowed.
@@ -175,6 +226,9 @@ pub struct Sends {
     seen: HashMap<(u64, u64), u64>,
     /// Messages wait in the search queue (see `search::index`).
     queued: bool,
+    /// The next id of a message or change (one sequence, see schema.sql);
+    /// read from the file when unknown: at start and after a rollback.
+    next_id: Option<u64>,
 }
 
 impl Sends {
@@ -216,6 +270,25 @@ impl Sends {
         self.newest.clear();
         self.seen.clear();
         self.queued = false;
+        self.next_id = None;
+    }
+
+    /// Hands out the next id of the messages' and changes' sequence.
+    fn next_id(&mut self, c: &Connection) -> Result<u64> {
+        let id = match self.next_id {
+            Some(id) => id,
+            None => {
+                let newest: u64 = c
+                    .prepare_cached(
+                        "SELECT max(coalesce((SELECT max(id) FROM messages), 0),
+                                    coalesce((SELECT max(id) FROM changes), 0))",
+                    )?
+                    .query_row([], |r| r.get(0))?;
+                newest + 1
+            }
+        };
+        self.next_id = Some(id + 1);
+        Ok(id)
     }
 }
 
@@ -259,6 +332,11 @@ pub fn insert(c: &Connection, sends: &mut Sends, new: NewMessage, now: i64) -> R
     if let Some(file) = &new.file {
         files::require_uploader(c, new.uid, file.id)?;
     }
+    if let Some(target) = new.reply_to
+        && target_of(c, new.gid, target)?.is_none()
+    {
+        return Err(not_in_conversation(target, new.gid));
+    }
     if !new.client_msg_id.is_empty()
         && let Some(message) = resent(c, &sends.resends, &new)?
     {
@@ -274,19 +352,24 @@ pub fn insert(c: &Connection, sends: &mut Sends, new: NewMessage, now: i64) -> R
             members: Vec::new(),
         });
     }
+    let mentions = mentions(c, new.gid, new.kind, &new.content)?;
+    let id = sends.next_id(c)?;
     c.prepare_cached(
-        "INSERT INTO messages (gid, uid, kind, content, client_msg_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        "INSERT INTO messages (id, gid, uid, kind, content, client_msg_id, created_at, updated_at,
+                               reply_to, mentions)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
     )?
     .execute(params![
+        id,
         new.gid,
         new.uid,
         new.kind.as_u8(),
         new.content,
         new.client_msg_id,
-        now
+        now,
+        new.reply_to,
+        join_uids(&mentions),
     ])?;
-    let id = c.last_insert_rowid() as u64;
     if let Some(file) = &new.file {
         files::attach(c, id, file)?;
     }
@@ -308,10 +391,251 @@ pub fn insert(c: &Connection, sends: &mut Sends, new: NewMessage, now: i64) -> R
             client_msg_id: new.client_msg_id,
             created_at: now,
             updated_at: now,
+            reply_to: new.reply_to,
+            mentions,
+            edited_at: None,
+            deleted: false,
+            reactions: Vec::new(),
         },
         duplicate: false,
         members,
     })
+}
+
+/// The members of `gid` that a text message names as `@account`, in the
+/// order named. Only texts with an `@` cost a query.
+fn mentions(c: &Connection, gid: u64, kind: Kind, content: &str) -> Result<Vec<u64>> {
+    if !matches!(kind, Kind::Text | Kind::RichText) || !content.contains('@') {
+        return Ok(Vec::new());
+    }
+    let mut stmt = c.prepare_cached(
+        "SELECT u.id FROM members mb JOIN users u ON u.id = mb.uid
+         WHERE mb.gid = ?1 AND u.account = ?2",
+    )?;
+    let mut uids = Vec::new();
+    for account in crate::validate::mentioned_accounts(content) {
+        if let Some(uid) = stmt
+            .query_row(params![gid, account], |r| r.get::<_, u64>(0))
+            .optional()?
+            && !uids.contains(&uid)
+        {
+            uids.push(uid);
+        }
+    }
+    Ok(uids)
+}
+
+/// What a change needs to know of its target message.
+struct Target {
+    uid: u64,
+    kind: Kind,
+    deleted: bool,
+}
+
+/// Message `msg_id`, if it is one of conversation `gid`.
+fn target_of(c: &Connection, gid: u64, msg_id: u64) -> Result<Option<Target>> {
+    Ok(
+        c.prepare_cached("SELECT uid, kind, deleted_at FROM messages WHERE id = ?1 AND gid = ?2")?
+            .query_row([msg_id, gid], |r| {
+                Ok(Target {
+                    uid: r.get(0)?,
+                    kind: Kind::from_db(r.get(1)?),
+                    deleted: r.get::<_, Option<i64>>(2)?.is_some(),
+                })
+            })
+            .optional()?,
+    )
+}
+
+fn not_in_conversation(msg_id: u64, gid: u64) -> Error {
+    Error::not_found(format!("message {msg_id} not found in group {gid}"))
+}
+
+macro_rules! change_cols {
+    () => {
+        "ch.id, ch.gid, ch.msg_id, ch.uid, ch.op, ch.content, m.kind, ch.client_msg_id, ch.created_at"
+    };
+}
+
+fn change_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Change> {
+    Ok(Change {
+        id: r.get(0)?,
+        gid: r.get(1)?,
+        msg_id: r.get(2)?,
+        uid: r.get(3)?,
+        op: ChangeOp::from_db(r.get(4)?),
+        content: r.get(5)?,
+        kind: Kind::from_db(r.get(6)?),
+        client_msg_id: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+/// The stored change `new` repeats: the same sender and clientMsgId within
+/// the resend window.
+fn resent_change(c: &Connection, new: &NewChange, now: i64) -> Result<Option<Change>> {
+    let sql = concat!(
+        "SELECT ",
+        change_cols!(),
+        " FROM changes ch JOIN messages m ON m.id = ch.msg_id
+         WHERE ch.uid = ?1 AND ch.client_msg_id = ?2 AND ch.client_msg_id <> ''
+           AND ch.created_at >= ?3
+         ORDER BY ch.id DESC LIMIT 1"
+    );
+    Ok(c.prepare_cached(sql)?
+        .query_row(
+            params![new.uid, new.client_msg_id, now - RESEND_WINDOW_MS],
+            change_from_row,
+        )
+        .optional()?)
+}
+
+/// Stores an edit, deletion or reaction and its entry in the change log.
+/// Like [`insert`], every check comes before the first write.
+pub fn change(c: &Connection, sends: &mut Sends, new: NewChange, now: i64) -> Result<Changed> {
+    let members = groups::member_ids(c, new.gid)?;
+    if !members.contains(&new.uid) {
+        groups::require_member(c, new.gid, new.uid)?;
+    }
+    if !new.client_msg_id.is_empty()
+        && let Some(change) = resent_change(c, &new, now)?
+    {
+        if change.gid != new.gid || change.msg_id != new.msg_id {
+            return Err(Error::conflict(format!(
+                "clientMsgId {:?} was already used for another change",
+                new.client_msg_id
+            )));
+        }
+        return Ok(Changed {
+            change,
+            duplicate: true,
+            members: Vec::new(),
+        });
+    }
+    let target = target_of(c, new.gid, new.msg_id)?
+        .ok_or_else(|| not_in_conversation(new.msg_id, new.gid))?;
+    let id_of = new.msg_id;
+    if target.deleted {
+        return Err(Error::conflict(format!("message {id_of} was deleted")));
+    }
+    let (op, content) = match new.request {
+        ChangeRequest::Edit(text) => {
+            if target.uid != new.uid {
+                return Err(Error::forbidden(format!(
+                    "only the sender of message {id_of} can edit it"
+                )));
+            }
+            if !matches!(target.kind, Kind::Text | Kind::RichText) {
+                return Err(Error::bad_request(format!(
+                    "message {id_of} is not a Text or RichText message: only those can be edited"
+                )));
+            }
+            let mentioned = mentions(c, new.gid, target.kind, &text)?;
+            c.prepare_cached(
+                "UPDATE messages SET content = ?2, mentions = ?3, edited_at = ?4, updated_at = ?4
+                 WHERE id = ?1",
+            )?
+            .execute(params![id_of, text, join_uids(&mentioned), now])?;
+            // The old words leave the index; the new ones go in at COMMIT.
+            search::unindex(c, id_of)?;
+            search::index(c, id_of, new.gid, &search::body(target.kind, &text, None))?;
+            sends.queued = true;
+            (ChangeOp::Edit, text)
+        }
+        ChangeRequest::Delete => {
+            if target.uid != new.uid
+                && groups::role(c, new.gid, new.uid)? != Some(super::model::Role::Admin)
+            {
+                return Err(Error::forbidden(format!(
+                    "only the sender of message {id_of} or an admin of group {} can delete it",
+                    new.gid
+                )));
+            }
+            // Erased, not hidden: the text, what was derived from it, the
+            // file reference (the file may then be collected), the words in
+            // the index, the texts of earlier edits.
+            c.prepare_cached(
+                "UPDATE messages SET content = '', mentions = '', deleted_at = ?2, updated_at = ?2
+                 WHERE id = ?1",
+            )?
+            .execute(params![id_of, now])?;
+            c.prepare_cached("DELETE FROM message_files WHERE msg_id = ?1")?
+                .execute([id_of])?;
+            c.prepare_cached("DELETE FROM reactions WHERE msg_id = ?1")?
+                .execute([id_of])?;
+            c.prepare_cached("UPDATE changes SET content = '' WHERE msg_id = ?1 AND op = ?2")?
+                .execute(params![id_of, ChangeOp::Edit.as_db()])?;
+            search::unindex(c, id_of)?;
+            (ChangeOp::Delete, String::new())
+        }
+        ChangeRequest::React(emoji) => {
+            let removed = c
+                .prepare_cached(
+                    "DELETE FROM reactions WHERE msg_id = ?1 AND content = ?2 AND uid = ?3",
+                )?
+                .execute(params![id_of, emoji, new.uid])?;
+            if removed == 0 {
+                c.prepare_cached(
+                    "INSERT INTO reactions (msg_id, content, uid, created_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![id_of, emoji, new.uid, now])?;
+            }
+            (ChangeOp::React { on: removed == 0 }, emoji)
+        }
+    };
+    let id = sends.next_id(c)?;
+    c.prepare_cached(
+        "INSERT INTO changes (id, gid, msg_id, uid, op, content, client_msg_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        id,
+        new.gid,
+        id_of,
+        new.uid,
+        op.as_db(),
+        content,
+        new.client_msg_id,
+        now
+    ])?;
+    Ok(Changed {
+        change: Change {
+            id,
+            gid: new.gid,
+            msg_id: id_of,
+            uid: new.uid,
+            op,
+            content,
+            kind: target.kind,
+            client_msg_id: new.client_msg_id,
+            created_at: now,
+        },
+        duplicate: false,
+        members,
+    })
+}
+
+/// The reactions of the messages of `gid` with ids in `lo..=hi`, by message.
+fn reactions(c: &Connection, gid: u64, lo: u64, hi: u64) -> Result<HashMap<u64, Vec<Reaction>>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT r.msg_id, r.content, r.uid FROM messages m JOIN reactions r ON r.msg_id = m.id
+         WHERE m.gid = ?1 AND m.id BETWEEN ?2 AND ?3
+         ORDER BY r.msg_id, r.created_at, r.uid",
+    )?;
+    let mut out: HashMap<u64, Vec<Reaction>> = HashMap::new();
+    let mut rows = stmt.query(params![gid, lo, hi])?;
+    while let Some(r) = rows.next()? {
+        let (msg_id, content, uid): (u64, String, u64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let list = out.entry(msg_id).or_default();
+        match list.iter_mut().find(|x| x.content == content) {
+            Some(x) => x.uids.push(uid),
+            None => list.push(Reaction {
+                content,
+                uids: vec![uid],
+            }),
+        }
+    }
+    Ok(out)
 }
 
 // `LIMIT CAST(?n AS INTEGER)` rather than `LIMIT ?n`, here and below: when a
@@ -351,11 +675,22 @@ pub fn history(c: &Connection, me: u64, gid: u64, size: u32, cursor: Cursor) -> 
     };
     let mut stmt = c.prepare_cached(sql)?;
     let rows = stmt.query_map(params![gid, bound, size, offset], |r| {
-        Ok((message_from_row(r, 0)?, user_from_row(r, 8)?))
+        Ok((
+            message_from_row(r, 0)?,
+            user_from_row(r, MESSAGE_COL_COUNT)?,
+        ))
     })?;
     let mut rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     if newest_first {
         rows.reverse();
+    }
+    if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+        let mut found = reactions(c, gid, first.0.id, last.0.id)?;
+        for (m, _) in &mut rows {
+            if let Some(list) = found.remove(&m.id) {
+                m.reactions = list;
+            }
+        }
     }
     Ok(History { group, rows })
 }
@@ -392,8 +727,9 @@ pub fn chat_list(c: &Connection, me: u64, page: u32, size: u32) -> Result<Vec<Ch
         Ok(ChatRow {
             group: group_from_row(r, 0)?,
             last: message_from_row(r, 6)?,
-            user: user_from_row(r, 14)?,
-            unread: r.get::<_, i64>(22)? as u64,
+            user: user_from_row(r, 6 + MESSAGE_COL_COUNT)?,
+            // The user columns are 8.
+            unread: r.get::<_, i64>(14 + MESSAGE_COL_COUNT)? as u64,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -404,6 +740,13 @@ fn message_in_group(c: &Connection, gid: u64, msg_id: u64) -> Result<bool> {
         c.prepare_cached("SELECT 1 FROM messages WHERE id = ?1 AND gid = ?2")?
             .exists([msg_id, gid])?,
     )
+}
+
+/// A message or a change of `gid` has this id (what a delivery mark may name).
+fn logged_in_group(c: &Connection, gid: u64, id: u64) -> Result<bool> {
+    Ok(message_in_group(c, gid, id)?
+        || c.prepare_cached("SELECT 1 FROM changes WHERE id = ?1 AND gid = ?2")?
+            .exists([id, gid])?)
 }
 
 pub fn mark_read(c: &Connection, me: u64, gid: u64, upto: Option<u64>) -> Result<ReadMark> {
@@ -438,7 +781,7 @@ pub fn mark_read(c: &Connection, me: u64, gid: u64, upto: Option<u64>) -> Result
 /// session the Ack came on (`session`) acknowledges what it gets.
 pub fn mark_delivered(c: &Connection, me: u64, session: i64, gid: u64, upto: u64) -> Result<()> {
     groups::require_member(c, gid, me)?;
-    if !message_in_group(c, gid, upto)? {
+    if !logged_in_group(c, gid, upto)? {
         return Err(Error::not_found(format!(
             "message {upto} not found in group {gid}"
         )));
@@ -456,30 +799,65 @@ pub fn replay(c: &Connection, me: u64, after: Option<u64>, limit: usize) -> Resu
     // One read transaction, so the snapshot and the rows agree.
     let tx = c.unchecked_transaction()?;
     let snapshot: u64 = tx
-        .prepare_cached("SELECT coalesce(max(id), 0) FROM messages")?
+        .prepare_cached(
+            "SELECT max(coalesce((SELECT max(id) FROM messages), 0),
+                        coalesce((SELECT max(id) FROM changes), 0))",
+        )?
         .query_row([], |r| r.get(0))?;
     let fetch = limit as i64 + 1;
-    let sql = match after {
+    let (messages, changes) = match after {
         // The client's cursor: everything in its conversations after it.
-        Some(_) => concat!("SELECT ", message_cols!(), " FROM members mb JOIN messages m ON m.gid = mb.gid
+        Some(_) => (
+            concat!("SELECT ", message_cols!(), " FROM members mb JOIN messages m ON m.gid = mb.gid
              WHERE mb.uid = ?1 AND m.id > ?2 AND m.id <= ?3 ORDER BY m.id LIMIT CAST(?4 AS INTEGER)"),
-        // No cursor: what others sent that no device of this user acknowledged.
-        None => concat!("SELECT ", message_cols!(), " FROM members mb JOIN messages m ON m.gid = mb.gid
+            concat!("SELECT ", change_cols!(), " FROM members mb JOIN changes ch ON ch.gid = mb.gid
+             JOIN messages m ON m.id = ch.msg_id
+             WHERE mb.uid = ?1 AND ch.id > ?2 AND ch.id <= ?3 ORDER BY ch.id LIMIT CAST(?4 AS INTEGER)"),
+        ),
+        // No cursor: what others sent or changed that no device of this
+        // user acknowledged.
+        None => (
+            concat!("SELECT ", message_cols!(), " FROM members mb JOIN messages m ON m.gid = mb.gid
              WHERE mb.uid = ?1 AND m.id > max(mb.delivered_id, ?2) AND m.id <= ?3 AND m.uid <> ?1
              ORDER BY m.id LIMIT CAST(?4 AS INTEGER)"),
+            concat!("SELECT ", change_cols!(), " FROM members mb JOIN changes ch ON ch.gid = mb.gid
+             JOIN messages m ON m.id = ch.msg_id
+             WHERE mb.uid = ?1 AND ch.id > max(mb.delivered_id, ?2) AND ch.id <= ?3 AND ch.uid <> ?1
+             ORDER BY ch.id LIMIT CAST(?4 AS INTEGER)"),
+        ),
     };
-    let mut messages = {
-        let mut stmt = tx.prepare_cached(sql)?;
-        let rows = stmt.query_map(params![me, after.unwrap_or(0), snapshot, fetch], |r| {
-            message_from_row(r, 0)
-        })?;
+    let bound = params![me, after.unwrap_or(0), snapshot, fetch];
+    let messages = {
+        let mut stmt = tx.prepare_cached(messages)?;
+        let rows = stmt.query_map(bound, |r| message_from_row(r, 0))?;
         rows.collect::<rusqlite::Result<Vec<_>>>()?
     };
-    let truncated = messages.len() > limit;
-    messages.truncate(limit);
+    let changes = {
+        let mut stmt = tx.prepare_cached(changes)?;
+        let rows = stmt.query_map(bound, change_from_row)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
     tx.finish()?;
+    // Both lists are in id order: merge them.
+    let mut items = Vec::with_capacity(messages.len() + changes.len());
+    let mut messages = messages.into_iter().peekable();
+    let mut changes = changes.into_iter().peekable();
+    loop {
+        let next = match (messages.peek(), changes.peek()) {
+            (Some(m), Some(ch)) if m.id < ch.id => messages.next().map(Replayed::Message),
+            (Some(_), Some(_)) | (None, Some(_)) => changes.next().map(Replayed::Change),
+            (Some(_), None) => messages.next().map(Replayed::Message),
+            (None, None) => None,
+        };
+        match next {
+            Some(item) => items.push(item),
+            None => break,
+        }
+    }
+    let truncated = items.len() > limit;
+    items.truncate(limit);
     Ok(Replay {
-        messages,
+        items,
         snapshot,
         truncated,
     })
@@ -530,6 +908,7 @@ mod tests {
             content: "hi".into(),
             client_msg_id: client_msg_id.into(),
             file: None,
+            reply_to: None,
         }
     }
 

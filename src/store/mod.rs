@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 
 pub use files::{Collected, FileMeta, FileRef, NewFile};
 pub use friends::FriendEvent;
-pub use messages::{NewMessage, Replay, Stored};
+pub use messages::{ChangeRequest, Changed, NewChange, NewMessage, Replay, Replayed, Stored};
 pub use model::*;
 pub use search::Hit;
 pub use writer::{BATCH_SIZE_BOUNDS, COMMIT_MICROS_BOUNDS, WriterStats};
@@ -395,6 +395,22 @@ impl Db {
             .await
     }
 
+    /// Who hears of `uid`'s presence: their friends and the members of
+    /// their conversations.
+    pub async fn audience(&self, uid: u64) -> Result<Vec<u64>> {
+        self.read(move |c| users::audience(c, uid)).await
+    }
+
+    /// Records that `uid`'s last device went away at `at`.
+    pub async fn set_last_seen(&self, uid: u64, at: i64) -> Result<()> {
+        self.write(move |c| users::set_last_seen(c, uid, at)).await
+    }
+
+    /// `uid`'s last-seen time and whether they hide it.
+    pub async fn last_seen(&self, uid: u64) -> Result<LastSeen> {
+        self.read(move |c| users::last_seen(c, uid)).await
+    }
+
     pub async fn purge_expired_sessions(&self) -> Result<usize> {
         self.write(|c| users::purge_expired(c, crate::time::now_ms()))
             .await
@@ -512,6 +528,29 @@ impl Db {
             move |c, sends| messages::insert(c, sends, msg, crate::time::now_ms()),
             Box::new(pushed),
         )
+    }
+
+    /// Queues an edit, deletion or reaction, like [`Db::queue_message`]:
+    /// `pushed` runs on the publisher thread right after the COMMIT, in
+    /// commit order with the messages.
+    pub fn queue_change(
+        &self,
+        change: NewChange,
+        pushed: impl FnOnce(&Changed) + Send + 'static,
+    ) -> impl Future<Output = Result<Committed<Changed>>> + Send + '_ {
+        self.queue_then(
+            move |c, sends| messages::change(c, sends, change, crate::time::now_ms()),
+            Box::new(pushed),
+        )
+    }
+
+    /// The uids of the members of `gid`, if `me` is one (403/404 otherwise).
+    pub async fn member_ids(&self, me: u64, gid: u64) -> Result<Vec<u64>> {
+        self.read(move |c| {
+            groups::require_member(c, gid, me)?;
+            groups::member_ids(c, gid)
+        })
+        .await
     }
 
     pub async fn history(&self, me: u64, gid: u64, size: u32, cursor: Cursor) -> Result<History> {
@@ -960,6 +999,7 @@ mod tests {
                 content: format!("wombat number {n}"),
                 client_msg_id: format!("c{n}"),
                 file: None,
+                reply_to: None,
             })
         };
         // Queued at once, so they share batches; carol is not a member.
@@ -991,6 +1031,7 @@ mod tests {
             content: "before carol".into(),
             client_msg_id: "c1".into(),
             file: None,
+            reply_to: None,
         };
         // Queued in this order, so that they share a batch.
         let (sent, added) = tokio::join!(
@@ -1046,6 +1087,7 @@ mod tests {
                 content: "wombat picnic".into(),
                 client_msg_id: "old-1".into(),
                 file: None,
+                reply_to: None,
             })
             .await
             .unwrap();

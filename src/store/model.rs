@@ -160,6 +160,91 @@ pub struct Message {
     pub client_msg_id: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The message of the same conversation this one answers.
+    pub reply_to: Option<u64>,
+    /// The members the text names as `@account`.
+    pub mentions: Vec<u64>,
+    pub edited_at: Option<i64>,
+    /// A tombstone: the content and everything derived from it is erased.
+    pub deleted: bool,
+    /// Who reacted with what, by emoji in first-use order; read for history
+    /// pages only (empty elsewhere).
+    pub reactions: Vec<Reaction>,
+}
+
+/// The people who reacted to a message with one emoji.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    pub content: String,
+    pub uids: Vec<u64>,
+}
+
+/// What a change of the change log did to its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    Edit,
+    Delete,
+    /// A reaction added (`on`) or taken back.
+    React {
+        on: bool,
+    },
+}
+
+impl ChangeOp {
+    pub(super) fn as_db(self) -> i64 {
+        match self {
+            ChangeOp::Edit => 1,
+            ChangeOp::Delete => 2,
+            ChangeOp::React { on: true } => 3,
+            ChangeOp::React { on: false } => 4,
+        }
+    }
+
+    pub(super) fn from_db(v: i64) -> ChangeOp {
+        match v {
+            1 => ChangeOp::Edit,
+            2 => ChangeOp::Delete,
+            3 => ChangeOp::React { on: true },
+            _ => ChangeOp::React { on: false },
+        }
+    }
+}
+
+/// One entry of a conversation's change log: an edit, a deletion or a
+/// reaction, with an id from the messages' sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub id: u64,
+    pub gid: u64,
+    pub msg_id: u64,
+    /// Who made the change.
+    pub uid: u64,
+    pub op: ChangeOp,
+    /// The new text of an Edit, the emoji of a reaction, '' for a Delete.
+    pub content: String,
+    /// The kind of the changed message.
+    pub kind: Kind,
+    pub client_msg_id: String,
+    pub created_at: i64,
+}
+
+/// When a person's last device went away, and whether they hide it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastSeen {
+    /// `None`: never (since schema version 6).
+    pub at: Option<i64>,
+    pub hidden: bool,
+}
+
+impl LastSeen {
+    /// What `viewer` may see of `owner`'s time: all of it for themselves.
+    pub fn shown_to(self, owner: u64, viewer: u64) -> Option<i64> {
+        if self.hidden && owner != viewer {
+            None
+        } else {
+            self.at
+        }
+    }
 }
 
 /// One row of a user's conversation list.

@@ -20,7 +20,7 @@ macro_rules! group_cols {
 }
 macro_rules! message_cols {
     () => {
-        "m.id, m.gid, m.uid, m.kind, m.content, m.client_msg_id, m.created_at, m.updated_at"
+        "m.id, m.gid, m.uid, m.kind, m.content, m.client_msg_id, m.created_at, m.updated_at, m.reply_to, m.mentions, m.edited_at, m.deleted_at"
     };
 }
 
@@ -58,7 +58,32 @@ pub(super) fn message_from_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::
         client_msg_id: row.get(at + 5)?,
         created_at: row.get(at + 6)?,
         updated_at: row.get(at + 7)?,
+        reply_to: row.get(at + 8)?,
+        mentions: parse_uids(&row.get::<_, String>(at + 9)?),
+        edited_at: row.get(at + 10)?,
+        deleted: row.get::<_, Option<i64>>(at + 11)?.is_some(),
+        reactions: Vec::new(),
     })
+}
+
+/// How many columns [`message_cols!`] selects.
+pub(super) const MESSAGE_COL_COUNT: usize = 12;
+
+/// The uids of a `mentions` column (space-separated).
+pub(super) fn parse_uids(s: &str) -> Vec<u64> {
+    s.split(' ').filter_map(|u| u.parse().ok()).collect()
+}
+
+/// A `mentions` column from uids.
+pub(super) fn join_uids(uids: &[u64]) -> String {
+    let mut s = String::new();
+    for (i, u) in uids.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(&u.to_string());
+    }
+    s
 }
 
 /// Column list matching [`message_from_row`], for a table aliased `m`.

@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::groups;
 use super::model::{Group, Kind, Message, User};
-use super::rows::{MESSAGE_COLS, message_from_row};
+use super::rows::{MESSAGE_COL_COUNT, MESSAGE_COLS, message_from_row};
 use super::users;
 use crate::error::Result;
 use crate::search::{self, DF_CAP, Query};
@@ -97,6 +97,16 @@ pub fn index(c: &Connection, msg_id: u64, gid: u64, body: &str) -> Result<()> {
     Ok(())
 }
 
+/// Takes a message's words out of the index (an edit, a deletion), and out
+/// of the queue if it was stored in the same batch.
+pub fn unindex(c: &Connection, msg_id: u64) -> Result<()> {
+    c.prepare_cached("DELETE FROM message_index WHERE rowid = ?1")?
+        .execute([msg_id])?;
+    c.prepare_cached("DELETE FROM temp.index_queue WHERE id = ?1")?
+        .execute([msg_id])?;
+    Ok(())
+}
+
 /// Moves the queued messages into the index, in the current transaction,
 /// and merges some of the index's segments: about as many pages as FTS5's
 /// own automatic merge would over the same writes, but a few with every
@@ -148,7 +158,7 @@ pub fn catch_up(c: &Connection) -> Result<u64> {
             let mut stmt = c.prepare_cached(
                 "SELECT m.id, m.gid, m.kind, m.content, mf.name
                  FROM messages m LEFT JOIN message_files mf ON mf.msg_id = m.id
-                 WHERE m.id > ?1 ORDER BY m.id LIMIT 20000",
+                 WHERE m.id > ?1 AND m.deleted_at IS NULL ORDER BY m.id LIMIT 20000",
             )?;
             let rows = stmt.query_map([after], |r| {
                 Ok((
@@ -272,7 +282,7 @@ fn candidates(
     let found = tx
         .prepare_cached(&sql)?
         .query_map(params![expr, me, gid], |r| {
-            Ok((message_from_row(r, 0)?, r.get(8)?))
+            Ok((message_from_row(r, 0)?, r.get(MESSAGE_COL_COUNT)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(found)

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::model::{Device, NewUser, Origin, ProfileChange, Session, User};
+use super::model::{Device, LastSeen, NewUser, Origin, ProfileChange, Session, User};
 use super::rows::user_from_row;
 use crate::error::{Error, Result};
 
@@ -224,4 +224,37 @@ pub fn change_password(
         c.prepare_cached("DELETE FROM sessions WHERE uid = ?1 AND id <> ?2 RETURNING id")?;
     let rows = stmt.query_map(params![uid, keep], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// `uid`'s friends and the other members of their conversations, once each.
+pub fn audience(c: &Connection, uid: u64) -> Result<Vec<u64>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT CASE WHEN f.lo = ?1 THEN f.hi ELSE f.lo END FROM friendships f
+         WHERE (f.lo = ?1 OR f.hi = ?1) AND f.status = 1
+         UNION
+         SELECT o.uid FROM members mb JOIN members o ON o.gid = mb.gid
+         WHERE mb.uid = ?1 AND o.uid <> ?1",
+    )?;
+    let rows = stmt.query_map([uid], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn set_last_seen(c: &Connection, uid: u64, at: i64) -> Result<()> {
+    c.prepare_cached("UPDATE users SET last_seen = ?2 WHERE id = ?1")?
+        .execute(params![uid, at])?;
+    Ok(())
+}
+
+/// `uid`'s last-seen time and whether they hide it from others; 404 for an
+/// unknown user.
+pub fn last_seen(c: &Connection, uid: u64) -> Result<LastSeen> {
+    c.prepare_cached("SELECT last_seen, hide_last_seen FROM users WHERE id = ?1")?
+        .query_row([uid], |r| {
+            Ok(LastSeen {
+                at: r.get(0)?,
+                hidden: r.get(1)?,
+            })
+        })
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("user {uid} not found")))
 }

@@ -272,8 +272,14 @@ pub async fn raw_request(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
 }
 
 /// A WebSocket client speaking rim frames.
+///
+/// `Presence` pushes are skipped unless `presence` is set: they reach
+/// every friend and co-member whenever someone's first device logs in or
+/// last one leaves, which most tests do in passing; the presence tests turn
+/// them on.
 pub struct Ws {
     pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub presence: bool,
 }
 
 impl Ws {
@@ -281,7 +287,10 @@ impl Ws {
         let (stream, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
             .await
             .expect("websocket connects");
-        Ws { stream }
+        Ws {
+            stream,
+            presence: false,
+        }
     }
 
     pub async fn send_text(&mut self, text: &str) {
@@ -301,7 +310,13 @@ impl Ws {
                 .expect("stream open")
                 .expect("frame");
             match msg {
-                Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON frame"),
+                Message::Text(t) => {
+                    let frame: Value = serde_json::from_str(t.as_str()).expect("JSON frame");
+                    if frame["event"] == "Presence" && !self.presence {
+                        continue;
+                    }
+                    return frame;
+                }
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("unexpected frame {other:?}"),
             }
@@ -583,7 +598,10 @@ pub async fn ws_with_small_recv_buffer(addr: SocketAddr) -> Ws {
         tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(tcp))
             .await
             .expect("websocket connects");
-    Ws { stream }
+    Ws {
+        stream,
+        presence: false,
+    }
 }
 
 /// A WebSocket client written by hand over TCP, for what a well-behaved client

@@ -1080,6 +1080,7 @@ async fn real_answers_match_the_documented_schemas() {
             content: "x".repeat(16 * 1024),
             client_msg_id: format!("fill-{i}"),
             file: None,
+            reply_to: None,
         };
         if let Err(e) = app.db.send_message(big).await {
             assert_eq!(e.code(), 507, "{e}");

@@ -26,6 +26,7 @@ mod search;
 mod smoke;
 mod soak;
 mod web;
+mod ws_actions;
 mod ws_delivery;
 mod ws_errors;
 mod ws_messages;

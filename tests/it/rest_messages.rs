@@ -135,9 +135,13 @@ async fn the_chat_list_puts_the_latest_activity_first() {
             "content",
             "createTime",
             "createdAt",
+            "deleted",
+            "editTime",
             "gid",
             "id",
             "kind",
+            "mentions",
+            "replyTo",
             "uid",
             "updateTime",
             "updatedAt"

@@ -92,7 +92,14 @@ async fn connect_from(srv: &TestServer, client: &str) -> (u16, Option<Ws>, Value
     req.headers_mut()
         .insert("x-forwarded-for", client.parse().unwrap());
     match tokio_tungstenite::connect_async(req).await {
-        Ok((stream, _)) => (101, Some(Ws { stream }), Value::Null),
+        Ok((stream, _)) => (
+            101,
+            Some(Ws {
+                stream,
+                presence: false,
+            }),
+            Value::Null,
+        ),
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             let status = resp.status().as_u16();
             assert!(resp.headers().contains_key("retry-after"), "{resp:?}");
