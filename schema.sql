@@ -194,12 +194,13 @@ CREATE TABLE messages (
 CREATE INDEX messages_by_gid ON messages(gid, id);
 
 -- Reactions: one row per message, emoji and person. A React frame toggles
--- its row.
+-- its row; `change_id` is the change-log entry that added it, which orders
+-- the reactions.
 CREATE TABLE reactions (
     msg_id     INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
     content    TEXT    NOT NULL,
     uid        INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
+    change_id  INTEGER NOT NULL,
     PRIMARY KEY (msg_id, content, uid)
 ) WITHOUT ROWID;
 

@@ -12,7 +12,7 @@ CREATE TABLE reactions (
     msg_id     INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
     content    TEXT    NOT NULL,
     uid        INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
+    change_id  INTEGER NOT NULL,
     PRIMARY KEY (msg_id, content, uid)
 ) WITHOUT ROWID;
 

@@ -518,7 +518,7 @@ pub fn change(c: &Connection, sends: &mut Sends, new: NewChange, now: i64) -> Re
     if target.deleted {
         return Err(Error::conflict(format!("message {id_of} was deleted")));
     }
-    let (op, content) = match new.request {
+    let (id, op, content) = match new.request {
         ChangeRequest::Edit(text) => {
             if target.uid != new.uid {
                 return Err(Error::forbidden(format!(
@@ -540,7 +540,7 @@ pub fn change(c: &Connection, sends: &mut Sends, new: NewChange, now: i64) -> Re
             search::unindex(c, id_of)?;
             search::index(c, id_of, new.gid, &search::body(target.kind, &text, None))?;
             sends.queued = true;
-            (ChangeOp::Edit, text)
+            (sends.next_id(c)?, ChangeOp::Edit, text)
         }
         ChangeRequest::Delete => {
             if target.uid != new.uid
@@ -566,9 +566,10 @@ pub fn change(c: &Connection, sends: &mut Sends, new: NewChange, now: i64) -> Re
             c.prepare_cached("UPDATE changes SET content = '' WHERE msg_id = ?1 AND op = ?2")?
                 .execute(params![id_of, ChangeOp::Edit.as_db()])?;
             search::unindex(c, id_of)?;
-            (ChangeOp::Delete, String::new())
+            (sends.next_id(c)?, ChangeOp::Delete, String::new())
         }
         ChangeRequest::React(emoji) => {
+            let id = sends.next_id(c)?;
             let removed = c
                 .prepare_cached(
                     "DELETE FROM reactions WHERE msg_id = ?1 AND content = ?2 AND uid = ?3",
@@ -576,14 +577,13 @@ pub fn change(c: &Connection, sends: &mut Sends, new: NewChange, now: i64) -> Re
                 .execute(params![id_of, emoji, new.uid])?;
             if removed == 0 {
                 c.prepare_cached(
-                    "INSERT INTO reactions (msg_id, content, uid, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO reactions (msg_id, content, uid, change_id) VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![id_of, emoji, new.uid, now])?;
+                .execute(params![id_of, emoji, new.uid, id])?;
             }
-            (ChangeOp::React { on: removed == 0 }, emoji)
+            (id, ChangeOp::React { on: removed == 0 }, emoji)
         }
     };
-    let id = sends.next_id(c)?;
     c.prepare_cached(
         "INSERT INTO changes (id, gid, msg_id, uid, op, content, client_msg_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -620,7 +620,7 @@ fn reactions(c: &Connection, gid: u64, lo: u64, hi: u64) -> Result<HashMap<u64, 
     let mut stmt = c.prepare_cached(
         "SELECT r.msg_id, r.content, r.uid FROM messages m JOIN reactions r ON r.msg_id = m.id
          WHERE m.gid = ?1 AND m.id BETWEEN ?2 AND ?3
-         ORDER BY r.msg_id, r.created_at, r.uid",
+         ORDER BY r.msg_id, r.change_id",
     )?;
     let mut out: HashMap<u64, Vec<Reaction>> = HashMap::new();
     let mut rows = stmt.query(params![gid, lo, hi])?;
