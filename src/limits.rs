@@ -135,6 +135,11 @@ impl AddressSlots {
         held.take(self, ip)
     }
 
+    /// How many slots are held in all.
+    pub fn total(&self) -> usize {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).total
+    }
+
     /// How many slots `ip` holds, and how many are held in all.
     pub fn held(&self, ip: IpAddr) -> (usize, usize) {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner());

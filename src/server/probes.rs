@@ -138,6 +138,12 @@ fn connections(out: &mut String, app: &App) {
     );
     gauge(
         out,
+        "rim_websockets_before_login",
+        "WebSocket connections not logged in (yet, or since a Logout).",
+        app.limits.sockets_before_login.total() as u64,
+    );
+    gauge(
+        out,
         "rim_logged_in_users",
         "Users with at least one logged-in WebSocket.",
         app.hub.online_users() as u64,

@@ -54,6 +54,9 @@ async fn metrics_count_connections_messages_requests_and_the_writer() {
     let ((_, alice), (_, bob), gid) = direct_pair(&srv, "alice", "bob").await;
     let mut a = srv.ws_login(&alice).await;
     let _b = srv.ws_login(&bob).await;
+    // A login page's socket, open and not logged in.
+    let mut waiting = crate::common::Ws::connect(srv.addr).await;
+    waiting.expect_heart_next().await;
     for i in 0..3 {
         let id = format!("c{i}");
         let ack = a.send_msg(gid, "hello", &id).await;
@@ -86,6 +89,7 @@ async fn metrics_count_connections_messages_requests_and_the_writer() {
         "each pushed to bob's one socket"
     );
     assert_eq!(value("rim_websocket_connections"), 2.0);
+    assert_eq!(value("rim_websockets_before_login"), 1.0);
     assert_eq!(value("rim_logged_in_users"), 2.0);
     assert!(
         value("rim_connections") >= 3.0,
@@ -109,7 +113,8 @@ async fn metrics_count_connections_messages_requests_and_the_writer() {
     );
     assert_eq!(
         value("rim_http_requests_total{route=\"/ws\",status=\"101\"}"),
-        2.0
+        3.0,
+        "alice's, bob's and the waiting socket"
     );
     assert!(value("rim_writer_batches_total") >= 1.0);
     let count = value("rim_writer_batch_size_count");
