@@ -25,6 +25,7 @@ pub mod store;
 pub mod time;
 pub mod validate;
 pub mod web;
+pub mod webpush;
 pub mod ws;
 
 pub use config::Config;

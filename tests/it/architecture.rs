@@ -36,6 +36,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("search", 5),
     ("proxy", 5),
     ("validate", 5),
+    ("webpush", 5),
 ];
 
 /// Modules that may import nothing of the crate (but the log macros).
