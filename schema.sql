@@ -1,5 +1,5 @@
 -- rim's database schema: the whole of it, as this version of rim writes it
--- (schema version 8).
+-- (schema version 9).
 --
 -- Embedded in the binary (`store::schema`): a new database is made from this
 -- file alone, then stamped with `PRAGMA user_version` = the schema version
@@ -151,6 +151,10 @@ CREATE TABLE members (
     delivered_id INTEGER NOT NULL DEFAULT 0,
     read_id      INTEGER NOT NULL DEFAULT 0,
     joined_at    INTEGER NOT NULL,
+    -- When this member is notified through Web Push: 0 every message, 1
+    -- only when mentioned, 2 never; NULL: the conversation's default (every
+    -- message in a direct chat, mentions in a group).
+    notify       INTEGER,
     PRIMARY KEY (gid, uid)
 ) WITHOUT ROWID;
 -- A user's conversations (the primary key serves a conversation's members).
@@ -322,3 +326,37 @@ INSERT INTO message_index (message_index, rank) VALUES ('automerge', 0);
 CREATE TRIGGER message_unindex AFTER DELETE ON messages BEGIN
     DELETE FROM message_index WHERE rowid = old.id;
 END;
+
+-- ---- Web Push ----------------------------------------------------------------
+
+-- The server's VAPID key pair (RFC 8292), made at first start: browsers
+-- subscribe with the public key and push services check that every push is
+-- signed by its private key. One row. Losing or replacing it invalidates
+-- every subscription.
+CREATE TABLE push_keys (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    -- The P-256 private scalar, 32 bytes.
+    private_key BLOB    NOT NULL,
+    -- The public point, uncompressed (65 bytes), as GET /api/push/key gives it.
+    public_key  BLOB    NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+-- A browser's push subscription, tied to the session (device) that made it:
+-- logging out or revoking the token removes it with the session. `endpoint`
+-- is the push service's URL for this browser (checked against
+-- push.allowed_hosts when it is stored); `p256dh` (65 bytes) and `auth` (16
+-- bytes) are the browser's keys that each push is encrypted for.
+CREATE TABLE push_subscriptions (
+    id          INTEGER PRIMARY KEY,
+    session_id  INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    uid         INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    endpoint    TEXT    NOT NULL UNIQUE,
+    p256dh      BLOB    NOT NULL,
+    auth        BLOB    NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+-- The subscriptions of the members a message is pushed to.
+CREATE INDEX push_subscriptions_by_uid ON push_subscriptions(uid);
+-- Deleting a session finds its subscriptions (the cascade).
+CREATE INDEX push_subscriptions_by_session ON push_subscriptions(session_id);

@@ -18,6 +18,7 @@ mod friends;
 mod groups;
 mod messages;
 mod model;
+mod push;
 pub mod schema;
 pub mod search;
 mod users;
@@ -693,6 +694,61 @@ impl Db {
     pub async fn set_size_limit(&self, max_mb: u64) -> Result<()> {
         self.write(move |c| Ok(schema::set_size_limit(c, max_mb)?))
             .await
+    }
+
+    // ---- Web Push -----------------------------------------------------------
+
+    /// The VAPID private key, made by `generate` and stored at the first
+    /// start (the first one stored wins).
+    pub async fn vapid_key(
+        &self,
+        generate: impl FnOnce() -> (Vec<u8>, Vec<u8>) + Send + 'static,
+    ) -> Result<Vec<u8>> {
+        if let Some(key) = self.read(push::key).await? {
+            return Ok(key);
+        }
+        let (private, public) = generate();
+        self.write(move |c| push::ensure_key(c, &private, &public, crate::time::now_ms()))
+            .await
+    }
+
+    pub async fn subscribe_push(&self, uid: u64, session: i64, sub: NewSubscription) -> Result<()> {
+        self.write(move |c| push::subscribe(c, uid, session, &sub, crate::time::now_ms()))
+            .await
+    }
+
+    pub async fn unsubscribe_push(&self, uid: u64, endpoint: String) -> Result<bool> {
+        self.write(move |c| push::unsubscribe(c, uid, &endpoint))
+            .await
+    }
+
+    /// Removes a subscription whose push service answered that it is gone.
+    pub async fn remove_push_subscription(&self, id: i64) -> Result<()> {
+        self.write(move |c| push::remove(c, id)).await
+    }
+
+    pub async fn push_subscriptions(&self, uid: u64) -> Result<Vec<Subscription>> {
+        self.read(move |c| push::of_user(c, uid)).await
+    }
+
+    /// Whom a message is pushed to (see [`push::targets`]).
+    pub async fn push_targets(
+        &self,
+        gid: u64,
+        sender: u64,
+        mentioned: impl Fn(u64) -> bool + Send + 'static,
+    ) -> Result<PushTargets> {
+        self.read(move |c| push::targets(c, gid, sender, &mentioned))
+            .await
+    }
+
+    pub async fn set_notify_level(&self, uid: u64, gid: u64, level: NotifyLevel) -> Result<()> {
+        self.write(move |c| push::set_level(c, uid, gid, level))
+            .await
+    }
+
+    pub async fn notify_levels(&self, uid: u64) -> Result<Vec<(u64, NotifyLevel)>> {
+        self.read(move |c| push::levels(c, uid)).await
     }
 
     // ---- administration -----------------------------------------------------

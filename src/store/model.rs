@@ -312,3 +312,75 @@ pub enum FriendList {
     /// Requests this user sent that are still pending.
     Outgoing,
 }
+
+/// When a member is notified of a conversation's messages through Web Push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyLevel {
+    /// Every message.
+    All,
+    /// Only messages that mention them.
+    Mentions,
+    /// Never.
+    None,
+}
+
+impl NotifyLevel {
+    /// The level of a member who never chose one: every message of a direct
+    /// chat, the mentions of a group.
+    pub fn default_for(mode: Mode) -> NotifyLevel {
+        match mode {
+            Mode::Direct => NotifyLevel::All,
+            Mode::Group => NotifyLevel::Mentions,
+        }
+    }
+
+    pub(super) fn as_db(self) -> i64 {
+        match self {
+            NotifyLevel::All => 0,
+            NotifyLevel::Mentions => 1,
+            NotifyLevel::None => 2,
+        }
+    }
+
+    /// A stored level, or the conversation's default when none was chosen.
+    pub(super) fn from_db(v: Option<i64>, mode: Mode) -> NotifyLevel {
+        match v {
+            Some(0) => NotifyLevel::All,
+            Some(1) => NotifyLevel::Mentions,
+            Some(2) => NotifyLevel::None,
+            _ => NotifyLevel::default_for(mode),
+        }
+    }
+}
+
+/// A browser's push subscription, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: i64,
+    pub uid: u64,
+    /// The session (device) that subscribed.
+    pub session: i64,
+    pub endpoint: String,
+    pub p256dh: Vec<u8>,
+    pub auth: Vec<u8>,
+}
+
+/// A new subscription, its keys already checked.
+#[derive(Debug, Clone)]
+pub struct NewSubscription {
+    pub endpoint: String,
+    pub p256dh: Vec<u8>,
+    pub auth: Vec<u8>,
+}
+
+/// Whom a stored message is pushed to: the subscriptions of the members
+/// (but the sender) whose level lets it through, and what the notification
+/// shows.
+#[derive(Debug, Clone, Default)]
+pub struct PushTargets {
+    /// The sender's display name.
+    pub sender: String,
+    /// The conversation's name for a group, `None` for a direct chat.
+    pub group: Option<String>,
+    pub subscriptions: Vec<Subscription>,
+}
