@@ -16,6 +16,7 @@ use crate::hub::{Hub, Push};
 use crate::limits::{self, Limits};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Notice};
+use crate::push::Pusher;
 use crate::store::{
     ChangeRequest, Changed, Committed, Db, FileRef, FriendEvent, Kind, MemberOp, NewChange,
     NewMessage, NewUser, Origin, Session, Stored,
@@ -33,6 +34,7 @@ pub struct App {
     /// The minute each session's last use was last written for (see
     /// [`App::authenticate`]).
     touched: Arc<Mutex<HashMap<i64, i64>>>,
+    pub push: Pusher,
 }
 
 /// A session's last use is written at most once per this many
@@ -62,16 +64,25 @@ pub struct Invite {
 }
 
 impl App {
-    pub fn new(db: Db, config: Config, metrics: Metrics) -> anyhow::Result<App> {
+    /// The application over an open database, signing pushes with `vapid`.
+    pub fn new(
+        db: Db,
+        config: Config,
+        metrics: Metrics,
+        vapid: crate::webpush::Vapid,
+    ) -> anyhow::Result<App> {
         let hasher = Hasher::new(config.hash_cost, config.hash_concurrency)?;
+        let metrics = Arc::new(metrics);
+        let push = Pusher::new(vapid, &config, metrics.clone())?;
         Ok(App {
             db,
             hub: Arc::new(Hub::new()),
             hasher,
             limits: Arc::new(Limits::new(&config)),
-            metrics: Arc::new(metrics),
+            metrics,
             config: Arc::new(config),
             touched: Arc::default(),
+            push,
         })
     }
 
@@ -325,6 +336,7 @@ impl App {
         let hub = self.hub.clone();
         let metrics = self.metrics.clone();
         let config = self.config.clone();
+        let pusher = self.push.clone();
         self.db
             .queue_message(msg, move |stored| {
                 if !stored.duplicate {
@@ -333,6 +345,7 @@ impl App {
                         Push::message(m.id, m.uid, protocol::push_message(m, &config.time_zone));
                     let pushed = hub.send(&stored.members, push, from_conn);
                     metrics.record_message(pushed);
+                    pusher.message(m);
                 }
             })
             .await

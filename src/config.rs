@@ -85,6 +85,49 @@ impl Default for RateLimits {
     }
 }
 
+/// Web Push (`[push]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushConfig {
+    /// Off: no pushes are sent and subscribing answers 403.
+    pub enabled: bool,
+    /// The VAPID `sub` claim: how a push service reaches the operator
+    /// (`mailto:` or `https:`). `None`: `public_url`, if set.
+    pub contact: Option<String>,
+    /// Off: notifications say "New message" instead of the text.
+    pub show_content: bool,
+    /// How long a push service keeps a push for an offline device.
+    pub ttl: Duration,
+    /// Hosts push endpoints may name: exact names, or `*.example.com` for
+    /// any name under example.com.
+    pub allowed_hosts: Vec<String>,
+    /// Also plain `http://` endpoints (for tests against a stand-in service).
+    pub allow_insecure_http: bool,
+    /// Messages waiting to be pushed; beyond it pushes are dropped (and
+    /// counted), never delaying messages.
+    pub queue: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            enabled: true,
+            contact: None,
+            show_content: true,
+            ttl: Duration::from_secs(86_400),
+            allowed_hosts: [
+                "fcm.googleapis.com",
+                "updates.push.services.mozilla.com",
+                "*.push.apple.com",
+                "*.notify.windows.com",
+            ]
+            .map(String::from)
+            .to_vec(),
+            allow_insecure_http: false,
+            queue: 1024,
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -155,6 +198,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
     pub shutdown_grace: Duration,
+
+    pub push: PushConfig,
 }
 
 impl Default for Config {
@@ -203,6 +248,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(90),
             write_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            push: PushConfig::default(),
         }
     }
 }
@@ -233,6 +279,20 @@ pub struct FileConfig {
     pub rate_limits: RateLimitsSection,
     #[serde(default)]
     pub files: FilesSection,
+    #[serde(default)]
+    pub push: PushSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushSection {
+    pub enabled: Option<bool>,
+    pub contact: Option<String>,
+    pub show_content: Option<bool>,
+    pub ttl_hours: Option<u64>,
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allow_insecure_http: Option<bool>,
+    pub queue: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -356,6 +416,7 @@ impl Config {
         c.apply_limits(file.limits)?;
         c.apply_files(file.files)?;
         c.apply_timeouts(file.timeouts)?;
+        c.apply_push(file.push)?;
         Ok(c)
     }
 
@@ -671,6 +732,60 @@ impl Config {
     }
 }
 
+impl Config {
+    /// `[push]`.
+    fn apply_push(&mut self, p: PushSection) -> anyhow::Result<()> {
+        let c = &mut self.push;
+        if let Some(on) = p.enabled {
+            c.enabled = on;
+        }
+        if let Some(contact) = p.contact.filter(|s| !s.is_empty()) {
+            let ok = (contact.starts_with("mailto:") || contact.starts_with("https://"))
+                && !contact.contains(char::is_whitespace);
+            if !ok {
+                bail!(
+                    "push.contact = {contact:?}: use mailto:you@example.org or an https:// address"
+                );
+            }
+            c.contact = Some(contact);
+        }
+        if let Some(show) = p.show_content {
+            c.show_content = show;
+        }
+        if let Some(hours) = p.ttl_hours {
+            if !(0..=672).contains(&hours) {
+                bail!("push.ttl_hours = {hours}: must be between 0 and 672 (four weeks)");
+            }
+            c.ttl = Duration::from_secs(hours * 3600);
+        }
+        if let Some(hosts) = p.allowed_hosts {
+            for h in &hosts {
+                let name = h.strip_prefix("*.").unwrap_or(h);
+                let ok = !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.');
+                if !ok {
+                    bail!(
+                        "push.allowed_hosts: {h:?} is not a host name like fcm.googleapis.com or *.push.apple.com"
+                    );
+                }
+            }
+            c.allowed_hosts = hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+        }
+        if let Some(insecure) = p.allow_insecure_http {
+            c.allow_insecure_http = insecure;
+        }
+        set(&mut c.queue, p.queue, "push.queue", 1..=1_000_000)?;
+        Ok(())
+    }
+
+    /// The VAPID `sub` claim: `push.contact`, else `public_url`.
+    pub fn push_contact(&self) -> Option<&str> {
+        self.push.contact.as_deref().or(self.public_url.as_deref())
+    }
+}
+
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -744,6 +859,22 @@ mod tests {
         assert_eq!(c.metrics_token, d.metrics_token);
         assert_eq!(c.trusted_proxies, d.trusted_proxies);
         assert_eq!(c.time_zone, d.time_zone);
+        assert_eq!(c.push, d.push);
+    }
+
+    #[test]
+    fn push_keys_validate() {
+        let parse = |text: &str| Config::from_file(toml::from_str::<FileConfig>(text).unwrap());
+        let c = parse(
+            "[push]\ncontact = \"mailto:ops@example.org\"\nttl_hours = 2\nallowed_hosts = [\"*.Example.com\"]",
+        )
+        .unwrap();
+        assert_eq!(c.push.contact.as_deref(), Some("mailto:ops@example.org"));
+        assert_eq!(c.push.ttl, Duration::from_secs(7200));
+        assert_eq!(c.push.allowed_hosts, ["*.example.com"]);
+        assert!(parse("[push]\ncontact = \"ops@example.org\"").is_err());
+        assert!(parse("[push]\nallowed_hosts = [\"https://x.org\"]").is_err());
+        assert!(parse("[push]\nttl_hours = 10000").is_err());
     }
 
     #[test]

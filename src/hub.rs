@@ -118,6 +118,9 @@ struct Peer {
     /// KiB that 48-byte `Push` slots took; measured with `rim-bench`).
     tx: mpsc::Sender<Arc<Push>>,
     kick: Arc<Kick>,
+    /// The client said it is in the foreground (`Visibility`): this device
+    /// sees new messages as they come and is not sent Web Push notifications.
+    visible: bool,
 }
 
 #[derive(Default)]
@@ -183,6 +186,7 @@ impl Hub {
             session,
             tx,
             kick,
+            visible: false,
         });
         self.connections.fetch_add(1, Ordering::Relaxed);
         first
@@ -274,6 +278,23 @@ impl Hub {
             self.connections.fetch_sub(dropped, Ordering::Relaxed);
         }
         queued
+    }
+
+    /// Records whether connection `conn` of `uid` is in the foreground.
+    pub fn set_visible(&self, uid: u64, conn: u64, visible: bool) {
+        if let Some(list) = self.peers().get_mut(&uid) {
+            for peer in list.iter_mut().filter(|p| p.conn == conn) {
+                peer.visible = visible;
+            }
+        }
+    }
+
+    /// Whether a connection of session `session` of `uid` is logged in
+    /// and in the foreground.
+    pub fn is_visible(&self, uid: u64, session: i64) -> bool {
+        self.peers()
+            .get(&uid)
+            .is_some_and(|list| list.iter().any(|p| p.session == session && p.visible))
     }
 
     /// Closes every connection logged in with this session.

@@ -18,6 +18,7 @@ pub mod media;
 pub mod metrics;
 pub mod protocol;
 pub mod proxy;
+pub mod push;
 pub mod rest;
 pub mod search;
 pub mod server;

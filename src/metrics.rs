@@ -35,6 +35,41 @@ pub fn panics() -> u64 {
     PANICS.load(Ordering::Relaxed)
 }
 
+/// How one Web Push ended, the `result` label of `rim_push_sent_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushResult {
+    /// The push service took it (2xx).
+    Sent,
+    /// The subscription is gone (404 or 410) and was removed.
+    Gone,
+    /// Refused for good (another 4xx): not retried.
+    Rejected,
+    /// No success after the last retry (429, 5xx, timeouts, network errors).
+    Failed,
+    /// Not attempted: the push queue was full.
+    Dropped,
+}
+
+impl PushResult {
+    pub const ALL: [PushResult; 5] = [
+        PushResult::Sent,
+        PushResult::Gone,
+        PushResult::Rejected,
+        PushResult::Failed,
+        PushResult::Dropped,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PushResult::Sent => "sent",
+            PushResult::Gone => "gone",
+            PushResult::Rejected => "rejected",
+            PushResult::Failed => "failed",
+            PushResult::Dropped => "dropped",
+        }
+    }
+}
+
 /// The server's counters. One per running server.
 pub struct Metrics {
     /// Route labels as given, then [`OTHER_ROUTE`].
@@ -44,6 +79,8 @@ pub struct Metrics {
     requests: Box<[AtomicU64]>,
     messages_stored: AtomicU64,
     messages_delivered: AtomicU64,
+    /// Web Pushes by [`PushResult`], in the order of [`PushResult::ALL`].
+    pushes: [AtomicU64; 5],
     /// The connection limit's semaphore and its size, once the server runs.
     slots: OnceLock<(Arc<Semaphore>, usize)>,
 }
@@ -68,6 +105,7 @@ impl Metrics {
             requests,
             messages_stored: AtomicU64::new(0),
             messages_delivered: AtomicU64::new(0),
+            pushes: Default::default(),
             slots: OnceLock::new(),
         }
     }
@@ -93,6 +131,18 @@ impl Metrics {
         self.messages_stored.fetch_add(1, Ordering::Relaxed);
         self.messages_delivered
             .fetch_add(pushes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one Web Push that ended as `result`.
+    pub fn record_push(&self, result: PushResult) {
+        self.pushes[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every push result and its count, zeros included.
+    pub fn pushes(&self) -> impl Iterator<Item = (PushResult, u64)> + '_ {
+        PushResult::ALL
+            .into_iter()
+            .map(|r| (r, self.pushes[r as usize].load(Ordering::Relaxed)))
     }
 
     /// Lets scrapes report open connections: `max - available permits`.

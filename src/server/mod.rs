@@ -46,6 +46,7 @@ use crate::protocol;
 use crate::rest;
 use crate::store::{Db, Options};
 use crate::web;
+use crate::webpush::Vapid;
 use crate::ws;
 
 /// A server started with [`start`]: its address and its off switch.
@@ -121,7 +122,21 @@ pub async fn open(config: Config) -> anyhow::Result<App> {
     let opts = Options::from_config(&config);
     let db = tokio::task::spawn_blocking(move || Db::open(&opts)).await??;
     let metrics = Metrics::new(rest::route_labels().chain(OWN_ROUTES));
-    let app = tokio::task::spawn_blocking(move || App::new(db, config, metrics)).await??;
+    // Made at the first start and kept: browsers' subscriptions are bound to
+    // it. A database that cannot be written gets a key for this run only
+    // (no subscription can be stored then either).
+    let vapid = match db.vapid_key(Vapid::generate).await {
+        Ok(private) => Vapid::from_private(&private)
+            .map_err(|_| anyhow::anyhow!("the stored VAPID key is not a P-256 private key"))?,
+        Err(e) => {
+            crate::log_warn!("cannot store a VAPID key; using one for this run only", error = e);
+            let (private, _) = Vapid::generate();
+            Vapid::from_private(&private)
+                .map_err(|_| anyhow::anyhow!("a fresh VAPID key is not usable"))?
+        }
+    };
+    let app =
+        tokio::task::spawn_blocking(move || App::new(db, config, metrics, vapid)).await??;
     match app.db.write_health().await {
         Ok(()) => crate::log_info!("database ready", ms = started.elapsed().as_millis() as u64),
         Err(e) => crate::log_error!(
@@ -173,6 +188,12 @@ pub async fn run(
     let grace = app.config.shutdown_grace;
     let maintenance = tokio::spawn(housekeeping::run(app.clone(), stop_rx.clone()));
     let revocations = tokio::spawn(revocations::watch(app.clone(), stop_rx.clone()));
+    let pushes = tokio::spawn(crate::push::run(
+        app.push.clone(),
+        app.db.clone(),
+        app.hub.clone(),
+        stop_rx.clone(),
+    ));
     crate::log_info!(
         "listening",
         addr = listener.local_addr()?,
@@ -225,6 +246,7 @@ pub async fn run(
     }
     let _ = maintenance.await;
     let _ = revocations.await;
+    let _ = pushes.await;
     // Everything acknowledged is already committed; this lets the writer
     // finish what is still queued and stop.
     let left = deadline

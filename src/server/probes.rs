@@ -95,6 +95,7 @@ async fn render(app: &App) -> String {
     let mut out = String::with_capacity(8 * 1024);
     connections(&mut out, app);
     requests(&mut out, &app.metrics);
+    pushes(&mut out, &app.metrics);
     writer(&mut out, app);
     if let Ok(bytes) = app.db.size_bytes().await {
         gauge(
@@ -160,6 +161,23 @@ fn connections(out: &mut String, app: &App) {
         "Live pushes of new messages queued to logged-in connections.",
         m.messages_delivered(),
     );
+}
+
+/// Web Pushes by how they ended.
+fn pushes(out: &mut String, m: &crate::metrics::Metrics) {
+    head(
+        out,
+        "rim_push_sent_total",
+        "counter",
+        "Web Pushes by result: sent, gone (subscription removed), rejected, failed (after retries), dropped (queue full).",
+    );
+    for (result, n) in m.pushes() {
+        let _ = writeln!(
+            out,
+            "rim_push_sent_total{{result=\"{}\"}} {n}",
+            result.label()
+        );
+    }
 }
 
 /// Answered requests by route and status.
