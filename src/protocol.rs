@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::store::{
-    Change, ChangeOp, ChatRow, Device, FileMeta, Group, Hit, Kind, Member, Message, Reaction, Role,
-    User,
+    Change, ChangeOp, ChatRow, Device, FileMeta, Group, Hit, Kind, Member, Message, NotifyLevel,
+    Reaction, Role, User,
 };
 use crate::time::{Zone, format_wire};
 
@@ -232,6 +232,97 @@ pub struct FriendModify {
     pub status: u8,
 }
 
+/// `POST /api/push/subscribe`: the browser's `PushSubscription.toJSON()`
+/// (its `expirationTime` is accepted and ignored).
+#[derive(Deserialize)]
+pub struct PushSubscribe {
+    pub endpoint: String,
+    pub keys: PushKeys,
+}
+
+#[derive(Deserialize)]
+pub struct PushKeys {
+    pub p256dh: String,
+    pub auth: String,
+}
+
+#[derive(Deserialize)]
+pub struct PushUnsubscribe {
+    pub endpoint: String,
+}
+
+#[derive(Deserialize)]
+pub struct GroupNotify {
+    pub gid: u64,
+    pub level: String,
+}
+
+/// A notification level by its wire name: `all`, `mentions` or `none`.
+pub fn parse_level(s: &str) -> Result<NotifyLevel> {
+    match s {
+        "all" => Ok(NotifyLevel::All),
+        "mentions" => Ok(NotifyLevel::Mentions),
+        "none" => Ok(NotifyLevel::None),
+        other => Err(Error::bad_request(format!(
+            "unknown level {other:?}: use all, mentions or none"
+        ))),
+    }
+}
+
+fn level_name(level: NotifyLevel) -> &'static str {
+    match level {
+        NotifyLevel::All => "all",
+        NotifyLevel::Mentions => "mentions",
+        NotifyLevel::None => "none",
+    }
+}
+
+#[derive(Serialize)]
+pub struct PushKeyOut {
+    /// The VAPID public key: base64url of the uncompressed P-256 point, the
+    /// browser's `applicationServerKey`.
+    key: String,
+}
+
+impl PushKeyOut {
+    pub fn new(key: String) -> Self {
+        PushKeyOut { key }
+    }
+}
+
+#[derive(Serialize)]
+struct PushPayload<'a> {
+    gid: u64,
+    #[serde(rename = "msgId")]
+    msg_id: u64,
+    title: &'a str,
+    body: &'a str,
+}
+
+/// The JSON a push carries to the service worker, before encryption.
+pub fn push_payload(gid: u64, msg_id: u64, title: &str, body: &str) -> String {
+    encode(&PushPayload {
+        gid,
+        msg_id,
+        title,
+        body,
+    })
+}
+
+#[derive(Serialize)]
+struct VapidClaims<'a> {
+    aud: &'a str,
+    exp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+}
+
+/// The claims of a VAPID JWT (RFC 8292): the push service's origin, the
+/// expiry (Unix seconds) and the operator's contact.
+pub fn vapid_claims(aud: &str, exp: i64, sub: Option<&str>) -> String {
+    encode(&VapidClaims { aud, exp, sub })
+}
+
 // ---- REST: objects -------------------------------------------------------------
 
 #[derive(Serialize)]
@@ -344,6 +435,9 @@ pub struct GroupOut<'a> {
     mode: u8,
     #[serde(rename = "creatorUid")]
     creator_uid: u64,
+    /// The caller's notification level here (`GET /api/group/get` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notify: Option<&'static str>,
 }
 
 impl<'a> From<&'a Group> for GroupOut<'a> {
@@ -354,7 +448,16 @@ impl<'a> From<&'a Group> for GroupOut<'a> {
             avatar: &g.avatar,
             mode: g.mode.as_u8(),
             creator_uid: g.creator_uid,
+            notify: None,
         }
+    }
+}
+
+impl GroupOut<'_> {
+    /// With the caller's notification level.
+    pub fn with_level(mut self, level: NotifyLevel) -> Self {
+        self.notify = Some(level_name(level));
+        self
     }
 }
 
@@ -715,6 +818,11 @@ pub enum ClientFrame {
     },
     Heart,
     Logout,
+    /// The client is in the foreground (`Visible`) or not (`Hidden`): a
+    /// device in the foreground is not sent Web Push notifications.
+    Visibility {
+        visible: bool,
+    },
 }
 
 /// How one event's body becomes its frame.
@@ -778,6 +886,18 @@ const CLIENT_EVENTS: &[(&str, ParseBody)] = &[
     }),
     ("Heart", |_| Ok(ClientFrame::Heart)),
     ("Logout", |_| Ok(ClientFrame::Logout)),
+    ("Visibility", |b| {
+        let visible = match need(b.kind, "Visibility", "kind")?.as_str() {
+            "Visible" => true,
+            "Hidden" => false,
+            other => {
+                return Err(Error::bad_request(format!(
+                    "unknown visibility {other:?}: use Visible or Hidden"
+                )));
+            }
+        };
+        Ok(ClientFrame::Visibility { visible })
+    }),
 ];
 
 /// A field the event needs, or a 400 naming it.

@@ -342,6 +342,82 @@ pub fn paging(page: Option<i64>, size: Option<i64>) -> Result<(u32, u32)> {
     Ok((page as u32, size as u32))
 }
 
+/// Longest push endpoint URL, in bytes (browsers' are a few hundred).
+pub const MAX_PUSH_ENDPOINT: usize = 2048;
+
+/// A push subscription's endpoint: an `https://` URL (or `http://` when
+/// `push.allow_insecure_http` is on) whose host is one of `allowed_hosts`
+/// (`*.example.com` allows every name under example.com), without user
+/// information, on the default port unless plain http is allowed. Anything
+/// else is refused: the server would otherwise send requests wherever a
+/// client tells it to, into its own network too.
+pub fn push_endpoint(endpoint: &str, allowed_hosts: &[String], allow_http: bool) -> Result<()> {
+    let refuse = |why: &str| Err(Error::bad_request(format!("push endpoint refused: {why}")));
+    if endpoint.len() > MAX_PUSH_ENDPOINT
+        || endpoint
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return refuse("not a URL of at most 2048 characters without spaces");
+    }
+    let rest = if let Some(rest) = endpoint.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = endpoint.strip_prefix("http://").filter(|_| allow_http) {
+        rest
+    } else {
+        return refuse("it must be an https:// URL");
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') || authority.contains('[') {
+        return refuse("it must name a push service's host");
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let port_ok = match port {
+        None => true,
+        Some(port) if allow_http => port.parse::<u16>().is_ok(),
+        Some(port) => port == "443",
+    };
+    if !port_ok {
+        return refuse("it must use the default https port");
+    }
+    let host = host.to_ascii_lowercase();
+    let listed = allowed_hosts
+        .iter()
+        .any(|pattern| match pattern.strip_prefix("*.") {
+            Some(domain) => host
+                .strip_suffix(domain)
+                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+            None => host == *pattern,
+        });
+    if host.is_empty() || !listed {
+        return refuse(&format!(
+            "{host:?} is not a push service this server sends to (push.allowed_hosts)"
+        ));
+    }
+    Ok(())
+}
+
+/// A subscription's `keys.p256dh` and `keys.auth` (base64url): a P-256
+/// public key, uncompressed and on the curve, and a 16-byte secret.
+/// Returns them decoded.
+pub fn push_keys(p256dh: &str, auth: &str) -> Result<(Vec<u8>, Vec<u8>)> {
+    let bad = |what: &str| Error::bad_request(format!("keys.{what}"));
+    let public =
+        crate::webpush::decode_base64url(p256dh).ok_or_else(|| bad("p256dh must be base64url"))?;
+    let secret =
+        crate::webpush::decode_base64url(auth).ok_or_else(|| bad("auth must be base64url"))?;
+    match crate::webpush::Receiver::new(&public, &secret) {
+        Ok(_) => Ok((public, secret)),
+        Err(crate::webpush::KeyError::BadAuthSecret) => Err(bad("auth must be 16 bytes")),
+        Err(_) => Err(bad(
+            "p256dh must be an uncompressed P-256 public key (65 bytes)",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +463,33 @@ mod tests {
         );
         assert_eq!(mentioned_accounts("(@dave_1)"), vec!["dave_1"]);
         assert!(mentioned_accounts("no one here").is_empty());
+    }
+
+    #[test]
+    fn push_endpoints_must_be_https_on_a_listed_host() {
+        let hosts = [
+            "fcm.googleapis.com".to_owned(),
+            "*.push.apple.com".to_owned(),
+        ];
+        let ok = |e: &str| push_endpoint(e, &hosts, false).is_ok();
+        assert!(ok("https://fcm.googleapis.com/fcm/send/x"));
+        assert!(ok("https://FCM.googleapis.com:443/x"));
+        assert!(ok("https://web.push.apple.com/x"));
+        assert!(
+            !ok("https://push.apple.com/x"),
+            "the wildcard needs a name under it"
+        );
+        assert!(!ok("https://evilpush.apple.com.example/x"));
+        assert!(!ok("https://xpush.apple.com/x"));
+        assert!(!ok("http://fcm.googleapis.com/x"));
+        assert!(!ok("https://fcm.googleapis.com:8443/x"));
+        assert!(!ok("https://user@fcm.googleapis.com/x"));
+        assert!(!ok("https://fcm.googleapis.com.evil.example/x"));
+        assert!(!ok("https://[::1]/x"));
+        assert!(!ok("https://fcm.googleapis.com/a b"));
+        let local = ["127.0.0.1".to_owned()];
+        assert!(push_endpoint("http://127.0.0.1:4000/x", &local, true).is_ok());
+        assert!(push_endpoint("http://127.0.0.1:4000/x", &local, false).is_err());
     }
 
     #[test]

@@ -65,7 +65,8 @@ impl Receiver {
         if public_bytes[0] != 0x04 {
             return Err(KeyError::BadPublicKey);
         }
-        let public = PublicKey::from_sec1_bytes(&public_bytes).map_err(|_| KeyError::BadPublicKey)?;
+        let public =
+            PublicKey::from_sec1_bytes(&public_bytes).map_err(|_| KeyError::BadPublicKey)?;
         let auth: [u8; 16] = auth.try_into().map_err(|_| KeyError::BadAuthSecret)?;
         Ok(Receiver {
             public,
@@ -85,7 +86,12 @@ pub fn encrypt(to: &Receiver, plaintext: &[u8]) -> Vec<u8> {
 }
 
 /// [`encrypt`] with a given ephemeral key and salt (RFC 8291, section 3.4).
-fn encrypt_with(to: &Receiver, plaintext: &[u8], ephemeral: &SecretKey, salt: &[u8; 16]) -> Vec<u8> {
+fn encrypt_with(
+    to: &Receiver,
+    plaintext: &[u8],
+    ephemeral: &SecretKey,
+    salt: &[u8; 16],
+) -> Vec<u8> {
     let as_public = public_bytes(&ephemeral.public_key());
     let shared = p256::ecdh::diffie_hellman(ephemeral.to_nonzero_scalar(), to.public.as_affine());
 
@@ -171,7 +177,11 @@ impl Vapid {
     /// `vapid t=<JWT>, k=<public key>`, where `claims` is the JWT's claims
     /// set as JSON (`aud`, `exp`, `sub`).
     pub fn authorization(&self, claims: &str) -> String {
-        format!("vapid t={}, k={}", self.jwt(claims), self.public_key_base64())
+        format!(
+            "vapid t={}, k={}",
+            self.jwt(claims),
+            self.public_key_base64()
+        )
     }
 
     /// An ES256 JWT (RFC 7515 compact form) of `claims`.

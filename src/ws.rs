@@ -590,6 +590,10 @@ impl Conn {
                 }
                 ack(None)
             }
+            ClientFrame::Visibility { visible } => {
+                self.app.hub.set_visible(uid, self.id, visible);
+                ack(None)
+            }
             ClientFrame::Heart | ClientFrame::Login { .. } => ack(None),
         }
     }

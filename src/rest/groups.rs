@@ -3,7 +3,7 @@
 use super::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::protocol::{self, GroupOut, MemberOut};
-use crate::store::MemberOp;
+use crate::store::{MemberOp, NotifyLevel};
 use crate::validate;
 
 pub async fn create(ctx: Ctx) -> Result<Vec<u8>> {
@@ -44,7 +44,23 @@ pub async fn update(ctx: Ctx) -> Result<Vec<u8>> {
 /// list another user's groups.
 pub async fn list(ctx: Ctx) -> Result<Vec<u8>> {
     let groups = ctx.app.db.groups_of(ctx.uid).await?;
-    let out: Vec<GroupOut> = groups.iter().map(GroupOut::from).collect();
+    let levels: std::collections::HashMap<u64, _> = ctx
+        .app
+        .db
+        .notify_levels(ctx.uid)
+        .await?
+        .into_iter()
+        .collect();
+    let out: Vec<GroupOut> = groups
+        .iter()
+        .map(|g| {
+            let level = levels
+                .get(&g.id)
+                .copied()
+                .unwrap_or_else(|| NotifyLevel::default_for(g.mode));
+            GroupOut::from(g).with_level(level)
+        })
+        .collect();
     Ok(protocol::success(&out))
 }
 

@@ -22,6 +22,7 @@ mod groups;
 mod invites;
 mod messages;
 mod profile;
+mod push;
 mod respond;
 mod upload;
 mod users;
@@ -125,6 +126,10 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/api/friend/list", Token, Read, friends::list),
     route!(POST "/api/friend/status/modify", Token, Read, friends::modify),
     route!(POST "/api/invite/create", Token, Read, invites::create),
+    route!(GET "/api/push/key", Public, Read, push::key),
+    route!(POST "/api/push/subscribe", Token, Read, push::subscribe),
+    route!(POST "/api/push/unsubscribe", Token, Read, push::unsubscribe),
+    route!(POST "/api/group/notify", Token, Read, push::notify_level),
     // This API's own description, answered raw rather than in the wrapper.
     route!(GET "/api/openapi.json", Public, Read, openapi),
     // The body is the file itself, streamed rather than read whole.

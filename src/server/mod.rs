@@ -129,14 +129,16 @@ pub async fn open(config: Config) -> anyhow::Result<App> {
         Ok(private) => Vapid::from_private(&private)
             .map_err(|_| anyhow::anyhow!("the stored VAPID key is not a P-256 private key"))?,
         Err(e) => {
-            crate::log_warn!("cannot store a VAPID key; using one for this run only", error = e);
+            crate::log_warn!(
+                "cannot store a VAPID key; using one for this run only",
+                error = e
+            );
             let (private, _) = Vapid::generate();
             Vapid::from_private(&private)
                 .map_err(|_| anyhow::anyhow!("a fresh VAPID key is not usable"))?
         }
     };
-    let app =
-        tokio::task::spawn_blocking(move || App::new(db, config, metrics, vapid)).await??;
+    let app = tokio::task::spawn_blocking(move || App::new(db, config, metrics, vapid)).await??;
     match app.db.write_health().await {
         Ok(()) => crate::log_info!("database ready", ms = started.elapsed().as_millis() as u64),
         Err(e) => crate::log_error!(

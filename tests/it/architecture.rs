@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metrics", 4),
     ("protocol", 4),
     ("limits", 4),
+    ("push", 4),
     ("config", 5),
     ("error", 5),
     ("log", 5),

@@ -140,8 +140,8 @@ fn document_is_complete_and_consistent() {
             assert!(responses.contains_key("413"), "{method} {path}: no 413");
             assert!(responses.contains_key("400"), "{method} {path}: no 400");
         }
-        // These two answer from memory, without the database.
-        if path != "/api/openapi.json" && path != "/api/server/info" {
+        // These answer from memory, without the database.
+        if !["/api/openapi.json", "/api/server/info", "/api/push/key"].contains(&path.as_str()) {
             for code in ["500", "503"] {
                 assert!(
                     responses.contains_key(code),
@@ -721,6 +721,85 @@ async fn real_answers_match_the_documented_schemas() {
         .await;
     let friends = api.get_is(200, "/api/friend/list?status=1", ta).await;
     assert_eq!(friends[0]["id"], b);
+
+    // ---- Web Push: the key, a subscription, levels
+    let key = api.get_is(200, "/api/push/key", None).await;
+    assert!(key["key"].is_string(), "{key}");
+    let r = api
+        .raw(Method::GET, "/api/push/key", None, &[], vec![b' '; 70_000])
+        .await;
+    assert_eq!(r.status, 413);
+    let subscription = |endpoint: &str| json!({"endpoint": endpoint, "keys": {"p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4", "auth": "BTBZMqHH6r4Tts7J_aSIgg"}});
+    let endpoint = "https://fcm.googleapis.com/fcm/send/docs";
+    api.post_is(200, "/api/push/subscribe", tb, subscription(endpoint))
+        .await;
+    api.post_is(
+        400,
+        "/api/push/subscribe",
+        tb,
+        subscription("http://10.0.0.1/"),
+    )
+    .await;
+    api.post_is(401, "/api/push/subscribe", None, subscription(endpoint))
+        .await;
+    let removed = api
+        .post_is(
+            200,
+            "/api/push/unsubscribe",
+            tb,
+            json!({"endpoint": endpoint}),
+        )
+        .await;
+    assert_eq!(removed, json!(true));
+    api.post_is(400, "/api/push/unsubscribe", tb, json!({}))
+        .await;
+    api.post_is(
+        401,
+        "/api/push/unsubscribe",
+        None,
+        json!({"endpoint": endpoint}),
+    )
+    .await;
+    let chat = api
+        .post_is(200, "/api/group/direct", ta, json!({"uid": b}))
+        .await
+        .as_u64()
+        .unwrap();
+    api.post_is(
+        200,
+        "/api/group/notify",
+        tb,
+        json!({"gid": chat, "level": "none"}),
+    )
+    .await;
+    api.post_is(
+        400,
+        "/api/group/notify",
+        tb,
+        json!({"gid": chat, "level": "loud"}),
+    )
+    .await;
+    api.post_is(
+        403,
+        "/api/group/notify",
+        tc,
+        json!({"gid": chat, "level": "all"}),
+    )
+    .await;
+    api.post_is(
+        404,
+        "/api/group/notify",
+        tb,
+        json!({"gid": 999, "level": "all"}),
+    )
+    .await;
+    api.post_is(
+        401,
+        "/api/group/notify",
+        None,
+        json!({"gid": chat, "level": "all"}),
+    )
+    .await;
 
     // ---- groups
     let direct = api

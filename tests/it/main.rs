@@ -13,6 +13,8 @@ mod fuzz;
 mod hardening;
 mod lifecycle;
 mod metrics;
+mod push;
+mod push_service;
 mod reliability;
 mod resources;
 mod rest_errors;

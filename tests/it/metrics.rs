@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use crate::common::{TestServer, WAIT, assert_ack, direct_pair};
 
 /// A GET with extra headers; the status and the body as text.
-async fn get_text(
+pub async fn get_text(
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
@@ -42,7 +42,7 @@ async fn get_text(
 }
 
 /// The value of the sample `name` (with its labels, if any) in `text`.
-fn sample(text: &str, name: &str) -> Option<f64> {
+pub fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
