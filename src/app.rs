@@ -345,7 +345,8 @@ impl App {
                         Push::message(m.id, m.uid, protocol::push_message(m, &config.time_zone));
                     let pushed = hub.send(&stored.members, push, from_conn);
                     metrics.record_message(pushed);
-                    pusher.message(m);
+                    // Who looks at rim right now, as the message arrives.
+                    pusher.message(m, hub.visible_sessions(&stored.members));
                 }
             })
             .await

@@ -289,12 +289,15 @@ impl Hub {
         }
     }
 
-    /// Whether a connection of session `session` of `uid` is logged in
-    /// and in the foreground.
-    pub fn is_visible(&self, uid: u64, session: i64) -> bool {
-        self.peers()
-            .get(&uid)
-            .is_some_and(|list| list.iter().any(|p| p.session == session && p.visible))
+    /// The sessions of `uids` with a logged-in connection in the foreground.
+    pub fn visible_sessions(&self, uids: &[u64]) -> Vec<i64> {
+        let peers = self.peers();
+        uids.iter()
+            .filter_map(|uid| peers.get(uid))
+            .flatten()
+            .filter(|p| p.visible)
+            .map(|p| p.session)
+            .collect()
     }
 
     /// Closes every connection logged in with this session.

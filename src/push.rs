@@ -7,8 +7,8 @@
 //! or unreachable push service never delays a message. [`run`], the sender
 //! task, takes each message in turn, finds the subscriptions of the members
 //! whose level lets it through (`store::push::targets`), leaves out the
-//! devices that are connected and in the foreground (`hub`), and sends each
-//! push in a task of its own, at most [`MAX_SENDING`] at once: encrypted for
+//! devices that were connected and in the foreground when it was committed
+//! (`hub`), and sends each push in a task of its own, at most [`MAX_SENDING`] at once: encrypted for
 //! that subscription (RFC 8291), signed with the server's VAPID key
 //! (RFC 8292), 10 seconds at most per attempt, retried with backoff on 429
 //! and 5xx up to [`ATTEMPTS`] times; a subscription the service says is
@@ -31,7 +31,6 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::hub::Hub;
 use crate::metrics::{Metrics, PushResult};
 use crate::protocol;
 use crate::store::{Db, Kind, Message, Subscription};
@@ -59,6 +58,9 @@ struct Job {
     sender: u64,
     kind: Kind,
     content: String,
+    /// Sessions in the foreground when the message was committed: they show
+    /// it themselves.
+    visible: Vec<i64>,
 }
 
 /// The handle to the sender task. Clone freely.
@@ -101,9 +103,10 @@ impl Pusher {
         self.inner.enabled
     }
 
-    /// Queues the pushes of a committed message. Never waits: called on the
-    /// database's publisher thread, which must not be held up.
-    pub fn message(&self, m: &Message) {
+    /// Queues the pushes of a committed message, except to the sessions in
+    /// `visible`. Never waits: called on the database's publisher thread,
+    /// which must not be held up.
+    pub fn message(&self, m: &Message, visible: Vec<i64>) {
         if !self.inner.enabled {
             return;
         }
@@ -113,6 +116,7 @@ impl Pusher {
             sender: m.uid,
             kind: m.kind,
             content: m.content.clone(),
+            visible,
         };
         if self.inner.tx.try_send(job).is_err() {
             self.inner.metrics.record_push(PushResult::Dropped);
@@ -127,7 +131,7 @@ impl Pusher {
 
 /// The sender task: runs until `stop` turns true, then abandons the pushes
 /// still being sent.
-pub async fn run(pusher: Pusher, db: Db, hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
+pub async fn run(pusher: Pusher, db: Db, mut stop: watch::Receiver<bool>) {
     let Some(mut rx) = pusher.inner.rx.lock().ok().and_then(|mut rx| rx.take()) else {
         return;
     };
@@ -150,12 +154,12 @@ pub async fn run(pusher: Pusher, db: Db, hub: Arc<Hub>, mut stop: watch::Receive
                 continue;
             }
         };
-        // A device that is connected and in the foreground shows the message
-        // itself.
+        // A device that was connected and in the foreground when the message
+        // was committed has shown it already.
         let subscriptions: Vec<Subscription> = targets
             .subscriptions
             .into_iter()
-            .filter(|s| !hub.is_visible(s.uid, s.session))
+            .filter(|s| !job.visible.contains(&s.session))
             .collect();
         if subscriptions.is_empty() {
             continue;

@@ -193,7 +193,6 @@ pub async fn run(
     let pushes = tokio::spawn(crate::push::run(
         app.push.clone(),
         app.db.clone(),
-        app.hub.clone(),
         stop_rx.clone(),
     ));
     crate::log_info!(

@@ -89,7 +89,9 @@ async fn the_creator_is_admin_and_members_get_the_roles_asked_for() {
     let groups = groups_of(&srv, &tb).await;
     assert_eq!(
         groups,
-        vec![json!({"id": gid, "name": "team", "avatar": "t.png", "mode": 0, "creatorUid": a})],
+        vec![
+            json!({"id": gid, "name": "team", "avatar": "t.png", "mode": 0, "creatorUid": a, "notify": "mentions"})
+        ],
         "creatorUid comes from the token, not the body"
     );
 }
@@ -170,8 +172,8 @@ async fn group_get_lists_the_callers_groups_only() {
     assert_eq!(
         groups,
         vec![
-            json!({"id": g1, "name": "one", "avatar": "", "mode": 0, "creatorUid": a}),
-            json!({"id": dm, "name": "", "avatar": "", "mode": 1, "creatorUid": a}),
+            json!({"id": g1, "name": "one", "avatar": "", "mode": 0, "creatorUid": a, "notify": "mentions"}),
+            json!({"id": dm, "name": "", "avatar": "", "mode": 1, "creatorUid": a, "notify": "all"}),
         ]
     );
     assert_eq!(group_ids(&srv, &tb).await, vec![g1, g2, dm]);
@@ -237,7 +239,7 @@ async fn only_an_admin_updates_a_group() {
     assert_eq!(r.assert_ok(), &json!(true));
     assert_eq!(
         groups_of(&srv, &tb).await[0],
-        json!({"id": gid, "name": "renamed", "avatar": "new.png", "mode": 0, "creatorUid": a})
+        json!({"id": gid, "name": "renamed", "avatar": "new.png", "mode": 0, "creatorUid": a, "notify": "mentions"})
     );
     // A field left out keeps its value.
     srv.post(
