@@ -58,6 +58,8 @@ struct Job {
     sender: u64,
     kind: Kind,
     content: String,
+    /// Who the message mentions, for members whose level is `mentions`.
+    mentions: Vec<u64>,
     /// Sessions in the foreground when the message was committed: they show
     /// it themselves.
     visible: Vec<i64>,
@@ -116,6 +118,7 @@ impl Pusher {
             sender: m.uid,
             kind: m.kind,
             content: m.content.clone(),
+            mentions: m.mentions.clone(),
             visible,
         };
         if self.inner.tx.try_send(job).is_err() {
@@ -138,7 +141,7 @@ pub async fn run(pusher: Pusher, db: Db, mut stop: watch::Receiver<bool>) {
     let slots = Arc::new(Semaphore::new(MAX_SENDING));
     let mut sending = JoinSet::new();
     loop {
-        let job = tokio::select! {
+        let mut job = tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => break,
             job = rx.recv() => match job {
                 Some(job) => job,
@@ -147,7 +150,9 @@ pub async fn run(pusher: Pusher, db: Db, mut stop: watch::Receiver<bool>) {
         };
         // Finished sends are reaped here, so the set holds only live ones.
         while sending.try_join_next().is_some() {}
-        let targets = match db.push_targets(job.gid, job.sender, |_| true).await {
+        let mentions = std::mem::take(&mut job.mentions);
+        let mentioned = move |uid: u64| mentions.contains(&uid);
+        let targets = match db.push_targets(job.gid, job.sender, mentioned).await {
             Ok(targets) => targets,
             Err(e) => {
                 crate::log_warn!("push: cannot read the subscriptions", error = e);

@@ -89,6 +89,13 @@ async fn group_pushes_name_the_group_and_long_texts_are_cut() {
     let gid = create_group(&srv, &alice, "Family", &[bob_uid]).await;
     let phone = service.browser("/sub/bob");
     subscribe(&srv, &bob, &phone).await;
+    srv.post(
+        "/api/group/notify",
+        Some(&bob),
+        json!({"gid": gid, "level": "all"}),
+    )
+    .await
+    .assert_ok();
     let mut ws = srv.ws_login(&alice).await;
     let long = "a".repeat(300);
     assert_ack(&ws.send_msg(gid, &long, "m1").await, "m1");
@@ -180,6 +187,26 @@ async fn a_conversation_set_to_none_is_not_pushed() {
     .assert_ok();
     let id = assert_ack(&ws.send_msg(group, "loud", "m3").await, "m3").unwrap();
     assert_eq!(phone.decrypt(&service.next().await.body)["msgId"], id);
+}
+
+/// A group's default level is `mentions`: only a message naming the member
+/// as `@account` is pushed to them.
+#[tokio::test]
+async fn in_a_group_only_mentions_are_pushed_by_default() {
+    let mut service = PushService::start().await;
+    let srv = server().await;
+    let (_, alice) = srv.user("alice").await;
+    let (bob_uid, bob) = srv.user("bob").await;
+    let (carol_uid, _) = srv.user("carol").await;
+    let gid = create_group(&srv, &alice, "Family", &[bob_uid, carol_uid]).await;
+    let phone = service.browser("/sub/bob");
+    subscribe(&srv, &bob, &phone).await;
+    let mut ws = srv.ws_login(&alice).await;
+    assert_ack(&ws.send_msg(gid, "hello everyone", "m1").await, "m1");
+    assert_ack(&ws.send_msg(gid, "@carol are you there?", "m2").await, "m2");
+    let id = assert_ack(&ws.send_msg(gid, "@bob dinner?", "m3").await, "m3").unwrap();
+    let got = phone.decrypt(&service.next().await.body);
+    assert_eq!(got["msgId"], id, "only the message mentioning bob: {got}");
 }
 
 #[tokio::test]
