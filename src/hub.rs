@@ -309,6 +309,14 @@ impl Hub {
         }
     }
 
+    /// The sessions of `uid` with a logged-in connection now.
+    pub fn sessions_online(&self, uid: u64) -> Vec<i64> {
+        self.peers()
+            .get(&uid)
+            .map(|list| list.iter().map(|p| p.session).collect())
+            .unwrap_or_default()
+    }
+
     /// Closes every connection of `uid` (its sessions were revoked).
     pub fn end_user(&self, uid: u64) {
         if let Some(list) = self.peers().get(&uid) {

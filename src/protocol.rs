@@ -401,10 +401,12 @@ pub struct DeviceOut<'a> {
     address: &'a str,
     /// The session of the request that lists them.
     current: bool,
+    /// A WebSocket is logged in with it right now.
+    online: bool,
 }
 
 impl<'a> DeviceOut<'a> {
-    pub fn new(d: &'a Device, current_session: i64, zone: &Zone) -> Self {
+    pub fn new(d: &'a Device, current_session: i64, online: bool, zone: &Zone) -> Self {
         let last_used = (d.last_used_at > 0).then_some(d.last_used_at);
         DeviceOut {
             id: d.id,
@@ -415,6 +417,7 @@ impl<'a> DeviceOut<'a> {
             user_agent: &d.user_agent,
             address: &d.address,
             current: d.id == current_session,
+            online,
         }
     }
 }

@@ -47,12 +47,16 @@ pub async fn password(ctx: Ctx) -> Result<Vec<u8>> {
     Ok(protocol::success(&revoked))
 }
 
-/// The caller's logged-in devices, newest first.
+/// The caller's logged-in devices, newest first, and which of them have a
+/// WebSocket open now (a last use is written at most once a minute, and an
+/// open socket makes no requests).
 pub async fn sessions(ctx: Ctx) -> Result<Vec<u8>> {
     let devices = ctx.app.db.devices(ctx.uid).await?;
+    let online = ctx.app.hub.sessions_online(ctx.uid);
+    let zone = &ctx.app.config.time_zone;
     let out: Vec<DeviceOut> = devices
         .iter()
-        .map(|d| DeviceOut::new(d, ctx.session, &ctx.app.config.time_zone))
+        .map(|d| DeviceOut::new(d, ctx.session, online.contains(&d.id), zone))
         .collect();
     Ok(protocol::success(&out))
 }

@@ -286,6 +286,8 @@ describe('rim web client: profile, devices and group roles', { concurrency: 1 },
     assert.equal(await mine.count(), 1, 'exactly one row is this device');
     assert.match(await mine.textContent(), /HeadlessChrome|Chrome/);
     const other = rows.filter({ hasNotText: STORY.thisDevice });
+    // The phone has its socket open.
+    await other.getByText(new RegExp(ui('profile.onlineNow'))).waitFor();
     await other.getByRole('button', { name: uiPattern('profile.logOutDevice') }).click();
     // The phone is back at the login screen, told its session ended.
     await phone.page.locator('#login-view').waitFor();

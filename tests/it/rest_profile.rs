@@ -239,6 +239,26 @@ async fn sessions_list_each_device_and_mark_the_callers() {
     let same = srv.get("/api/user/sessions", Some(&phone)).await;
     let phone_row = same.assert_ok().as_array().unwrap()[0].clone();
     assert_eq!(phone_row["current"], true);
+    assert_eq!(phone_row["online"], false);
+
+    // The phone opens a WebSocket: it is online now, the laptop is not.
+    let ws = srv.ws_login(&phone).await;
+    let rows = srv.get("/api/user/sessions", Some(&laptop)).await;
+    let online: Vec<_> = rows
+        .assert_ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["userAgent"].clone(), r["online"].clone()))
+        .collect();
+    assert_eq!(
+        online,
+        vec![
+            (json!("Phone/2.0"), json!(true)),
+            (json!("LaptopBrowser/1.0"), json!(false))
+        ]
+    );
+    drop(ws);
 }
 
 #[tokio::test]

@@ -172,6 +172,7 @@ export default {
     devices: 'Logged-in devices',
     unknownDevice: 'Unknown device',
     loggedIn: 'Logged in {time}',
+    onlineNow: 'online now',
     lastActive: 'last active {time}',
     thisDevice: 'This device',
     logOut: 'Log out',

@@ -168,6 +168,7 @@ export default {
     devices: '已登录的设备',
     unknownDevice: '未知设备',
     loggedIn: '{time} 登录',
+    onlineNow: '当前在线',
     lastActive: '最近活动：{time}',
     thisDevice: '本机',
     logOut: '退出登录',

@@ -163,7 +163,8 @@ async function renderDevices() {
     rows.map((d) => {
       const name = d.userAgent || t('profile.unknownDevice');
       const facts = [t('profile.loggedIn', { time: when(d.createTime) })];
-      if (d.lastUsedTime) facts.push(t('profile.lastActive', { time: when(d.lastUsedTime) }));
+      if (d.online) facts.push(t('profile.onlineNow'));
+      else if (d.lastUsedTime) facts.push(t('profile.lastActive', { time: when(d.lastUsedTime) }));
       if (d.address) facts.push(d.address);
       const action = d.current
         ? h('span', { class: 'tag' }, t('profile.thisDevice'))
