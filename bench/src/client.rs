@@ -386,6 +386,30 @@ pub fn msg_frame(gid: u64, client_msg_id: u64, content: &str) -> String {
     )
 }
 
+/// An `Edit` of message `msg_id`. `content` is plain ASCII without quotes
+/// or backslashes.
+pub fn edit_frame(gid: u64, msg_id: u64, client_msg_id: u64, content: &str) -> String {
+    format!(
+        r#"{{"event":"Edit","body":{{"gid":{gid},"msgId":{msg_id},"content":"{content}","clientMsgId":"{client_msg_id}"}}}}"#
+    )
+}
+
+/// A `React` to message `msg_id` (a toggle of a thumbs-up).
+pub fn react_frame(gid: u64, msg_id: u64, client_msg_id: u64) -> String {
+    format!(
+        r#"{{"event":"React","body":{{"gid":{gid},"msgId":{msg_id},"content":"👍","clientMsgId":"{client_msg_id}"}}}}"#
+    )
+}
+
+/// The number right after the first `key` in `text` (`"msgId":`).
+pub fn number_after(text: &str, key: &str) -> Option<u64> {
+    let rest = &text[text.find(key)? + key.len()..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
 pub fn heart_frame(client_msg_id: u64) -> String {
     format!(r#"{{"event":"Heart","body":{{"clientMsgId":"{client_msg_id}"}}}}"#)
 }

@@ -170,6 +170,47 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
         }
         clients = out.clients;
     }
+    // The same loop with edits and reactions mixed in: each is a write of
+    // its own (the message's row, the search index or the reactions, and
+    // an entry of the change log) and a push, like a message.
+    ctx.progress(format_args!(
+        "direct: closed loop, {n} senders, 1 in {} frames an edit or a reaction, {:.1} s",
+        load::CHANGE_EVERY,
+        sizes.direct_closed_secs
+    ));
+    let plans = clients
+        .into_iter()
+        .map(|c| {
+            let mut plan = closed_plan(1);
+            plan.kind = FrameKind::Mixed;
+            (c, plan)
+        })
+        .collect();
+    let out = load::run_phase(plans, sizes.direct_closed_secs, 1, None, pid).await;
+    server.check_alive()?;
+    let phase = format!(
+        "closed loop, {n} senders, 1 in {} an edit or reaction",
+        load::CHANGE_EVERY
+    );
+    report.rows.push(
+        Row::new(phase.clone(), out.answered, "frames/s", out.usage).latency("ack", &out.ack),
+    );
+    problems(&mut report, &phase, &out);
+    let mixed = out.answered_per_sec();
+    report
+        .figures
+        .insert("closed_loop_mixed_frames_per_sec", mixed);
+    report.check(
+        "direct closed loop with edits and reactions mixed in >= 90% of the plain rate",
+        format!(
+            "{} frames/s against {} msgs/s plain (1 in flight)",
+            rate(mixed),
+            rate(single)
+        ),
+        mixed >= 0.9 * single,
+    );
+    clients = out.clients;
+
     // One in flight: the figure the limits scenario compares with its ceilings.
     report.figures.insert("closed_loop_msgs_per_sec", single);
     report.figures.insert("closed_loop_senders", n as f64);

@@ -50,6 +50,10 @@ pub struct Client {
     pub gid: u64,
     /// The next clientMsgId; unique per user across phases.
     pub seq: u64,
+    /// Its newest acknowledged message, and the newest pushed to it (what
+    /// a Mixed phase edits and reacts to).
+    pub own_last: Option<u64>,
+    pub their_last: Option<u64>,
 }
 
 impl Client {
@@ -59,6 +63,8 @@ impl Client {
             slot,
             gid,
             seq: 1,
+            own_last: None,
+            their_last: None,
         }
     }
 }
@@ -78,7 +84,15 @@ pub enum Pace {
 pub enum FrameKind {
     Msg,
     Heart,
+    /// Msg frames, and every [`CHANGE_EVERY`]th frame a change instead:
+    /// alternately an `Edit` of the client's own newest message and a
+    /// `React` (a toggle) to the newest message pushed to it, once it knows
+    /// one (a Msg until then).
+    Mixed,
 }
+
+/// In a [`FrameKind::Mixed`] phase, one frame in this many is a change.
+pub const CHANGE_EVERY: u64 = 5;
 
 /// Per-message receive counts for fan-out: the receiver that brings a
 /// message's count to `need` is its last recipient.
@@ -408,11 +422,22 @@ impl Task {
         let now = Instant::now();
         match client::classify(text.as_str()) {
             Incoming::Answer { id, ok } if !self.plan.echo => {
-                self.answered(pending, id.parse().ok(), ok, now, done);
+                let seq: Option<u64> = id.parse().ok();
+                if ok
+                    && matches!(self.plan.kind, FrameKind::Mixed)
+                    && seq.is_some_and(|s| !s.is_multiple_of(CHANGE_EVERY))
+                {
+                    // The ack of a Msg: its id is the one to edit.
+                    self.client.own_last = client::number_after(text.as_str(), "\"serverMsgId\":");
+                }
+                self.answered(pending, seq, ok, now, done);
             }
             _ if self.plan.echo => self.answered(pending, None, true, now, done),
             Incoming::Msg { content } => {
                 self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                if matches!(self.plan.kind, FrameKind::Mixed) {
+                    self.client.their_last = client::number_after(text.as_str(), "\"msgId\":");
+                }
                 if let Some((sent_ns, sender, seq)) = client::parse_content(content) {
                     let latency = client::since_epoch_ns(now).saturating_sub(sent_ns);
                     done.delivery.record_ns(latency);
@@ -422,6 +447,14 @@ impl Task {
                         done.last.record_ns(latency);
                     }
                 }
+            }
+            // A change's push counts as its delivery.
+            Incoming::Other
+                if matches!(self.plan.kind, FrameKind::Mixed)
+                    && (text.starts_with(r#"{"event":"Edit""#)
+                        || text.starts_with(r#"{"event":"React""#)) =>
+            {
+                self.counters.delivered.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
@@ -474,6 +507,25 @@ impl Task {
                 &client::content(client::since_epoch_ns(meant), self.client.slot, *sent),
             ),
             FrameKind::Heart => client::heart_frame(seq),
+            FrameKind::Mixed => {
+                let change = seq.is_multiple_of(CHANGE_EVERY);
+                let target = if (seq / CHANGE_EVERY).is_multiple_of(2) {
+                    self.client.own_last.map(|id| (id, true))
+                } else {
+                    self.client.their_last.map(|id| (id, false))
+                };
+                match target {
+                    Some((id, true)) if change => {
+                        client::edit_frame(self.client.gid, id, seq, &format!("edited {seq}"))
+                    }
+                    Some((id, false)) if change => client::react_frame(self.client.gid, id, seq),
+                    _ => client::msg_frame(
+                        self.client.gid,
+                        seq,
+                        &client::content(client::since_epoch_ns(meant), self.client.slot, *sent),
+                    ),
+                }
+            }
         };
         pending.push_back((seq, meant));
         *sent += 1;
