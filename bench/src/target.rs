@@ -44,7 +44,7 @@ impl ServerSpec {
     /// The configuration file: the shipped defaults except what a benchmark
     /// must change. Rate limits are off (one address registers thousands of
     /// users and sends thousands of messages a second); hashing is cheap
-    /// unless the scenario measures it; the connection limit fits the load.
+    /// unless the scenario measures it; the connection limits fit the load.
     /// Durability stays `synchronous = "full"`: every ack is on disk.
     pub fn config_text(&self) -> String {
         let mut s = String::from(
@@ -58,9 +58,12 @@ impl ServerSpec {
         if !self.owasp_hashing {
             s.push_str("[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n");
         }
+        // All the load comes from one address, and a scenario opens its
+        // sockets faster than they log in.
         s.push_str(&format!(
-            "[limits]\nmax_connections = {}\n",
-            self.max_connections
+            "[limits]\nmax_connections = {n}\nmax_sockets_before_login = {n}\n\
+             max_sockets_before_login_per_address = {n}\n",
+            n = self.max_connections
         ));
         s
     }
