@@ -5,14 +5,16 @@
 // target/debug/rim) on a loopback port the OS picks, a fresh database,
 // Debian's Chromium headless through playwright-core, each device a browser
 // context of its own, in the language RIM_LANG (en or zh-CN). The tests
-// form one story and run in order.
+// form one story and run in order. The profile dialog's screenshot goes to
+// docs/screenshots/desktop-profile.png (zh-CN/ for Chinese; RIM_SCREENSHOTS
+// overrides).
 //
 // Run: cargo build && (cd tests/browser && npm ci && RIM_LANG=en node --test profile.test.js)
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -28,6 +30,8 @@ const RIM_BIN = path.resolve(repo, process.env.RIM_BIN || 'target/debug/rim');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const LANG = process.env.RIM_LANG || 'en';
 const WAIT = 10_000;
+/** Where the profile's screenshot goes, as in suite.test.js. */
+const SHOTS = path.resolve(repo, process.env.RIM_SCREENSHOTS || 'docs/screenshots', LANG === 'en' ? '' : LANG);
 
 const ui = translator(LANG);
 
@@ -282,6 +286,9 @@ describe('rim web client: profile, devices and group roles', { concurrency: 1 },
     const rows = devices(dialog);
     await rows.nth(1).waitFor();
     assert.equal(await rows.count(), 2);
+    await mkdir(SHOTS, { recursive: true });
+    await laptop.page.evaluate(() => document.querySelectorAll('.toast').forEach((el) => el.remove()));
+    await laptop.page.screenshot({ path: path.join(SHOTS, 'desktop-profile.png') });
     const mine = rows.filter({ hasText: STORY.thisDevice });
     assert.equal(await mine.count(), 1, 'exactly one row is this device');
     assert.match(await mine.textContent(), /HeadlessChrome|Chrome/);
