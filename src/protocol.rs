@@ -346,6 +346,9 @@ pub struct UserOut<'a> {
     /// when never, or when they hide it).
     #[serde(rename = "lastSeen", skip_serializing_if = "Option::is_none")]
     last_seen: Option<Option<String>>,
+    /// `lastSeen` in Unix milliseconds, beside it.
+    #[serde(rename = "lastSeenAt", skip_serializing_if = "Option::is_none")]
+    last_seen_at: Option<Option<i64>>,
 }
 
 impl<'a> UserOut<'a> {
@@ -362,6 +365,7 @@ impl<'a> UserOut<'a> {
             hide_last_seen: u.hide_last_seen,
             online: None,
             last_seen: None,
+            last_seen_at: None,
         }
     }
 
@@ -376,6 +380,7 @@ impl<'a> UserOut<'a> {
         UserOut {
             online: Some(online),
             last_seen: Some(seen.map(|t| format_wire(t, zone))),
+            last_seen_at: Some(seen),
             ..UserOut::new(u, viewer)
         }
     }
@@ -491,6 +496,9 @@ pub struct MessageOut<'a> {
     /// When it was last edited, or null.
     #[serde(rename = "editTime")]
     edit_time: Option<String>,
+    /// `editTime` in Unix milliseconds, or null.
+    #[serde(rename = "editedAt")]
+    edited_at: Option<i64>,
     /// A tombstone: its content was erased.
     deleted: bool,
     /// History rows only: who reacted with what.
@@ -520,6 +528,7 @@ impl<'a> MessageOut<'a> {
             reply_to: m.reply_to,
             mentions: &m.mentions,
             edit_time: m.edited_at.map(|t| format_wire(t, zone)),
+            edited_at: m.edited_at,
             deleted: m.deleted,
             reactions: None,
         }
@@ -1094,6 +1103,8 @@ struct PushBody<'a> {
     /// A replayed message that was edited since.
     #[serde(rename = "editTime", skip_serializing_if = "Option::is_none")]
     edit_time: Option<String>,
+    #[serde(rename = "editedAt", skip_serializing_if = "Option::is_none")]
+    edited_at: Option<i64>,
     /// A replayed message that was deleted since.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     deleted: bool,
@@ -1112,6 +1123,7 @@ impl<'a> PushBody<'a> {
             reply_to: None,
             mentions: &[],
             edit_time: None,
+            edited_at: None,
             created_at: None,
             deleted: false,
         }
@@ -1134,6 +1146,7 @@ pub fn push_message(m: &Message, zone: &Zone) -> String {
             reply_to: m.reply_to,
             mentions: &m.mentions,
             edit_time: m.edited_at.map(|t| format_wire(t, zone)),
+            edited_at: m.edited_at,
             deleted: m.deleted,
         },
     })
@@ -1155,6 +1168,8 @@ struct EditBody<'a> {
     kind: &'static str,
     #[serde(rename = "editTime")]
     edit_time: String,
+    #[serde(rename = "editedAt")]
+    edited_at: i64,
     #[serde(rename = "changeId")]
     change_id: u64,
 }
@@ -1167,6 +1182,8 @@ struct DeleteBody {
     uid: u64,
     #[serde(rename = "deleteTime")]
     delete_time: String,
+    #[serde(rename = "deletedAt")]
+    deleted_at: i64,
     #[serde(rename = "changeId")]
     change_id: u64,
 }
@@ -1196,6 +1213,7 @@ pub fn push_change(c: &Change, zone: &Zone) -> String {
                 content: &c.content,
                 kind: kind_name(c.kind),
                 edit_time: format_wire(c.created_at, zone),
+                edited_at: c.created_at,
                 change_id: c.id,
             },
         }),
@@ -1206,6 +1224,7 @@ pub fn push_change(c: &Change, zone: &Zone) -> String {
                 msg_id: c.msg_id,
                 uid: c.uid,
                 delete_time: format_wire(c.created_at, zone),
+                deleted_at: c.created_at,
                 change_id: c.id,
             },
         }),
@@ -1243,6 +1262,8 @@ struct PresenceBody {
     online: bool,
     #[serde(rename = "lastSeen")]
     last_seen: Option<String>,
+    #[serde(rename = "lastSeenAt")]
+    last_seen_at: Option<i64>,
 }
 
 /// `uid`'s first device connected (`online`) or last one went away;
@@ -1254,6 +1275,7 @@ pub fn push_presence(uid: u64, online: bool, last_seen: Option<i64>, zone: &Zone
             uid,
             online,
             last_seen: last_seen.map(|t| format_wire(t, zone)),
+            last_seen_at: last_seen,
         },
     })
 }

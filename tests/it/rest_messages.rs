@@ -137,6 +137,7 @@ async fn the_chat_list_puts_the_latest_activity_first() {
             "createdAt",
             "deleted",
             "editTime",
+            "editedAt",
             "gid",
             "id",
             "kind",

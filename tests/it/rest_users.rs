@@ -56,12 +56,12 @@ async fn create_returns_the_uid_and_the_name_defaults_to_the_account() {
     let me = user_get(&srv, &ta, alice).await;
     assert_eq!(
         me,
-        json!({"id": alice, "name": "alice", "avatar": "", "email": "", "account": "alice", "password": "", "admin": true, "hideLastSeen": false, "online": false, "lastSeen": null})
+        json!({"id": alice, "name": "alice", "avatar": "", "email": "", "account": "alice", "password": "", "admin": true, "hideLastSeen": false, "online": false, "lastSeen": null, "lastSeenAt": null})
     );
     let other = user_get(&srv, &ta, bob).await;
     assert_eq!(
         other,
-        json!({"id": bob, "name": "Bob B.", "avatar": "b.png", "email": "", "account": "bob", "password": "", "admin": false, "hideLastSeen": false, "online": false, "lastSeen": null})
+        json!({"id": bob, "name": "Bob B.", "avatar": "b.png", "email": "", "account": "bob", "password": "", "admin": false, "hideLastSeen": false, "online": false, "lastSeen": null, "lastSeenAt": null})
     );
 }
 

@@ -477,7 +477,7 @@ async fn presence_reaches_friends_and_co_members_and_last_seen_can_be_hidden() {
     let mut wb = srv.ws_login(&tb).await;
     assert_eq!(
         wa.recv().await,
-        json!({"event": "Presence", "body": {"uid": b, "online": true, "lastSeen": null}})
+        json!({"event": "Presence", "body": {"uid": b, "online": true, "lastSeen": null, "lastSeenAt": null}})
     );
     // A second device is no news.
     let mut tablet = srv.ws_login(&tb).await;
@@ -502,6 +502,8 @@ async fn presence_reaches_friends_and_co_members_and_last_seen_can_be_hidden() {
     let r = srv.get(&format!("/api/user/get?uid={b}"), Some(&ta)).await;
     assert_eq!(r.assert_ok()["online"], false);
     assert_eq!(r.assert_ok()["lastSeen"], seen.as_str());
+    assert!(gone["body"]["lastSeenAt"].is_i64(), "{gone}");
+    assert_eq!(r.assert_ok()["lastSeenAt"], gone["body"]["lastSeenAt"]);
     // Carol shares nothing with Bob: she heard nothing.
     srv.assert_nothing_before_friend_request(&[srv_uid(&srv, &tc).await], &mut [&mut wc])
         .await;
@@ -511,6 +513,7 @@ async fn presence_reaches_friends_and_co_members_and_last_seen_can_be_hidden() {
         .assert_ok();
     let r = srv.get(&format!("/api/user/get?uid={b}"), Some(&ta)).await;
     assert!(r.assert_ok()["lastSeen"].is_null(), "{}", r.json);
+    assert!(r.assert_ok()["lastSeenAt"].is_null(), "{}", r.json);
     let r = srv.get(&format!("/api/user/get?uid={b}"), Some(&tb)).await;
     assert_eq!(
         r.assert_ok()["lastSeen"],
