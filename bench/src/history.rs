@@ -136,6 +136,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     };
     let addr = server.addr;
     let pid = server.pid;
+    let server_db = server.db.clone();
 
     // Writers: every writer sends into its own conversation, open loop.
     let tokens = users[1..].iter().map(|u| u.token.clone()).collect();
@@ -295,8 +296,49 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
         }
         writers = written.clients;
     }
+    // Then nobody reads or writes: what the server keeps of the reads.
+    let busy_rss = pid.and_then(super::sys::rss_kib);
+    ctx.progress(format_args!(
+        "history: {:.0} s quiet",
+        sizes.memory_quiet_secs
+    ));
+    tokio::time::sleep(Duration::from_secs_f64(sizes.memory_quiet_secs)).await;
+    if let (Some(busy), Some(quiet), Some(peak)) = (
+        busy_rss,
+        pid.and_then(super::sys::rss_kib),
+        pid.and_then(super::sys::peak_rss_kib),
+    ) {
+        report.figures.insert("quiet_rss_kib", quiet as f64);
+        let quiet_mb = quiet as f64 * 1024.0 / 1e6;
+        report.check(
+            format!(
+                "RSS <= 24 MB {:.0} s after the reads and searches on the {total}-message database",
+                sizes.memory_quiet_secs
+            ),
+            format!(
+                "{quiet_mb:.1} MB ({} when the reads stopped, peak {})",
+                super::mib(busy),
+                super::mib(peak)
+            ),
+            quiet_mb <= 24.0 && layout.is_some(),
+        );
+    }
+    server.check_alive()?;
     drop(writers);
     server.stop().await?;
+    // The stopped server left everything in the database file itself.
+    if let (Some(l), Some(db)) = (&layout, &server_db)
+        && let Ok(meta) = std::fs::metadata(db)
+    {
+        let bytes = meta.len() as f64;
+        report.figures.insert("db_bytes_per_message", bytes / l.messages as f64);
+        report.notes.push(format!(
+            "database file after the run: {:.1} MB, {:.0} B per message (search index, \
+             users and conversations included)",
+            bytes / 1e6,
+            bytes / l.messages as f64
+        ));
+    }
     Ok(report)
 }
 

@@ -20,6 +20,7 @@
 //! bulk-loading the history database while the server is stopped, and the
 //! raw insert ceiling of `limits`.
 
+pub mod cgroup;
 pub mod cli;
 pub mod client;
 pub mod direct;
@@ -30,6 +31,7 @@ pub mod idle;
 pub mod limits;
 pub mod load;
 pub mod login;
+pub mod memory;
 pub mod sys;
 pub mod target;
 
@@ -63,6 +65,9 @@ pub enum Scenario {
     Login,
     /// The raw WebSocket echo and SQLite insert ceilings, and rim against them.
     Limits,
+    /// Memory on a small machine: hashing, the WAL, crowds in a memory
+    /// cgroup. Not part of a default run (minutes, and root for the cgroup).
+    Memory,
 }
 
 impl Scenario {
@@ -83,6 +88,7 @@ impl Scenario {
             Scenario::History => "history",
             Scenario::Login => "login",
             Scenario::Limits => "limits",
+            Scenario::Memory => "memory",
         }
     }
 }
@@ -132,6 +138,20 @@ pub struct Sizes {
 
     pub limits_connections: usize,
     pub limits_secs: f64,
+
+    /// Logins after the one registration of the memory scenario's hashing part.
+    pub memory_logins: usize,
+    /// The quiet spell after which memory and the WAL are read.
+    pub memory_quiet_secs: f64,
+    pub memory_wal_pairs: usize,
+    pub memory_wal_secs: f64,
+    /// Crowds: (users, cgroup limit in MiB; 0 = none).
+    pub memory_crowds: Vec<(usize, u64)>,
+    /// Users of each crowd who register and log in at OWASP cost while the
+    /// others are connected (the others' accounts are made beforehand).
+    pub memory_crowd_owasp_users: usize,
+    pub memory_hold_secs: f64,
+    pub memory_fanout_messages: u64,
 }
 
 impl Sizes {
@@ -167,6 +187,14 @@ impl Sizes {
             login_concurrency: 32,
             limits_connections: 200,
             limits_secs: 3.0,
+            memory_logins: 100,
+            memory_quiet_secs: 10.0,
+            memory_wal_pairs: 50,
+            memory_wal_secs: 10.0,
+            memory_crowds: vec![(5000, 64), (10_000, 128)],
+            memory_crowd_owasp_users: 100,
+            memory_hold_secs: 60.0,
+            memory_fanout_messages: 1000,
         }
     }
 
@@ -195,6 +223,11 @@ impl Sizes {
             login_concurrency: 16,
             limits_connections: 100,
             limits_secs: 1.0,
+            memory_logins: 30,
+            memory_wal_secs: 3.0,
+            memory_crowds: vec![(1000, 64)],
+            memory_hold_secs: 5.0,
+            memory_fanout_messages: 100,
             ..Sizes::full()
         }
     }
@@ -229,6 +262,14 @@ impl Sizes {
             login_concurrency: 2,
             limits_connections: 4,
             limits_secs: 0.3,
+            memory_logins: 4,
+            memory_quiet_secs: 0.3,
+            memory_wal_pairs: 2,
+            memory_wal_secs: 0.3,
+            memory_crowds: vec![(12, 0)],
+            memory_crowd_owasp_users: 2,
+            memory_hold_secs: 0.3,
+            memory_fanout_messages: 5,
         }
     }
 }
@@ -552,6 +593,7 @@ pub async fn run(
             Scenario::History => history::run(&ctx).await,
             Scenario::Login => login::run(&ctx).await,
             Scenario::Limits => limits::run(&ctx).await,
+            Scenario::Memory => memory::run(&ctx).await,
         }
         .with_context(|| format!("scenario {}", scenario.name()))?;
         let _ = std::fs::remove_dir_all(&dir);

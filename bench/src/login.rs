@@ -29,10 +29,7 @@ const MAX_REQUESTS: u64 = 100_000;
 pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     let sizes = ctx.sizes;
     let mut report = Report::new(Scenario::Login);
-    let spec = ServerSpec {
-        owasp_hashing: true,
-        max_connections: 1000 + 2 * sizes.login_pairs + sizes.login_concurrency,
-    };
+    let spec = ServerSpec::owasp(1000 + 2 * sizes.login_pairs + sizes.login_concurrency);
     let mut server = ctx.server("login", &spec).await?;
     let addr = server.addr;
     let pid = server.pid;

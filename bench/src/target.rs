@@ -31,6 +31,8 @@ pub struct ServerSpec {
     pub owasp_hashing: bool,
     /// `limits.max_connections`.
     pub max_connections: usize,
+    /// `auth.hash_concurrency` (None: the shipped default, cores - 1).
+    pub hash_concurrency: Option<usize>,
 }
 
 impl ServerSpec {
@@ -38,6 +40,15 @@ impl ServerSpec {
         ServerSpec {
             owasp_hashing: false,
             max_connections,
+            hash_concurrency: None,
+        }
+    }
+
+    /// The shipped argon2 cost.
+    pub fn owasp(max_connections: usize) -> ServerSpec {
+        ServerSpec {
+            owasp_hashing: true,
+            ..ServerSpec::cheap(max_connections)
         }
     }
 
@@ -55,8 +66,14 @@ impl ServerSpec {
              registrations_per_ip_per_hour = 0\nmessages_per_second = 0\n\
              [timeouts]\nshutdown_grace_secs = 3\n",
         );
+        if !self.owasp_hashing || self.hash_concurrency.is_some() {
+            s.push_str("[auth]\n");
+        }
         if !self.owasp_hashing {
-            s.push_str("[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n");
+            s.push_str("argon2_memory_kib = 64\nargon2_iterations = 1\n");
+        }
+        if let Some(n) = self.hash_concurrency {
+            s.push_str(&format!("hash_concurrency = {n}\n"));
         }
         // All the load comes from one address, and a scenario opens its
         // sockets faster than they log in.
@@ -98,6 +115,19 @@ impl Target {
         db: &Path,
         spec: &ServerSpec,
     ) -> anyhow::Result<Target> {
+        Target::start_in(exe, dir, db, spec, None).await
+    }
+
+    /// [`Target::start`] with the server placed in the memory cgroup whose
+    /// `cgroup.procs` file is `procs`, before it runs (so every page it ever
+    /// touches is charged there).
+    pub async fn start_in(
+        exe: &Path,
+        dir: &Path,
+        db: &Path,
+        spec: &ServerSpec,
+        procs: Option<&Path>,
+    ) -> anyhow::Result<Target> {
         let config = dir.join("rim-bench.toml");
         std::fs::write(&config, spec.config_text())
             .with_context(|| format!("cannot write {}", config.display()))?;
@@ -111,6 +141,9 @@ impl Target {
             .arg(&config)
             .env_remove("RIM_LOG")
             .stdin(Stdio::null());
+        if let Some(procs) = procs {
+            super::cgroup::join_before_exec(&mut cmd, procs)?;
+        }
         let (child, addr) = Spawned::start(cmd).await?;
         Ok(Target {
             addr,

@@ -107,3 +107,35 @@ async fn every_scenario_runs_at_tiny_sizes() {
     }));
     assert!(printed.contains("closed loop"), "{printed}");
 }
+
+/// The memory scenario is not part of a default run (it takes minutes); at
+/// tiny sizes, without a cgroup, its load must still go right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_scenario_runs_at_tiny_sizes() {
+    let echo_exe = Path::new(env!("CARGO_BIN_EXE_rim-bench"));
+    let opts = Options {
+        server_exe: rim_bench::rim_next_to(echo_exe),
+        echo_exe: echo_exe.to_owned(),
+        url: None,
+        pid: None,
+        dir: None,
+        sizes: Sizes::smoke(),
+        scenarios: vec![Scenario::Memory],
+        progress: false,
+    };
+    let mut printed = String::new();
+    let reports = rim_bench::run(&opts, |r| printed.push_str(&rim_bench::table(r)))
+        .await
+        .expect("the benchmark runs");
+    let r = &reports[0];
+    assert_eq!(r.scenario, "memory");
+    assert!(r.problems.is_empty(), "{:?}\n{printed}", r.problems);
+    assert_eq!(r.checks.len(), 4, "{printed}");
+    for row in &r.rows {
+        assert!(row.count > 0, "`{}` counted nothing\n{printed}", row.phase);
+    }
+    // Every delivery of the fan-out arrived (the check's figure, not its
+    // memory bound, which a tiny run does not try).
+    let fanout = r.checks.last().unwrap();
+    assert!(fanout.met, "{fanout:?}\n{printed}");
+}
