@@ -331,7 +331,9 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
         && let Ok(meta) = std::fs::metadata(db)
     {
         let bytes = meta.len() as f64;
-        report.figures.insert("db_bytes_per_message", bytes / l.messages as f64);
+        report
+            .figures
+            .insert("db_bytes_per_message", bytes / l.messages as f64);
         report.notes.push(format!(
             "database file after the run: {:.1} MB, {:.0} B per message (search index, \
              users and conversations included)",

@@ -156,6 +156,18 @@ async fn hashing(ctx: &Ctx<'_>, report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a server whose requests failed has exited (the kernel's OOM
+/// kill and the failed request race; it is given two seconds).
+async fn died(server: &mut Target) -> bool {
+    for _ in 0..100 {
+        if server.check_alive().is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
 fn file_len(path: &std::path::Path, suffix: &str) -> u64 {
     let mut p = path.as_os_str().to_owned();
     p.push(suffix);
@@ -319,20 +331,28 @@ async fn crowd(ctx: &Ctx<'_>, report: &mut Report, n: usize, limit_mib: u64) -> 
             }
             Err(e) => Err(e),
         };
-        let fresh = match registered {
-            Ok(u) => u,
-            Err(e) if server.check_alive().is_err() => {
+        let connected = match registered {
+            Ok(fresh) => {
+                let tokens = fresh.iter().map(|u| u.token.clone()).collect();
+                client::ws_logins(addr, tokens, READ_BUFFER, 256).await
+            }
+            Err(e) => Err(e),
+        };
+        match connected {
+            Ok(s) => sockets.extend(s),
+            Err(e) => {
+                if !died(&mut server).await {
+                    return Err(e);
+                }
                 oom_at = Some(sockets.len());
                 report.problems.push(format!(
-                    "{name}: the server died with {} connections open: {e:#}",
-                    sockets.len()
+                    "{name}: the server died with {} connections open ({} OOM kills in its cgroup): {e:#}",
+                    sockets.len(),
+                    group.as_ref().and_then(Cgroup::oom_kills).unwrap_or(0)
                 ));
                 break;
             }
-            Err(e) => return Err(e),
-        };
-        let tokens = fresh.iter().map(|u| u.token.clone()).collect();
-        sockets.extend(client::ws_logins(addr, tokens, READ_BUFFER, 256).await?);
+        }
     }
     let setup = meter.finish();
     report.rows.push(Row::new(
@@ -341,7 +361,18 @@ async fn crowd(ctx: &Ctx<'_>, report: &mut Report, n: usize, limit_mib: u64) -> 
         "users/s",
         setup,
     ));
-    if oom_at.is_some() {
+    if let Some(at) = oom_at {
+        report.check(
+            format!("{name} {limit}: no OOM kill, every delivery arrives"),
+            format!(
+                "killed with {at} connections open (cgroup peak {})",
+                group
+                    .as_ref()
+                    .and_then(Cgroup::peak_kib)
+                    .map_or("-".into(), mib)
+            ),
+            false,
+        );
         return Ok(());
     }
     let connected_rss = pid.and_then(sys::rss_kib).unwrap_or(0);
