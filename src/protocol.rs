@@ -949,11 +949,17 @@ fn kind_name(k: Kind) -> &'static str {
 }
 
 pub fn parse_frame(text: &str) -> Parsed {
-    let value: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
+    let value: Value = match serde_json::from_str::<UniqueKeys>(text) {
+        Ok(UniqueKeys(v)) => v,
         Err(e) => {
+            // A frame refused for a repeated key may still say which
+            // clientMsgId its answer belongs to.
+            let client_msg_id = serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| Some(v.get("body")?.get("clientMsgId")?.as_str()?.to_owned()))
+                .unwrap_or_default();
             return Parsed {
-                client_msg_id: String::new(),
+                client_msg_id,
                 uid: None,
                 frame: Err(Error::bad_request(format!(
                     "the frame is not valid JSON: {e}"
@@ -987,6 +993,80 @@ pub fn parse_frame(text: &str) -> Parsed {
         client_msg_id,
         uid,
         frame: raw.and_then(check_frame),
+    }
+}
+
+/// A JSON value in which no object names a key twice. serde_json keeps the
+/// last of repeated keys, so `{"gid":1,"gid":999}` would act on 999 while a
+/// proxy or log reading the first saw 1; a frame says each thing once.
+struct UniqueKeys(Value);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor).map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> std::result::Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> std::result::Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<Value, D::Error> {
+        UniqueKeys::deserialize(d).map(|u| u.0)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(UniqueKeys(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let UniqueKeys(v) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "the key {key:?} appears twice"
+                )));
+            }
+            object.insert(key, v);
+        }
+        Ok(Value::Object(object))
     }
 }
 

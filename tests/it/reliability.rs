@@ -317,6 +317,42 @@ async fn cors_is_off_by_default_and_follows_the_allow_list() {
     assert!(err.to_string().contains("403"), "{err}");
 }
 
+/// Opens `/ws` with `origin` (none: a native client) and says whether the
+/// upgrade succeeded; a refusal must be a 403.
+async fn ws_upgrade_with_origin(srv: &TestServer, origin: Option<&str>) -> bool {
+    let mut req = format!("ws://{}/ws", srv.addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(origin) = origin {
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => true,
+        Err(err) => {
+            assert!(err.to_string().contains("403"), "{origin:?}: {err}");
+            false
+        }
+    }
+}
+
+#[tokio::test]
+async fn cross_site_websocket_upgrades_are_refused_with_the_default_config() {
+    let srv = TestServer::start().await;
+    assert!(srv.app().config.cors_origins.is_empty());
+    assert!(!ws_upgrade_with_origin(&srv, Some("https://evil.example")).await);
+    assert!(!ws_upgrade_with_origin(&srv, Some("null")).await);
+    // The server's own pages, and clients that send no Origin, connect.
+    assert!(ws_upgrade_with_origin(&srv, Some(&format!("http://{}", srv.addr))).await);
+    assert!(ws_upgrade_with_origin(&srv, None).await);
+
+    // Behind a proxy that rewrites Host, the public address is this server.
+    let srv =
+        TestServer::start_with(|c| c.public_url = Some("https://chat.example.org/rim".into()))
+            .await;
+    assert!(ws_upgrade_with_origin(&srv, Some("https://chat.example.org")).await);
+    assert!(!ws_upgrade_with_origin(&srv, Some("https://chat.example.org.evil.example")).await);
+}
+
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused_and_others_unaffected() {
     let srv = TestServer::start_with(|c| c.max_connections = 4).await;

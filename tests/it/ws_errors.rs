@@ -21,11 +21,12 @@ async fn heart(ws: &mut Ws, client_msg_id: &str) {
 }
 
 /// Sends `text` as is and asserts a 400 answer echoing `client_msg_id`.
-async fn assert_bad_frame(ws: &mut Ws, text: &str, client_msg_id: &str) {
+async fn assert_bad_frame(ws: &mut Ws, text: &str, client_msg_id: &str) -> Value {
     ws.send_text(text).await;
     let answer = ws.recv().await;
     assert_refused(&answer, 400);
     assert_eq!(answer["clientMsgId"], client_msg_id, "{text} -> {answer}");
+    answer
 }
 
 #[tokio::test]
@@ -374,4 +375,48 @@ async fn a_client_that_never_reads_is_dropped_without_slowing_the_sender() {
         let push = again.recv().await;
         assert_eq!(push["body"]["clientMsgId"], format!("flood-{i}"));
     }
+}
+
+#[tokio::test]
+async fn a_frame_naming_a_key_twice_gets_400_and_is_not_acted_on() {
+    let srv = TestServer::start().await;
+    let ((_, ta), (_, tb), gid) = direct_pair(&srv, "alice", "bob").await;
+    let mut ws = srv.ws_login(&ta).await;
+    let mut bob = srv.ws_login(&tb).await;
+    let other = gid + 999;
+    for (text, id) in [
+        (
+            format!(
+                r#"{{"event":"Msg","body":{{"kind":"Text","gid":{other},"gid":{gid},"content":"x","clientMsgId":"d1"}}}}"#
+            ),
+            "d1",
+        ),
+        (
+            format!(
+                r#"{{"event":"Heart","event":"Msg","body":{{"kind":"Text","gid":{gid},"content":"x","clientMsgId":"d2"}}}}"#
+            ),
+            "d2",
+        ),
+        (
+            format!(
+                r#"{{"event":"Msg","body":{{"kind":"Text","gid":{gid},"content":"x"}},"body":{{"clientMsgId":"d3"}}}}"#
+            ),
+            "d3",
+        ),
+    ] {
+        let answer = assert_bad_frame(&mut ws, &text, id).await;
+        assert!(
+            answer["content"].as_str().unwrap_or("").contains("twice"),
+            "{text} -> {answer}"
+        );
+    }
+    heart(&mut ws, "after").await;
+    // None of them was stored: the next thing bob hears is the marker.
+    let marker = assert_nothing_before_marker(&mut ws, gid, &mut [&mut bob]).await;
+    let stored: Vec<u64> = history_msgs(&srv, &ta, gid)
+        .await
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(stored, vec![marker], "only the marker was stored");
 }
