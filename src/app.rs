@@ -215,15 +215,23 @@ impl App {
         ip: IpAddr,
         user_agent: &str,
     ) -> Result<(u64, String)> {
-        // Checked before hashing: a flood of guesses costs us nothing.
-        self.limits
-            .login_per_ip
+        // Checked before hashing: a flood of guesses costs us nothing. The
+        // account's limits are per address, so guesses from one address do
+        // not lock the owner out elsewhere; the slower one across addresses
+        // spares those that have logged into the account before.
+        let l = &self.limits;
+        l.login_per_ip
             .check(&ip)
             .map_err(|wait| limits::too_many("login attempts from your address", wait))?;
-        self.limits
-            .login_per_account
-            .check(&account.to_ascii_lowercase())
+        let known = (account.to_ascii_lowercase(), ip);
+        l.login_per_account_ip
+            .check(&known)
             .map_err(|wait| limits::too_many("login attempts for this account", wait))?;
+        if !l.known_logins.contains(&known) {
+            l.login_per_account
+                .check(&known.0)
+                .map_err(|wait| limits::too_many("login attempts for this account", wait))?;
+        }
         let creds = if account.len() <= 64 && password.len() <= 1024 {
             self.db.credentials(account).await?
         } else {
@@ -238,6 +246,7 @@ impl App {
             (true, Some(uid)) => uid,
             _ => return Err(Error::Unauthorized("wrong account or password".into())),
         };
+        self.limits.known_logins.insert(known);
         let token = auth::new_token();
         let expires = crate::time::now_ms() + self.config.token_ttl.as_millis() as i64;
         let origin = Origin {

@@ -66,21 +66,42 @@ pub enum RegistrationMode {
 /// Abuse limits; 0 turns a limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
+    /// Login attempts for one account from one address.
     pub logins_per_account_per_minute: u32,
+    /// Login attempts for one account from all the addresses that have not
+    /// logged into it before: slower, so guessing from many addresses stays
+    /// slow, and one address alone cannot reach it before its own limit.
+    pub logins_per_account_per_hour: u32,
     pub logins_per_ip_per_minute: u32,
     pub registrations_per_ip_per_hour: u32,
     pub messages_per_second: u32,
     pub message_burst: u32,
+    /// WebSocket frames other than `Msg` (Read, Ack, Heart, ...) per
+    /// connection, on average and in a burst.
+    pub frames_per_second: u32,
+    pub frame_burst: u32,
+    /// Groups one user may create per hour.
+    pub groups_per_user_per_hour: u32,
+    /// Members one user may add to groups per hour (at creation or later).
+    pub member_adds_per_user_per_hour: u32,
+    /// Searches one user may run per minute.
+    pub searches_per_user_per_minute: u32,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {
             logins_per_account_per_minute: 10,
+            logins_per_account_per_hour: 1000,
             logins_per_ip_per_minute: 30,
             registrations_per_ip_per_hour: 20,
             messages_per_second: 20,
             message_burst: 50,
+            frames_per_second: 20,
+            frame_burst: 200,
+            groups_per_user_per_hour: 30,
+            member_adds_per_user_per_hour: 500,
+            searches_per_user_per_minute: 60,
         }
     }
 }
@@ -313,10 +334,16 @@ pub struct HttpSection {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitsSection {
     pub logins_per_account_per_minute: Option<u32>,
+    pub logins_per_account_per_hour: Option<u32>,
     pub logins_per_ip_per_minute: Option<u32>,
     pub registrations_per_ip_per_hour: Option<u32>,
     pub messages_per_second: Option<u32>,
     pub message_burst: Option<u32>,
+    pub frames_per_second: Option<u32>,
+    pub frame_burst: Option<u32>,
+    pub groups_per_user_per_hour: Option<u32>,
+    pub member_adds_per_user_per_hour: Option<u32>,
+    pub searches_per_user_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -580,6 +607,41 @@ impl Config {
             &mut rl.message_burst,
             r.message_burst,
             "rate_limits.message_burst",
+            1..=1_000_000,
+        )?;
+        for (slot, value, key) in [
+            (
+                &mut rl.logins_per_account_per_hour,
+                r.logins_per_account_per_hour,
+                "rate_limits.logins_per_account_per_hour",
+            ),
+            (
+                &mut rl.frames_per_second,
+                r.frames_per_second,
+                "rate_limits.frames_per_second",
+            ),
+            (
+                &mut rl.groups_per_user_per_hour,
+                r.groups_per_user_per_hour,
+                "rate_limits.groups_per_user_per_hour",
+            ),
+            (
+                &mut rl.member_adds_per_user_per_hour,
+                r.member_adds_per_user_per_hour,
+                "rate_limits.member_adds_per_user_per_hour",
+            ),
+            (
+                &mut rl.searches_per_user_per_minute,
+                r.searches_per_user_per_minute,
+                "rate_limits.searches_per_user_per_minute",
+            ),
+        ] {
+            set(slot, value, key, 0..=1_000_000)?;
+        }
+        set(
+            &mut rl.frame_burst,
+            r.frame_burst,
+            "rate_limits.frame_burst",
             1..=1_000_000,
         )?;
         c.rate_limits = rl;

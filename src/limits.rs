@@ -172,9 +172,88 @@ impl Drop for Slot {
     }
 }
 
+/// One token bucket owned by its user, not shared (a WebSocket connection's
+/// frame limit): no lock, no key.
+pub struct Bucket {
+    per_sec: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// `per_sec` = 0 disables the limit.
+    pub fn new(per_sec: f64, burst: u32) -> Bucket {
+        let burst = f64::from(burst.max(1));
+        Bucket {
+            per_sec,
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes one token; on failure, how long until one is available.
+    pub fn take(&mut self) -> Result<(), Duration> {
+        if self.per_sec <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let available = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_sec)
+            .min(self.burst);
+        self.at = now;
+        if available >= 1.0 {
+            self.tokens = available - 1.0;
+            Ok(())
+        } else {
+            self.tokens = available;
+            Err(Duration::from_secs_f64((1.0 - available) / self.per_sec))
+        }
+    }
+}
+
+/// Keys seen recently, at most `cap` of them (the oldest forgotten first):
+/// the addresses that logged into an account, which its slower per-account
+/// limit then leaves alone.
+pub struct Recent<K> {
+    cap: usize,
+    seen: Mutex<HashMap<K, Instant>>,
+}
+
+impl<K: Hash + Eq + Clone> Recent<K> {
+    pub fn new(cap: usize) -> Self {
+        Recent {
+            cap: cap.max(1),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn insert(&self, key: K) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= self.cap && !seen.contains_key(&key) {
+            // Forget the older half at once, so this runs rarely.
+            let mut ages: Vec<Instant> = seen.values().copied().collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            seen.retain(|_, at| *at > cut);
+        }
+        seen.insert(key, Instant::now());
+    }
+
+    pub fn contains(&self, key: &K) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.contains_key(key)
+    }
+}
+
 /// The server's limits, built from the config.
 pub struct Limits {
+    /// Keyed by (lowercased account, address).
+    pub login_per_account_ip: RateLimiter<(String, IpAddr)>,
+    /// Keyed by lowercased account; only attempts from addresses not in
+    /// `known_logins` take from it.
     pub login_per_account: RateLimiter<String>,
+    pub known_logins: Recent<(String, IpAddr)>,
     pub login_per_ip: RateLimiter<IpAddr>,
     pub register_per_ip: RateLimiter<IpAddr>,
     pub messages_per_user: RateLimiter<u64>,
@@ -183,6 +262,11 @@ pub struct Limits {
     /// `Typing` pushes: at most one per conversation and user every
     /// [`TYPING_EVERY`] (the protocol promises it; not configurable).
     pub typing: RateLimiter<(u64, u64)>,
+    pub groups_per_user: RateLimiter<u64>,
+    pub member_adds_per_user: RateLimiter<u64>,
+    pub searches_per_user: RateLimiter<u64>,
+    frames_per_second: u32,
+    frame_burst: u32,
 }
 
 /// How often one person's `Typing` in one conversation is passed on.
@@ -191,23 +275,31 @@ pub const TYPING_EVERY: Duration = Duration::from_secs(2);
 impl Limits {
     pub fn new(c: &Config) -> Limits {
         let r = &c.rate_limits;
+        let hour = Duration::from_secs(3600);
+        let minute = Duration::from_secs(60);
         Limits {
-            login_per_account: RateLimiter::per(
-                r.logins_per_account_per_minute,
-                Duration::from_secs(60),
-            ),
-            login_per_ip: RateLimiter::per(r.logins_per_ip_per_minute, Duration::from_secs(60)),
-            register_per_ip: RateLimiter::per(
-                r.registrations_per_ip_per_hour,
-                Duration::from_secs(3600),
-            ),
+            login_per_account_ip: RateLimiter::per(r.logins_per_account_per_minute, minute),
+            login_per_account: RateLimiter::per(r.logins_per_account_per_hour, hour),
+            known_logins: Recent::new(PRUNE_AT),
+            login_per_ip: RateLimiter::per(r.logins_per_ip_per_minute, minute),
+            register_per_ip: RateLimiter::per(r.registrations_per_ip_per_hour, hour),
             messages_per_user: RateLimiter::new(f64::from(r.messages_per_second), r.message_burst),
             sockets_before_login: AddressSlots::new(
                 c.max_sockets_before_login_per_address,
                 c.max_sockets_before_login,
             ),
             typing: RateLimiter::per(1, TYPING_EVERY),
+            groups_per_user: RateLimiter::per(r.groups_per_user_per_hour, hour),
+            member_adds_per_user: RateLimiter::per(r.member_adds_per_user_per_hour, hour),
+            searches_per_user: RateLimiter::per(r.searches_per_user_per_minute, minute),
+            frames_per_second: r.frames_per_second,
+            frame_burst: r.frame_burst,
         }
+    }
+
+    /// The bucket a new WebSocket connection draws its non-message frames from.
+    pub fn frame_bucket(&self) -> Bucket {
+        Bucket::new(f64::from(self.frames_per_second), self.frame_burst)
     }
 }
 
@@ -236,6 +328,31 @@ mod tests {
             "{wait:?}"
         );
         assert!(l.check(&2u8).is_ok(), "keys are independent");
+    }
+
+    #[test]
+    fn a_bucket_of_its_own_allows_its_burst_then_refuses() {
+        let mut b = Bucket::new(1.0, 3);
+        for _ in 0..3 {
+            assert!(b.take().is_ok());
+        }
+        assert!(b.take().is_err());
+        let mut off = Bucket::new(0.0, 1);
+        for _ in 0..1000 {
+            assert!(off.take().is_ok());
+        }
+    }
+
+    #[test]
+    fn recent_keys_are_remembered_up_to_the_cap() {
+        let r = Recent::new(4);
+        for k in 0..4u8 {
+            r.insert(k);
+        }
+        assert!((0..4u8).all(|k| r.contains(&k)));
+        r.insert(9);
+        assert!(r.contains(&9), "the newest key is kept");
+        assert!(!r.contains(&0), "the oldest key is forgotten");
     }
 
     #[test]

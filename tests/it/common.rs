@@ -51,10 +51,16 @@ pub fn test_config(db: PathBuf) -> Config {
         // Tests register many users from one address; the limits have their own tests.
         rate_limits: rim::config::RateLimits {
             logins_per_account_per_minute: 0,
+            logins_per_account_per_hour: 0,
             logins_per_ip_per_minute: 0,
             registrations_per_ip_per_hour: 0,
             messages_per_second: 0,
             message_burst: 1,
+            frames_per_second: 0,
+            frame_burst: 1,
+            groups_per_user_per_hour: 0,
+            member_adds_per_user_per_hour: 0,
+            searches_per_user_per_minute: 0,
         },
         ..Config::default()
     }

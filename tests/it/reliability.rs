@@ -177,7 +177,8 @@ async fn login_and_registration_limits_answer_429() {
         .await
         .assert_error(401);
     }
-    // Even the right password is refused now: guessing is throttled per account.
+    // Even the right password is refused now: guessing is throttled per
+    // account (from this address).
     let r = srv
         .post(
             "/api/user/login",
@@ -204,6 +205,51 @@ async fn login_and_registration_limits_answer_429() {
     )
     .await
     .assert_error(429);
+}
+
+/// A login to `account` with `password` from `addr` (behind the trusted
+/// proxy 127.0.0.1); the HTTP status.
+async fn login_from(srv: &TestServer, account: &str, password: &str, addr: &str) -> u16 {
+    let body = json!({"account": account, "password": password}).to_string();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/user/login")
+        .header("host", srv.addr.to_string())
+        .header("content-type", "application/json")
+        .header("x-forwarded-for", addr)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    raw_request(srv.addr, req).await.status
+}
+
+#[tokio::test]
+async fn guesses_from_one_address_do_not_lock_the_owner_out_elsewhere() {
+    let srv = TestServer::start_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        c.rate_limits.logins_per_account_per_minute = 3;
+        c.rate_limits.logins_per_account_per_hour = 6;
+    })
+    .await;
+    srv.register("alice").await;
+    let (right, wrong) = ("password-alice", "wrong-password");
+    assert_eq!(login_from(&srv, "alice", right, "203.0.113.1").await, 200);
+    // One address guesses until it is stopped...
+    for _ in 0..3 {
+        assert_eq!(login_from(&srv, "alice", wrong, "198.51.100.66").await, 401);
+    }
+    assert_eq!(login_from(&srv, "Alice", right, "198.51.100.66").await, 429);
+    // ...and the owner still logs in, from where she did before and from a
+    // new address.
+    assert_eq!(login_from(&srv, "alice", right, "203.0.113.1").await, 200);
+    assert_eq!(login_from(&srv, "alice", right, "203.0.113.2").await, 200);
+    // Guessing from many addresses meets the slower limit of the account:
+    // six attempts from addresses that had not logged in (her first and her
+    // new address, the three guesses, one more here), then 429 for a new one...
+    assert_eq!(login_from(&srv, "alice", wrong, "198.51.100.10").await, 401);
+    assert_eq!(login_from(&srv, "alice", right, "198.51.100.11").await, 429);
+    // ...while the addresses she logged in from are spared.
+    assert_eq!(login_from(&srv, "alice", right, "203.0.113.1").await, 200);
+    assert_eq!(login_from(&srv, "alice", right, "203.0.113.2").await, 200);
 }
 
 #[tokio::test]
