@@ -125,6 +125,16 @@ pub fn display_name(name: &str, account: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
+/// `name` without bidirectional controls, then trimmed: for names that come
+/// from elsewhere (a file's), which are kept rather than refused.
+fn without_bidi(name: &str) -> String {
+    name.chars()
+        .filter(|c| !is_bidi_control(*c))
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
 /// A group's name, trimmed; never empty.
 pub fn group_name(name: &str) -> Result<String> {
     let name = name.trim();
@@ -289,10 +299,11 @@ pub fn member_uids(uids: &[u64], max: usize) -> Result<()> {
 
 /// A file name as a client gave it: its last path segment (so `../x`
 /// cannot name a path), trimmed, at most [`MAX_FILE_NAME_CHARS`]
-/// characters and without control characters. May be empty: the server
-/// then names the file after its type.
+/// characters and without control characters (bidirectional controls are
+/// dropped). May be empty: the server then names the file after its type.
 pub fn file_name(raw: &str) -> Result<String> {
-    let base = raw.rsplit(['/', '\\']).next().unwrap_or("").trim();
+    let base = without_bidi(raw.rsplit(['/', '\\']).next().unwrap_or(""));
+    let base = base.as_str();
     if base.chars().count() > MAX_FILE_NAME_CHARS {
         return Err(Error::bad_request(format!(
             "the file name is longer than {MAX_FILE_NAME_CHARS} characters"
@@ -498,6 +509,17 @@ mod tests {
         assert_eq!(file_name("C:\\Users\\me\\cat.jpg").unwrap(), "cat.jpg");
         assert!(file_name("a\nb").is_err());
         assert!(file_name(&"x".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn file_names_lose_their_bidi_controls() {
+        assert_eq!(file_name("photo\u{202E}gnp.exe").unwrap(), "photognp.exe");
+        assert_eq!(file_name("\u{2067}a.txt\u{2069}").unwrap(), "a.txt");
+        assert_eq!(
+            file_name("שלום.txt").unwrap(),
+            "שלום.txt",
+            "RTL text itself stays"
+        );
     }
 
     #[test]

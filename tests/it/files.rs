@@ -708,3 +708,51 @@ async fn a_backup_holds_the_files() {
     assert_eq!(d.status, 200);
     assert!(d.body == png);
 }
+
+#[tokio::test]
+async fn bidi_controls_are_stripped_from_file_names_and_refused_in_names() {
+    let srv = TestServer::start().await;
+    let ((_, ta), (_, tb), gid) = direct_pair(&srv, "alice", "bob").await;
+    let mut alice = srv.ws_login(&ta).await;
+    let mut bob = srv.ws_login(&tb).await;
+    // U+202E shows "invoice\u{202E}fdp.exe" as "invoiceexe.pdf".
+    let r = srv
+        .upload(
+            &ta,
+            "invoice\u{202E}fdp.exe",
+            "application/octet-stream",
+            b"MZ",
+        )
+        .await;
+    assert_eq!(r.assert_ok()["name"], "invoicefdp.exe");
+    let file = r.assert_ok()["id"].as_u64().unwrap();
+    alice
+        .send(file_frame(
+            "File",
+            gid,
+            file,
+            "\u{2067}tax\u{202E}fdp.exe\u{2069}",
+            "f1",
+        ))
+        .await;
+    assert_ack(&alice.recv().await, "f1");
+    let push = bob.recv().await;
+    let got: Value = serde_json::from_str(push["body"]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(got["name"], "taxfdp.exe", "{push}");
+
+    // Names people type are refused instead (see validate::text).
+    srv.post(
+        "/api/user/create",
+        None,
+        json!({"account": "mallory", "password": "password-mallory", "name": "Mal\u{202E}yrol"}),
+    )
+    .await
+    .assert_error(400);
+    srv.post(
+        "/api/group/create",
+        Some(&ta),
+        json!({"group": {"name": "\u{202E}spuorg"}, "users": []}),
+    )
+    .await
+    .assert_error(400);
+}
