@@ -480,7 +480,8 @@ fn write(
             upkeep.idle.wrote();
         }
         if !batch.is_empty() {
-            let committed = commit_and_count(conn, sends, &mut batch, stats);
+            let truncate = upkeep.idle.truncate;
+            let committed = commit_and_count(conn, sends, &mut batch, stats, truncate);
             let _ = out.send(Outcome::Batch(batch, committed));
         }
         if let Some((sql, reply)) = setting {
@@ -508,10 +509,11 @@ fn commit_and_count(
     sends: &mut Sends,
     batch: &mut [Box<dyn Job>],
     stats: &Mutex<WriterStats>,
+    truncate: bool,
 ) -> Result<()> {
     let started = Instant::now();
     let size = batch.len() as u64;
-    let committed = commit_batch(conn, sends, batch);
+    let committed = commit_batch(conn, sends, batch, truncate);
     let micros = started.elapsed().as_micros() as u64;
     if let Ok(mut s) = stats.lock() {
         s.batches += 1;
@@ -567,7 +569,14 @@ pub(super) fn shutting_down() -> Error {
 /// Runs every job of the batch in one transaction, one savepoint each (but
 /// for jobs that check before they write). On any
 /// failure the transaction is rolled back, so a batch is kept whole or not at all.
-fn commit_batch(conn: &Connection, sends: &mut Sends, batch: &mut [Box<dyn Job>]) -> Result<()> {
+/// `truncate`: whether the writer may truncate the WAL (not with Litestream).
+fn commit_batch(
+    conn: &Connection,
+    sends: &mut Sends,
+    batch: &mut [Box<dyn Job>],
+    truncate: bool,
+) -> Result<()> {
+    room_for_a_batch(conn, truncate)?;
     let result = run_batch(conn, sends, batch);
     if result.is_err() {
         sends.discard_positions();
@@ -576,6 +585,39 @@ fn commit_batch(conn: &Connection, sends: &mut Sends, batch: &mut [Box<dyn Job>]
         }
     }
     result
+}
+
+/// `storage.max_db_mb` is what the database takes on disk, its WAL
+/// included: SQLite's `max_page_count` bounds only the database file, and the
+/// WAL, which keeps its size between checkpoints, went 2.9 MB past the cap.
+/// With a cap set, a batch starts only while the two files together are
+/// under it (a full checkpoint that truncates the WAL is tried first, unless
+/// Litestream owns the WAL), so the cap is exceeded by at most the one batch
+/// that crossed it.
+fn room_for_a_batch(conn: &Connection, truncate: bool) -> Result<()> {
+    let max_pages: u64 = conn.query_row("PRAGMA max_page_count", [], |r| r.get(0))?;
+    if max_pages >= u64::from(u32::MAX - 1) {
+        return Ok(());
+    }
+    let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    let cap = max_pages * page_size;
+    let len = |p: &str| std::fs::metadata(p).map_or(0, |m| m.len());
+    let used = || len(path) + len(&format!("{path}-wal"));
+    if used() < cap {
+        return Ok(());
+    }
+    if truncate {
+        let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    }
+    if truncate && used() < cap {
+        return Ok(());
+    }
+    Err(Error::Full(
+        "the server's storage is full (storage.max_db_mb)".into(),
+    ))
 }
 
 fn run_batch(conn: &Connection, sends: &mut Sends, batch: &mut [Box<dyn Job>]) -> Result<()> {

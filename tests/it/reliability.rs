@@ -75,6 +75,18 @@ async fn full_database_refuses_writes_clearly_and_recovers() {
         }
     }
     assert!(rest_refused);
+    // The cap holds for the database file and its WAL together, passed by
+    // at most the one write that crossed it (a 15 KB message and its index).
+    let len = |suffix: &str| {
+        let mut p = srv.db_path.clone().into_os_string();
+        p.push(suffix);
+        std::fs::metadata(p).map_or(0, |m| m.len())
+    };
+    let on_disk = len("") + len("-wal");
+    assert!(
+        on_disk <= (1 << 20) + (64 << 10),
+        "{on_disk} bytes on disk for a 1 MiB cap"
+    );
     // Reads still work, and what was acknowledged is all there; the refused one is not.
     let r = srv
         .post(
