@@ -493,7 +493,7 @@ impl App {
         from_conn: Option<u64>,
     ) -> Result<u64> {
         let mark = self.db.mark_read(me, gid, upto).await?;
-        if mark.msg_id > 0 {
+        if mark.moved {
             let push = Push::event(protocol::push_read(me, gid, mark.msg_id));
             self.hub.send(&mark.members, push, from_conn);
         }

@@ -837,6 +837,16 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// Whether the frame is a message, which the sender's message limit
+    /// (`rate_limits.messages_per_second`) governs. Every other frame, and
+    /// so every event added later unless it is named here, draws on its
+    /// connection's frame limit (`rate_limits.frames_per_second`).
+    pub fn is_message(&self) -> bool {
+        matches!(self, ClientFrame::Msg { .. })
+    }
+}
+
 /// How one event's body becomes its frame.
 type ParseBody = fn(RawBody) -> Result<ClientFrame>;
 

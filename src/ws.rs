@@ -40,7 +40,7 @@ use tokio::time::{Instant, timeout};
 use crate::app::App;
 use crate::error::Error;
 use crate::hub::{Kick, KickReason, Push, PushKind, Unsettled};
-use crate::limits::Slot;
+use crate::limits::{self, Slot};
 use crate::protocol::{self, ClientFrame, Notice};
 use crate::store::{
     ChangeRequest, Changed, Committed, NewChange, NewMessage, Replay, Replayed, Stored,
@@ -118,6 +118,9 @@ struct Conn {
     pinged: bool,
     /// Answers not yet written, in the order of the frames they answer.
     answers: VecDeque<Answer>,
+    /// What frames other than messages may still cost
+    /// (`rate_limits.frames_per_second`); messages have their own limit.
+    frames: limits::Bucket,
 }
 
 /// The answer to one client frame.
@@ -217,7 +220,6 @@ pub async fn serve(
     let id = app.hub.next_conn_id();
     crate::log_info!("ws open", conn = id, peer = peer);
     let mut conn = Conn {
-        app,
         id,
         peer,
         client,
@@ -229,6 +231,8 @@ pub async fn serve(
         unbound_since: Instant::now(),
         pinged: false,
         answers: VecDeque::new(),
+        frames: app.limits.frame_bucket(),
+        app,
     };
     let end = conn.run(shutdown).await;
     let reason = match &end {
@@ -423,6 +427,16 @@ impl Conn {
     /// and every frame before it.
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
         let parsed = protocol::parse_frame(text);
+        // Every frame but a message, unusable ones included, draws on the
+        // connection's budget: a flood of Reads or Hearts is answered 429
+        // and costs no write and no push.
+        let is_message = matches!(&parsed.frame, Ok(f) if f.is_message());
+        if !is_message && let Err(wait) = self.frames.take() {
+            let e = limits::too_many("frames on this connection", wait);
+            let answer = protocol::error_answer(&parsed.client_msg_id, &e);
+            self.answers.push_back(Answer::Ready(answer));
+            return Ok(());
+        }
         let answer = match parsed.frame {
             Ok(ClientFrame::Login {
                 token,

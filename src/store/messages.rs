@@ -749,7 +749,9 @@ fn logged_in_group(c: &Connection, gid: u64, id: u64) -> Result<bool> {
             .exists([id, gid])?)
 }
 
-pub fn mark_read(c: &Connection, me: u64, gid: u64, upto: Option<u64>) -> Result<ReadMark> {
+/// Where a read receipt of `me` in `gid` would put the mark (`upto`, or the
+/// conversation's last message), and where the mark is now.
+pub fn read_target(c: &Connection, me: u64, gid: u64, upto: Option<u64>) -> Result<(u64, u64)> {
     let (group, _) = groups::require_member(c, gid, me)?;
     let msg_id = match upto {
         Some(id) => {
@@ -764,8 +766,22 @@ pub fn mark_read(c: &Connection, me: u64, gid: u64, upto: Option<u64>) -> Result
             .prepare_cached("SELECT coalesce(last_msg_id, 0) FROM groups WHERE id = ?1")?
             .query_row([group.id], |r| r.get(0))?,
     };
+    let current: u64 = c
+        .prepare_cached("SELECT read_id FROM members WHERE gid = ?1 AND uid = ?2")?
+        .query_row([gid, me], |r| r.get(0))?;
+    Ok((msg_id, current))
+}
+
+/// Moves `me`'s read mark in `gid` forward to the target of [`read_target`].
+/// A receipt that would not move it writes nothing and is `moved: false`,
+/// so that nobody is told of it.
+pub fn mark_read(c: &Connection, me: u64, gid: u64, upto: Option<u64>) -> Result<ReadMark> {
+    let (msg_id, current) = read_target(c, me, gid, upto)?;
+    if msg_id <= current {
+        return Ok(ReadMark::unmoved(gid, msg_id));
+    }
     c.prepare_cached(
-        "UPDATE members SET read_id = max(read_id, ?3), delivered_id = max(delivered_id, ?3)
+        "UPDATE members SET read_id = ?3, delivered_id = max(delivered_id, ?3)
          WHERE gid = ?1 AND uid = ?2",
     )?
     .execute([gid, me, msg_id])?;
@@ -774,6 +790,7 @@ pub fn mark_read(c: &Connection, me: u64, gid: u64, upto: Option<u64>) -> Result
         gid,
         msg_id,
         members,
+        moved: true,
     })
 }
 

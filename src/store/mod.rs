@@ -565,7 +565,16 @@ impl Db {
     }
 
     /// Marks `gid` read for `me` up to `upto` (or its newest message).
+    /// Moves a read mark forward. A receipt that would not move it is
+    /// answered from a read and never reaches the writer: a client repeating
+    /// one costs a lookup, not a transaction.
     pub async fn mark_read(&self, me: u64, gid: u64, upto: Option<u64>) -> Result<ReadMark> {
+        let (target, current) = self
+            .read(move |c| messages::read_target(c, me, gid, upto))
+            .await?;
+        if target <= current {
+            return Ok(ReadMark::unmoved(gid, target));
+        }
         self.write(move |c| messages::mark_read(c, me, gid, upto))
             .await
     }

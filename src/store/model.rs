@@ -289,6 +289,20 @@ pub struct ReadMark {
     pub gid: u64,
     pub msg_id: u64,
     pub members: Vec<u64>,
+    /// Whether the mark moved; one that stayed is not pushed.
+    pub moved: bool,
+}
+
+impl ReadMark {
+    /// A receipt for `msg_id` that left the mark where it was (at or past it).
+    pub fn unmoved(gid: u64, msg_id: u64) -> ReadMark {
+        ReadMark {
+            gid,
+            msg_id,
+            members: Vec::new(),
+            moved: false,
+        }
+    }
 }
 
 /// Member list operation of `POST /api/group/user/change`.

@@ -396,6 +396,87 @@ async fn read_marks_read_and_tells_the_other_members() {
 }
 
 #[tokio::test]
+async fn a_read_that_does_not_move_the_mark_is_answered_but_neither_stored_nor_pushed() {
+    let srv = TestServer::start().await;
+    let ((_, ta), (b, tb), gid) = direct_pair(&srv, "alice", "bob").await;
+    let mut wa = srv.ws_login(&ta).await;
+    let mut phone = srv.ws_login(&tb).await;
+    let mut laptop = srv.ws_login(&tb).await;
+    let sent = send_many(&mut wa, gid, "unread", 2).await;
+    assert_eq!(recv_msg_ids(&mut phone, 2).await, sent);
+    assert_eq!(recv_msg_ids(&mut laptop, 2).await, sent);
+    phone.send(read_frame(gid, sent[1], "r")).await;
+    assert_eq!(assert_ack(&phone.recv().await, "r"), Some(sent[1]));
+    for ws in [&mut wa, &mut laptop] {
+        assert_eq!(ws.recv().await["event"], "Read");
+    }
+    // The same mark again, and an older one, many times over.
+    let jobs = srv.app().db.writer_stats().jobs;
+    for i in 0..50 {
+        let upto = sent[i % 2];
+        let id = format!("again-{i}");
+        phone.send(read_frame(gid, upto, &id)).await;
+        assert_eq!(assert_ack(&phone.recv().await, &id), Some(upto));
+    }
+    assert_eq!(
+        srv.app().db.writer_stats().jobs,
+        jobs,
+        "a read that moves nothing is no write"
+    );
+    // Nobody was told: a marker in a conversation of its own is next.
+    let markers = create_group(&srv, &ta, "markers", &[b]).await;
+    assert_nothing_before_marker(&mut wa, markers, &mut [&mut phone, &mut laptop]).await;
+    assert_eq!(unread_in(&srv, &tb, gid).await, 0);
+}
+
+#[tokio::test]
+async fn non_message_frames_over_the_connection_limit_get_429_and_the_connection_stays() {
+    let srv = TestServer::start_with(|c| {
+        c.rate_limits.frames_per_second = 1;
+        c.rate_limits.frame_burst = 5;
+    })
+    .await;
+    let ((_, ta), (_, tb), gid) = direct_pair(&srv, "alice", "bob").await;
+    let mut wa = srv.ws_login(&ta).await;
+    let mut wb = srv.ws_login(&tb).await;
+    let sent = send_many(&mut wa, gid, "m", 1).await[0];
+    assert_eq!(recv_msg_ids(&mut wb, 1).await, [sent]);
+    // The Login took one of five; four more pass, whatever they are, then
+    // 429s (a refill a second may let one more through on a slow machine).
+    let mut codes = Vec::new();
+    for i in 0..12 {
+        let id = format!("f{i}");
+        let frame = match i % 3 {
+            0 => json!({"event": "Heart", "body": {"clientMsgId": id}}),
+            1 => read_frame(gid, sent, &id),
+            _ => ack_frame(gid, sent, &id),
+        };
+        wb.send(frame).await;
+        let answer = wb.recv().await;
+        assert_eq!(answer["clientMsgId"], id.as_str(), "{answer}");
+        codes.push(answer["code"].as_u64().unwrap_or(0));
+    }
+    let passed = codes.iter().filter(|c| **c == 200).count();
+    assert!((4..12).contains(&passed), "{codes:?}");
+    assert!(codes[..4].iter().all(|c| *c == 200), "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| **c == 429).count(),
+        12 - passed,
+        "{codes:?}"
+    );
+    // Unusable frames count too, and are answered 429 alike.
+    wb.send_text("{not json").await;
+    assert_refused(&wb.recv().await, 429);
+    // Messages have a limit of their own, and the connection is still up:
+    // bob's message reaches alice.
+    let answer = wb.send_msg(gid, "still here", "s1").await;
+    assert_ack(&answer, "s1");
+    // (After the push of the one Read that moved bob's mark.)
+    assert_eq!(wa.recv().await["event"], "Read");
+    assert_eq!(wa.recv().await["body"]["content"], "still here");
+}
+
+#[tokio::test]
 async fn read_of_a_message_outside_the_group_is_refused() {
     let srv = TestServer::start().await;
     let ((a, ta), (_, tb), direct) = direct_pair(&srv, "alice", "bob").await;
