@@ -49,7 +49,15 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 
     /// Takes one token for `key`; on failure, how long until one is available.
     pub fn check(&self, key: &K) -> Result<(), Duration> {
-        if self.per_sec <= 0.0 {
+        self.check_n(key, 1)
+    }
+
+    /// Takes `n` tokens for `key` at once, or none; on failure, how long
+    /// until they are available (never, past the burst: the request is
+    /// larger than the limit allows at all, and waits a whole window).
+    pub fn check_n(&self, key: &K, n: u32) -> Result<(), Duration> {
+        let n = f64::from(n);
+        if self.per_sec <= 0.0 || n == 0.0 {
             return Ok(());
         }
         let now = Instant::now();
@@ -64,12 +72,17 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         let available =
             (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
         *at = now;
-        if available >= 1.0 {
-            *tokens = available - 1.0;
+        if available >= n {
+            *tokens = available - n;
             Ok(())
         } else {
             *tokens = available;
-            Err(Duration::from_secs_f64((1.0 - available) / self.per_sec))
+            let missing = if n > self.burst {
+                self.burst
+            } else {
+                n - available
+            };
+            Err(Duration::from_secs_f64(missing / self.per_sec))
         }
     }
 }

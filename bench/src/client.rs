@@ -268,7 +268,42 @@ pub async fn direct_chats(
     .await
 }
 
-/// Creates a group owned by `owner` with `members` (uids); returns its gid.
+/// Makes `owner` a friend of each of `others`: only friends can be put in
+/// a group.
+pub async fn befriend_all(
+    addr: SocketAddr,
+    owner: &User,
+    others: Vec<User>,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let owner = owner.clone();
+    let others = Arc::new(others);
+    each(addr, others.len(), concurrency, move |mut http, i| {
+        let (a, b) = (owner.clone(), others[i].clone());
+        async move {
+            http.call(
+                Method::POST,
+                "/api/friend/add",
+                Some(&a.token),
+                Some(json!({"fid": b.uid})),
+            )
+            .await?;
+            http.call(
+                Method::POST,
+                "/api/friend/status/modify",
+                Some(&b.token),
+                Some(json!({"fid": a.uid, "status": 1})),
+            )
+            .await?;
+            Ok((http, ()))
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Creates a group owned by `owner` with `members` (uids, each a friend of
+/// the owner: see [`befriend_all`]); returns its gid.
 pub async fn group(
     http: &mut Http,
     owner: &User,

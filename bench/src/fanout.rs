@@ -172,6 +172,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     ));
     let meter = Meter::start(pid);
     let users = client::users(addr, &ctx.accounts("f"), biggest, 32).await?;
+    client::befriend_all(addr, &users[0], users[1..].to_vec(), 32).await?;
     let mut http = client::Http::new(addr);
     let all: Vec<u64> = users.iter().map(|u| u.uid).collect();
     let mut gids = Vec::new();

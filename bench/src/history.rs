@@ -64,6 +64,7 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     let meter = Meter::start(server.pid);
     let users = Arc::new(client::users(addr, &ctx.accounts("h"), u, 32).await?);
     let reader = users[0].clone();
+    client::befriend_all(addr, &reader, users[1..].to_vec(), 32).await?;
     // Conversation j: the reader plus writers w(j) and w(j+1).
     let writer_of = move |j: usize| 1 + j % (u - 1);
     let group_users = users.clone();
@@ -82,8 +83,8 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     })
     .await?;
     report.rows.push(Row::new(
-        format!("setup: {u} users, {g} conversations"),
-        (u + g) as u64,
+        format!("setup: {u} users, their friendships, {g} conversations"),
+        (u + 2 * (u - 1) + g) as u64,
         "calls/s",
         meter.finish(),
     ));

@@ -64,6 +64,8 @@ impl ServerSpec {
              [storage]\nsynchronous = \"full\"\n\
              [rate_limits]\nlogins_per_account_per_minute = 0\nlogins_per_ip_per_minute = 0\n\
              registrations_per_ip_per_hour = 0\nmessages_per_second = 0\n\
+             logins_per_account_per_hour = 0\nframes_per_second = 0\ngroups_per_user_per_hour = 0\n\
+             member_adds_per_user_per_hour = 0\nsearches_per_user_per_minute = 0\n\
              [timeouts]\nshutdown_grace_secs = 3\n",
         );
         if !self.owasp_hashing || self.hash_concurrency.is_some() {

@@ -2,6 +2,7 @@
 
 use super::ctx::Ctx;
 use crate::error::{Error, Result};
+use crate::limits;
 use crate::protocol::{self, GroupOut, MemberOut};
 use crate::store::{MemberOp, NotifyLevel};
 use crate::validate;
@@ -20,6 +21,16 @@ pub async fn create(ctx: Ctx) -> Result<Vec<u8>> {
         .iter()
         .map(|m| Ok((m.uid, m.role()?)))
         .collect::<Result<Vec<_>>>()?;
+    let limits = &ctx.app.limits;
+    limits
+        .groups_per_user
+        .check(&ctx.uid)
+        .map_err(|wait| limits::too_many("new groups", wait))?;
+    let others = members.iter().filter(|(uid, _)| *uid != ctx.uid).count();
+    limits
+        .member_adds_per_user
+        .check_n(&ctx.uid, others.min(u32::MAX as usize) as u32)
+        .map_err(|wait| limits::too_many("members added to groups", wait))?;
     let gid = ctx
         .app
         .db
@@ -85,6 +96,14 @@ pub async fn change_members(ctx: Ctx) -> Result<Vec<u8>> {
         }
     };
     validate::member_uids(&req.uids, ctx.app.config.max_group_members)?;
+    if op == MemberOp::Add {
+        let others = req.uids.iter().filter(|uid| **uid != ctx.uid).count();
+        ctx.app
+            .limits
+            .member_adds_per_user
+            .check_n(&ctx.uid, others.min(u32::MAX as usize) as u32)
+            .map_err(|wait| limits::too_many("members added to groups", wait))?;
+    }
     ctx.app
         .change_members(ctx.uid, req.gid, req.uids, op)
         .await?;

@@ -50,6 +50,11 @@ pub async fn group_read(ctx: Ctx) -> Result<Vec<u8>> {
 /// best match first.
 pub async fn search(ctx: Ctx) -> Result<Vec<u8>> {
     let query = validate::search_query(ctx.query("q")?)?;
+    ctx.app
+        .limits
+        .searches_per_user
+        .check(&ctx.uid)
+        .map_err(|wait| crate::limits::too_many("searches", wait))?;
     let gid = ctx.query_opt_u64("gid")?;
     let page = ctx
         .query_opt_u64("page")?

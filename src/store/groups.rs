@@ -86,9 +86,13 @@ pub fn create(
             "a group may have at most {max_members} members"
         )));
     }
+    let admin = users::is_admin(c, creator)?;
     for &(uid, _) in &wanted {
         if !users::exists(c, uid)? {
             return Err(Error::not_found(format!("user {uid} not found")));
+        }
+        if uid != creator {
+            may_add(c, creator, admin, uid)?;
         }
     }
     c.prepare_cached(
@@ -100,6 +104,18 @@ pub fn create(
         add_member(c, gid, uid, role, now)?;
     }
     Ok(gid)
+}
+
+/// Only your friends can be put in a group by you (a server admin may add
+/// anyone): otherwise a stranger could fill anyone's conversation list, and
+/// the shared group would open a direct chat the friends rule refuses.
+fn may_add(c: &Connection, me: u64, admin: bool, uid: u64) -> Result<()> {
+    if admin || friends::are_friends(c, me, uid)? {
+        return Ok(());
+    }
+    Err(Error::forbidden(format!(
+        "user {uid} is not your friend: only friends can be added to a group"
+    )))
 }
 
 fn share_a_group(c: &Connection, a: u64, b: u64) -> Result<bool> {
@@ -228,9 +244,13 @@ pub fn change_members(
     }
     match op {
         MemberOp::Add => {
+            let admin = users::is_admin(c, me)?;
             for &uid in uids {
                 if !users::exists(c, uid)? {
                     return Err(Error::not_found(format!("user {uid} not found")));
+                }
+                if !affected.contains(&uid) {
+                    may_add(c, me, admin, uid)?;
                 }
                 add_member(c, gid, uid, Role::Member, now)?;
             }

@@ -682,26 +682,18 @@ impl Db {
     /// or its disk turns read-only under a running server, and nothing is
     /// acknowledged. For maintenance windows, and the test of that path.
     pub async fn set_read_only(&self, on: bool) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
         // Outside any transaction: query_only cannot change inside one.
-        self.inner
-            .writer
-            .send(writer::Command::Pragma(
-                if on {
-                    "PRAGMA query_only = ON"
-                } else {
-                    "PRAGMA query_only = OFF"
-                },
-                tx,
-            ))
-            .await
-            .map_err(|_| writer::shutting_down())?;
-        rx.await.map_err(|_| writer::shutting_down())?
+        let sql = if on {
+            "PRAGMA query_only = ON"
+        } else {
+            "PRAGMA query_only = OFF"
+        };
+        self.setting(Box::new(move |c| c.execute_batch(sql))).await
     }
 
     /// Changes the size cap of the database while running (0 = none).
     pub async fn set_size_limit(&self, max_mb: u64) -> Result<()> {
-        self.write(move |c| Ok(schema::set_size_limit(c, max_mb)?))
+        self.setting(Box::new(move |c| schema::set_size_limit(c, max_mb)))
             .await
     }
 
@@ -758,6 +750,17 @@ impl Db {
 
     pub async fn notify_levels(&self, uid: u64) -> Result<Vec<(u64, NotifyLevel)>> {
         self.read(move |c| push::levels(c, uid)).await
+    }
+
+    /// Applies a setting on the writer's connection between batches.
+    async fn setting(&self, apply: writer::Setting) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .writer
+            .send(writer::Command::Pragma(apply, tx))
+            .await
+            .map_err(|_| writer::shutting_down())?;
+        rx.await.map_err(|_| writer::shutting_down())?
     }
 
     // ---- administration -----------------------------------------------------
@@ -1036,6 +1039,11 @@ mod tests {
                 .await
                 .unwrap(),
             );
+        }
+        // Only friends can be put in a group.
+        for other in [uids[1], uids[2]] {
+            db.friend_request(uids[0], other).await.unwrap();
+            db.friend_accept(other, uids[0]).await.unwrap();
         }
         let gid = db
             .create_group(

@@ -60,6 +60,13 @@ pub fn exists(c: &Connection, id: u64) -> Result<bool> {
         .exists([id])?)
 }
 
+pub fn is_admin(c: &Connection, id: u64) -> Result<bool> {
+    Ok(
+        c.prepare_cached("SELECT 1 FROM users WHERE id = ?1 AND is_admin = 1")?
+            .exists([id])?,
+    )
+}
+
 pub fn create_session(
     c: &Connection,
     uid: u64,

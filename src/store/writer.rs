@@ -50,12 +50,17 @@ pub(super) trait Job: Send {
     fn finish(self: Box<Self>, commit: Result<()>);
 }
 
+/// A change of the writer connection's settings.
+pub(super) type Setting = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
+
 pub(super) enum Command {
     Job(Box<dyn Job>),
     /// Finish everything queued before this, then stop the thread.
     Stop(oneshot::Sender<()>),
-    /// Run a connection setting between batches (outside any transaction).
-    Pragma(&'static str, oneshot::Sender<Result<()>>),
+    /// Run a connection setting between batches (outside any transaction,
+    /// and whatever room `storage.max_db_mb` leaves: lifting the cap must
+    /// work when it is reached).
+    Pragma(Setting, oneshot::Sender<Result<()>>),
     /// Time has passed: checkpoint if the writer has been idle long enough
     /// (see [`IdleCheckpoint`]). Sent by the database's idle clock.
     Tick,
@@ -450,7 +455,7 @@ fn write(
     upkeep: &mut Upkeep,
 ) -> Option<oneshot::Sender<()>> {
     let mut stop: Option<oneshot::Sender<()>> = None;
-    let mut pragma: Option<(&'static str, oneshot::Sender<Result<()>>)> = None;
+    let mut pragma: Option<(Setting, oneshot::Sender<Result<()>>)> = None;
     while stop.is_none() {
         let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(batch_max.min(64));
         match rx.blocking_recv() {
@@ -484,8 +489,8 @@ fn write(
             let committed = commit_and_count(conn, sends, &mut batch, stats, truncate);
             let _ = out.send(Outcome::Batch(batch, committed));
         }
-        if let Some((sql, reply)) = setting {
-            let applied = conn.execute_batch(sql).map_err(Error::from);
+        if let Some((apply, reply)) = setting {
+            let applied = apply(conn).map_err(Error::from);
             let _ = out.send(Outcome::Setting(reply, applied));
         }
         if let Some(checkpoints) = &upkeep.checkpoints {

@@ -28,7 +28,9 @@ pub fn write_config(dir: &Path) -> PathBuf {
         "log_level = \"info\"\n\
          [auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n\
          [rate_limits]\nlogins_per_account_per_minute = 0\nlogins_per_ip_per_minute = 0\n\
-         registrations_per_ip_per_hour = 0\nmessages_per_second = 0\n",
+         registrations_per_ip_per_hour = 0\nmessages_per_second = 0\n\
+             logins_per_account_per_hour = 0\nframes_per_second = 0\ngroups_per_user_per_hour = 0\n\
+             member_adds_per_user_per_hour = 0\nsearches_per_user_per_minute = 0\n",
     )
     .unwrap();
     path

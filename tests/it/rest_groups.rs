@@ -165,6 +165,7 @@ async fn group_get_lists_the_callers_groups_only() {
     let (b, tb) = srv.user("bob").await;
     let (c, tc) = srv.user("carol").await;
     let g1 = create_group(&srv, &ta, "one", &[b]).await;
+    srv.befriend(&tb, c, &tc, b).await;
     let g2 = create_group(&srv, &tb, "two", &[c]).await;
     let dm = srv.direct(&ta, b).await;
 
@@ -480,11 +481,112 @@ async fn a_direct_chat_needs_a_friend_or_a_shared_group() {
     direct(&tb, a).await.assert_error(403);
     assert!(groups_of(&srv, &ta).await.is_empty());
 
-    // Sharing a group is enough, from either side.
-    create_group(&srv, &tc, "club", &[a]).await;
+    // Sharing a group is enough, from either side (alice, the first
+    // account, is a server admin and may put anyone in a group).
+    create_group(&srv, &ta, "club", &[c]).await;
     let gid = direct(&ta, c).await.assert_ok().as_u64().unwrap();
     assert_eq!(direct(&tc, a).await.assert_ok(), &json!(gid));
     assert_eq!(members(&srv, &tc, gid).await, vec![(a, 1), (c, 1)]);
     // bob shares nothing with carol.
     direct(&tb, c).await.assert_error(403);
+}
+
+/// `uids` added to `gid` by `token`'s user (opType 1); the reply.
+async fn add_members(srv: &TestServer, token: &str, gid: u64, uids: &[u64]) -> Reply {
+    srv.post(
+        "/api/group/user/change",
+        Some(token),
+        json!({"gid": gid, "uids": uids, "opType": 1}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn only_friends_can_be_put_in_a_group_unless_a_server_admin_does_it() {
+    let srv = TestServer::start().await;
+    // The first account is the server's admin.
+    let (admin, tadmin) = srv.user("root").await;
+    let (victim, tv) = srv.user("victim").await;
+    let (stranger, ts) = srv.user("stranger").await;
+    let (friend, tf) = srv.user("friend").await;
+    srv.befriend(&ts, friend, &tf, stranger).await;
+
+    // A stranger can put the victim in no group, at creation or later...
+    let body = json!({"group": {"name": "spam"}, "users": [{"uid": victim}]});
+    create(&srv, &ts, body).await.assert_error(403);
+    let gid = create_group(&srv, &ts, "mine", &[friend]).await;
+    add_members(&srv, &ts, gid, &[victim])
+        .await
+        .assert_error(403);
+    // ...and nothing of a refused change stays, not even the friend's part
+    // of a mixed one.
+    let (pal, tp) = srv.user("pal").await;
+    srv.befriend(&ts, pal, &tp, stranger).await;
+    add_members(&srv, &ts, gid, &[pal, victim])
+        .await
+        .assert_error(403);
+    assert!(groups_of(&srv, &tv).await.is_empty());
+    assert!(groups_of(&srv, &tp).await.is_empty());
+    let (other, _) = srv.user("other").await;
+    assert_eq!(
+        members(&srv, &ts, gid).await,
+        vec![(stranger, 2), (friend, 1)]
+    );
+    // So no shared group opens a direct chat the friends rule refuses.
+    srv.post("/api/group/direct", Some(&ts), json!({"uid": victim}))
+        .await
+        .assert_error(403);
+
+    // A friend can be added; a server admin may add anyone.
+    srv.befriend(&tv, stranger, &ts, victim).await;
+    add_members(&srv, &ts, gid, &[victim]).await.assert_ok();
+    let club = create_group(&srv, &tadmin, "club", &[stranger, other]).await;
+    assert_eq!(
+        members(&srv, &tadmin, club).await,
+        vec![(admin, 2), (stranger, 1), (other, 1)]
+    );
+    // Anyone may leave a group they were put in.
+    srv.post(
+        "/api/group/user/change",
+        Some(&ts),
+        json!({"gid": club, "uids": [stranger], "opType": 2}),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(
+        members(&srv, &tadmin, club).await,
+        vec![(admin, 2), (other, 1)]
+    );
+}
+
+#[tokio::test]
+async fn group_creation_and_member_adds_are_rate_limited() {
+    let srv = TestServer::start_with(|c| {
+        c.rate_limits.groups_per_user_per_hour = 3;
+        c.rate_limits.member_adds_per_user_per_hour = 4;
+    })
+    .await;
+    let (_, ta) = srv.user("alice").await;
+    let (b, tb) = srv.user("bob").await;
+    let (c, tc) = srv.user("carol").await;
+    srv.befriend(&tb, c, &tc, b).await;
+    // Group creation: three an hour.
+    for i in 0..3 {
+        create_group(&srv, &tc, &format!("g{i}"), &[]).await;
+    }
+    let r = create(&srv, &tc, json!({"group": {"name": "g3"}, "users": []})).await;
+    r.assert_error(429);
+    // Member adds: four an hour, at creation and later alike; a request
+    // larger than what is left is refused whole.
+    let gid = create_group(&srv, &tb, "adds", &[c]).await;
+    let (d, td) = srv.user("dave").await;
+    srv.befriend(&tb, d, &td, b).await;
+    add_members(&srv, &tb, gid, &[d]).await.assert_ok();
+    add_members(&srv, &tb, gid, &[c, d, c])
+        .await
+        .assert_error(429);
+    add_members(&srv, &tb, gid, &[c, d]).await.assert_ok();
+    add_members(&srv, &tb, gid, &[d]).await.assert_error(429);
+    // Someone else's limits are their own.
+    create_group(&srv, &ta, "alice's", &[b, c, d]).await;
 }

@@ -478,3 +478,23 @@ async fn search_latency_on_a_large_database() {
         );
     }
 }
+
+#[tokio::test]
+async fn searches_are_rate_limited_per_user() {
+    let srv = TestServer::start_with(|c| c.rate_limits.searches_per_user_per_minute = 3).await;
+    let ((_, ta), (_, tb), _) = direct_pair(&srv, "alice", "bob").await;
+    let get = |token: &str| {
+        let path = "/api/message/search?q=hello".to_owned();
+        let token = token.to_owned();
+        let srv = &srv;
+        async move { srv.get(&path, Some(&token)).await }
+    };
+    for _ in 0..3 {
+        get(&ta).await.assert_ok();
+    }
+    let r = get(&ta).await;
+    r.assert_error(429);
+    assert!(r.headers.get("retry-after").is_some(), "{:?}", r.headers);
+    // Bob's searches are his own.
+    get(&tb).await.assert_ok();
+}

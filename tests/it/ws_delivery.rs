@@ -157,7 +157,8 @@ async fn ack_of_a_foreign_message_is_refused() {
 async fn login_with_a_cursor_replays_everything_after_it() {
     let srv = TestServer::start().await;
     let ((_, ta), (b, tb), direct) = direct_pair(&srv, "alice", "bob").await;
-    let (_, tc) = srv.user("carol").await;
+    let (c, tc) = srv.user("carol").await;
+    srv.befriend(&tc, b, &tb, c).await;
     let group = create_group(&srv, &tc, "bc", &[b]).await;
     let not_bobs = create_group(&srv, &tc, "ac", &[]).await;
     let mut wa = srv.ws_login(&ta).await;
