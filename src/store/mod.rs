@@ -96,6 +96,8 @@ struct Inner {
     /// The last write probe: when, and what it found.
     write_probe: Mutex<Option<(std::time::Instant, Result<()>)>>,
     max_group_members: usize,
+    /// `storage.max_db_mb` in bytes, which the writer fits the file to.
+    size_cap: Arc<AtomicU64>,
     /// The exclusive lock on `<db>.lock` (see [`admin::lock_database`]): one
     /// writer per file, and `rim restore` can tell that a server runs.
     /// Released when the writer has stopped.
@@ -142,6 +144,8 @@ impl Db {
         let publisher = writer::Publisher::start()?;
         let idle = writer::IdleCheckpoint::new(opts.checkpoint_idle, opts.checkpoints);
         let checkpoints = opts.checkpoints;
+        let size_cap = Arc::new(AtomicU64::new(opts.max_db_mb.saturating_mul(1 << 20)));
+        let writer_size_cap = size_cap.clone();
         let handle = std::thread::Builder::new()
             .name("rim-writer".into())
             .spawn(move || {
@@ -152,6 +156,7 @@ impl Db {
                     writer::Settings {
                         batch_max: batch,
                         checkpoints,
+                        size_cap: writer_size_cap,
                     },
                     thread_stats,
                     publisher,
@@ -167,6 +172,7 @@ impl Db {
             readers: Mutex::new(readers),
             read_permits: Semaphore::new(opts.read_connections),
             max_group_members: opts.max_group_members,
+            size_cap,
             lock: Mutex::new(Some(lock)),
             reads: AtomicU64::new(0),
             write_probe: Mutex::new(None),
@@ -693,6 +699,9 @@ impl Db {
 
     /// Changes the size cap of the database while running (0 = none).
     pub async fn set_size_limit(&self, max_mb: u64) -> Result<()> {
+        self.inner
+            .size_cap
+            .store(max_mb.saturating_mul(1 << 20), Ordering::Relaxed);
         self.setting(Box::new(move |c| schema::set_size_limit(c, max_mb)))
             .await
     }

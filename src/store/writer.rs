@@ -16,7 +16,7 @@
 //! savepoint (see [`Job::checks_first`]).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -320,6 +320,7 @@ impl IdleCheckpoint {
 struct Upkeep {
     checkpoints: Option<Checkpoints>,
     idle: IdleCheckpoint,
+    size_cap: Arc<AtomicU64>,
 }
 
 /// Returns the allocator's free memory to the system. SQLite's cache pages
@@ -373,6 +374,8 @@ pub(super) struct Settings {
     pub batch_max: usize,
     /// Whether the writer checkpoints the WAL or leaves it to Litestream.
     pub checkpoints: Checkpointer,
+    /// `storage.max_db_mb` in bytes (0 = none), as changed while running.
+    pub size_cap: Arc<AtomicU64>,
 }
 
 pub(super) fn run(
@@ -411,7 +414,11 @@ pub(super) fn run(
         settings.batch_max,
         &stats,
         &publisher.to,
-        &mut Upkeep { checkpoints, idle },
+        &mut Upkeep {
+            checkpoints,
+            idle,
+            size_cap: settings.size_cap.clone(),
+        },
     );
     publisher.finish();
     match settings.checkpoints {
@@ -485,8 +492,9 @@ fn write(
             upkeep.idle.wrote();
         }
         if !batch.is_empty() {
-            let truncate = upkeep.idle.truncate;
-            let committed = commit_and_count(conn, sends, &mut batch, stats, truncate);
+            let cap = upkeep.size_cap.load(Ordering::Relaxed);
+            fit_to_size_cap(conn, cap, upkeep.idle.truncate);
+            let committed = commit_and_count(conn, sends, &mut batch, stats);
             let _ = out.send(Outcome::Batch(batch, committed));
         }
         if let Some((apply, reply)) = setting {
@@ -514,11 +522,10 @@ fn commit_and_count(
     sends: &mut Sends,
     batch: &mut [Box<dyn Job>],
     stats: &Mutex<WriterStats>,
-    truncate: bool,
 ) -> Result<()> {
     let started = Instant::now();
     let size = batch.len() as u64;
-    let committed = commit_batch(conn, sends, batch, truncate);
+    let committed = commit_batch(conn, sends, batch);
     let micros = started.elapsed().as_micros() as u64;
     if let Ok(mut s) = stats.lock() {
         s.batches += 1;
@@ -574,14 +581,7 @@ pub(super) fn shutting_down() -> Error {
 /// Runs every job of the batch in one transaction, one savepoint each (but
 /// for jobs that check before they write). On any
 /// failure the transaction is rolled back, so a batch is kept whole or not at all.
-/// `truncate`: whether the writer may truncate the WAL (not with Litestream).
-fn commit_batch(
-    conn: &Connection,
-    sends: &mut Sends,
-    batch: &mut [Box<dyn Job>],
-    truncate: bool,
-) -> Result<()> {
-    room_for_a_batch(conn, truncate)?;
+fn commit_batch(conn: &Connection, sends: &mut Sends, batch: &mut [Box<dyn Job>]) -> Result<()> {
     let result = run_batch(conn, sends, batch);
     if result.is_err() {
         sends.discard_positions();
@@ -592,37 +592,40 @@ fn commit_batch(
     result
 }
 
-/// `storage.max_db_mb` is what the database takes on disk, its WAL
-/// included: SQLite's `max_page_count` bounds only the database file, and the
-/// WAL, which keeps its size between checkpoints, went 2.9 MB past the cap.
-/// With a cap set, a batch starts only while the two files together are
-/// under it (a full checkpoint that truncates the WAL is tried first, unless
-/// Litestream owns the WAL), so the cap is exceeded by at most the one batch
-/// that crossed it.
-fn room_for_a_batch(conn: &Connection, truncate: bool) -> Result<()> {
-    let max_pages: u64 = conn.query_row("PRAGMA max_page_count", [], |r| r.get(0))?;
-    if max_pages >= u64::from(u32::MAX - 1) {
-        return Ok(());
+/// `storage.max_db_mb` (`cap`, in bytes; 0 = none) is what the database
+/// takes on disk, its WAL included: SQLite's `max_page_count` bounds only the
+/// database file, and the WAL, which keeps its size between checkpoints, went
+/// 2.9 MB past the cap. Before each batch the file may grow only by what the
+/// WAL leaves of the cap (after a checkpoint that truncates the WAL, when
+/// file and WAL reach the cap, the WAL is a sixteenth of it or more, and
+/// Litestream does not own it). A write that
+/// needs a new page past that fails as on a full disk (507), while writes in
+/// place (the health probe's) go on; the cap is passed by at most the WAL of
+/// one batch.
+fn fit_to_size_cap(conn: &Connection, cap: u64, truncate: bool) {
+    if cap == 0 {
+        return;
     }
     let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
-        return Ok(());
+        return;
     };
-    let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-    let cap = max_pages * page_size;
     let len = |p: &str| std::fs::metadata(p).map_or(0, |m| m.len());
-    let used = || len(path) + len(&format!("{path}-wal"));
-    if used() < cap {
-        return Ok(());
-    }
-    if truncate {
+    let wal_path = format!("{path}-wal");
+    let mut wal = len(&wal_path);
+    // Worth its two syncs only when the WAL holds a good part of the cap.
+    if truncate && wal >= cap / 16 && len(path) + wal >= cap {
         let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        wal = len(&wal_path);
     }
-    if truncate && used() < cap {
-        return Ok(());
+    let fit = || -> rusqlite::Result<()> {
+        let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        // SQLite keeps the cap at the pages the file has if this is fewer.
+        let pages = (cap.saturating_sub(wal) / page_size).max(1);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+    };
+    if let Err(e) = fit() {
+        crate::log_warn!("cannot apply storage.max_db_mb", error = e);
     }
-    Err(Error::Full(
-        "the server's storage is full (storage.max_db_mb)".into(),
-    ))
 }
 
 fn run_batch(conn: &Connection, sends: &mut Sends, batch: &mut [Box<dyn Job>]) -> Result<()> {
