@@ -911,6 +911,16 @@ async fn real_answers_match_the_documented_schemas() {
         json!({"gid": gid, "uids": [a], "opType": 4}),
     )
     .await;
+    // Only friends can be put in a group.
+    api.post_is(200, "/api/friend/add", tb, json!({"fid": c}))
+        .await;
+    api.post_is(
+        200,
+        "/api/friend/status/modify",
+        tc,
+        json!({"fid": b, "status": 1}),
+    )
+    .await;
     let brief = json!({"group": {"name": "brief"}, "users": [{"uid": c}]});
     let brief = api
         .post_is(200, "/api/group/create", tb, brief)

@@ -408,7 +408,9 @@ async fn admins_are_made_and_unmade_and_a_group_keeps_one() {
     let (a, ta) = srv.user("alice").await;
     let (b, tb) = srv.user("bob").await;
     let (c, tc) = srv.user("carol").await;
-    let (d, _) = srv.user("dave").await;
+    let (d, td) = srv.user("dave").await;
+    // Bob will add dave, and only friends can be added.
+    srv.befriend(&tb, d, &td, b).await;
     let gid = create_group(&srv, &ta, "g", &[b, c]).await;
     let mut wc = srv.ws_login(&tc).await;
 
