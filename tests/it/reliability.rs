@@ -58,9 +58,11 @@ async fn full_database_refuses_writes_clearly_and_recovers() {
         answer["content"].as_str().unwrap().contains("full"),
         "{answer}"
     );
-    // REST writes fail the same way, with the wrapper, once the last pages are used up.
+    // REST writes fail the same way, with the wrapper, once the last pages
+    // are used up. (A checkpoint may give back WAL space meanwhile: messages
+    // keep filling it.)
     let mut rest_refused = false;
-    for _ in 0..2000 {
+    for k in 0..2000 {
         let r = srv
             .post(
                 "/api/group/create",
@@ -72,6 +74,12 @@ async fn full_database_refuses_writes_clearly_and_recovers() {
             r.assert_error(507);
             rest_refused = true;
             break;
+        }
+        let answer = ws.send_msg(gid, &big, &format!("more-{k}")).await;
+        if answer["kind"] == "Ack" {
+            acked.push(answer["serverMsgId"].as_u64().unwrap());
+        } else {
+            assert_eq!(answer["code"], 507, "{answer}");
         }
     }
     assert!(rest_refused);

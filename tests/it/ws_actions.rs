@@ -81,6 +81,7 @@ async fn a_reply_to_a_message_of_another_conversation_is_refused() {
     let srv = TestServer::start().await;
     let ((a, ta), (_, tb), gid) = direct_pair(&srv, "alice", "bob").await;
     let (c, tc) = srv.user("carol").await;
+    srv.befriend(&tc, a, &ta, c).await;
     let other = create_group(&srv, &tc, "club", &[a]).await;
     let mut wa = srv.ws_login(&ta).await;
     let mut wc = srv.ws_login(&tc).await;
@@ -144,7 +145,9 @@ async fn an_edit_reaches_every_device_and_history_and_search_show_the_new_text()
 async fn edits_and_deletions_of_others_or_elsewhere_are_refused_and_change_nothing() {
     let srv = TestServer::start().await;
     let ((a, ta), (b, tb), gid) = direct_pair(&srv, "alice", "bob").await;
-    let (_, tc) = srv.user("carol").await;
+    let (c, tc) = srv.user("carol").await;
+    srv.befriend(&tc, a, &ta, c).await;
+    srv.befriend(&tc, b, &tb, c).await;
     let club = create_group(&srv, &tc, "club", &[a, b]).await;
     let mut wa = srv.ws_login(&ta).await;
     let mut wb = srv.ws_login(&tb).await;
