@@ -62,6 +62,7 @@ const FILES: &[(&str, &[u8])] = embed![
     "js/views/groups.js",
     "js/views/search.js",
     "js/views/profile.js",
+    "js/views/actions.js",
 ];
 
 /// A file ready to serve: its bytes and the headers that depend only on it.

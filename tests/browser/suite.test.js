@@ -73,6 +73,9 @@ const STORY = {
     markSaturday: 'Saturday',
     resultSaturday: 'Are you coming on',
     cake: 'Yes! I will bring the cake 🎂',
+    answer: 'Chocolate, please',
+    answerFixed: 'Chocolate or lemon, please',
+    oops: 'Sent to the wrong chat, sorry',
     markup: '<b>bold?</b> <img src=x onerror="window.pwned=1"> map: https://example.org/park?x=1&y=2. not a link: javascript:alert(1)',
     markupProbe: 'map: https://example.org/park',
     searchMarkup: 'bold map',
@@ -102,6 +105,9 @@ const STORY = {
     markSaturday: '周六',
     resultSaturday: '你来吗',
     cake: '来！我带蛋糕 🎂',
+    answer: '要巧克力的',
+    answerFixed: '巧克力或柠檬的都行',
+    oops: '发错了，抱歉',
     // A link right before Chinese punctuation, with no space between them.
     markup: '<b>加粗？</b> <img src=x onerror="window.pwned=1"> 地图：https://example.org/park?x=1&y=2。不是链接：javascript:alert(1)',
     markupProbe: '地图：https://example.org/park',
@@ -583,6 +589,57 @@ describe('rim web client', { concurrency: 1 }, () => {
     await message(bob, S.cake).and(bob.page.locator('[data-status="read"]')).waitFor();
   });
 
+  test('they reply with a quote, edit with the Up key, react, delete, and see typing and presence', async () => {
+    const { alice, bob } = people;
+    // Alice sees Bob online in their direct chat.
+    await alice.page.locator('#conv-sub.online', { hasText: ui('conversation.online') }).waitFor();
+    // Bob answers Alice's question with a quote of it.
+    const question = message(bob, S.saturday);
+    await question.hover();
+    await question.getByRole('button', { name: ui('conversation.reply') }).click();
+    await bob.page.locator('.composer-pending', { hasText: ui('conversation.replyingTo', { name: S.alice }) }).waitFor();
+    // While he types, Alice sees it under the header.
+    await bob.page.getByRole('textbox', { name: ui('conversation.input') }).fill(S.answer);
+    await bob.page.getByRole('textbox', { name: ui('conversation.input') }).press('Space');
+    await alice.page.locator('#conv-sub.typing', { hasText: ui('conversation.typing', { name: S.bob }) }).waitFor();
+    await bob.page.getByRole('textbox', { name: ui('conversation.input') }).press('Enter');
+    const reply = message(alice, S.answer);
+    await reply.locator('.quote', { hasText: S.saturday }).waitFor();
+    // A click on the quote jumps to the message it quotes.
+    await reply.locator('.quote').click();
+    await message(alice, S.saturday).and(alice.page.locator('.flash')).waitFor();
+
+    // Bob corrects his answer: Up in the empty composer edits it.
+    const input = bob.page.getByRole('textbox', { name: ui('conversation.input') });
+    await until('the reply to be stored', async () => (await message(bob, S.answer).getAttribute('data-status')) !== 'pending');
+    await input.press('ArrowUp');
+    await bob.page.locator('.composer-pending', { hasText: ui('conversation.editing') }).waitFor();
+    await input.fill(S.answerFixed);
+    await input.press('Enter');
+    const fixed = message(alice, S.answerFixed);
+    await fixed.locator('.edited', { hasText: ui('conversation.edited') }).waitFor();
+    assert.equal(await message(alice, S.answer).and(alice.page.locator(':not(:has-text("' + S.answerFixed + '"))')).count(), 0);
+
+    // Alice reacts; Bob sees the chip; his click adds his own.
+    await fixed.hover();
+    await fixed.getByRole('button', { name: ui('conversation.react') }).click();
+    await fixed.locator('.pick[data-emoji="👍"]').click();
+    const chip = message(bob, S.answerFixed).locator('.chip[data-emoji="👍"]');
+    await chip.filter({ hasText: '👍 1' }).waitFor();
+    await chip.click();
+    await fixed.locator('.chip[data-emoji="👍"]', { hasText: '👍 2' }).waitFor();
+
+    // Alice sends something by mistake and deletes it, after confirming.
+    await sendAndConfirm(alice, S.oops);
+    await message(bob, S.oops).waitFor();
+    alice.page.once('dialog', (d) => d.accept());
+    const oops = message(alice, S.oops);
+    await oops.hover();
+    await oops.getByRole('button', { name: ui('conversation.delete') }).click();
+    await bob.page.locator('#messages .msg .tombstone', { hasText: ui('conversation.deleted') }).waitFor();
+    await message(bob, S.oops).waitFor({ state: 'detached' });
+  });
+
   test('messages are text: markup stays text and only http(s) links are links', async () => {
     const { alice, bob } = people;
     const text = S.markup;
@@ -650,14 +707,16 @@ describe('rim web client', { concurrency: 1 }, () => {
       await bob.page.locator('#messages').evaluate((el) => {
         el.scrollTop = 0;
       });
-      return (await message(bob, S.saturday).count()) === 1;
+      // Its text once (a reply quotes it too, in a quote rather than a text).
+      return (await bob.page.locator('#messages .msg .text', { hasText: S.saturday }).count()) === 1;
     });
     await bob.page.getByText(ui('conversation.beginning')).waitFor();
     // Every message exactly once, in order.
     const texts = await bob.page.locator('#messages .msg .text').allTextContents();
     const numbered = texts.filter((t) => t.startsWith(S.numberedPrefix));
     assert.deepEqual(numbered, Array.from({ length: 40 }, (_, i) => S.numbered(i + 1)));
-    assert.equal(texts.length, 43);
+    // And the answer, edited, and the tombstone of the deleted one.
+    assert.equal(texts.length, 45);
   });
 
   test('an offline device receives what it missed after reconnecting', async () => {

@@ -28,17 +28,83 @@ const kindName = (k) => (typeof k === 'number' ? KINDS[k] || 'Text' : KINDS.incl
 let localSeq = 0;
 
 /** A message as the views see it, from a history row, a push or a send. */
-function message({ id, gid, uid, kind, content, cmid, time, status }) {
-  return { id: id || null, gid, uid, kind: kindName(kind), content: content ?? '', cmid: cmid || '', time, status, seq: ++localSeq, error: '' };
+function message({ id, gid, uid, kind, content, cmid, time, status, replyTo, edited, deleted, reactions }) {
+  return {
+    id: id || null,
+    gid,
+    uid,
+    kind: kindName(kind),
+    content: content ?? '',
+    cmid: cmid || '',
+    time,
+    status,
+    seq: ++localSeq,
+    error: '',
+    replyTo: replyTo || null,
+    edited: !!edited,
+    deleted: !!deleted,
+    reactions: reactions || [], // [{content, uids}]
+  };
 }
 
 function fromRest(m) {
-  return message({ id: m.id, gid: m.gid, uid: m.uid, kind: m.kind, content: m.content, cmid: m.client_msg_id, time: timeOf(m), status: 'sent' });
+  return message({
+    id: m.id,
+    gid: m.gid,
+    uid: m.uid,
+    kind: m.kind,
+    content: m.content,
+    cmid: m.client_msg_id,
+    time: timeOf(m),
+    status: 'sent',
+    replyTo: m.replyTo,
+    edited: !!m.editTime,
+    deleted: m.deleted,
+    reactions: m.reactions,
+  });
 }
 
 function fromPush(b) {
-  return message({ id: b.msgId, gid: b.gid, uid: b.uid, kind: b.kind, content: b.content, cmid: b.clientMsgId, time: timeOf(b), status: 'sent' });
+  return message({
+    id: b.msgId,
+    gid: b.gid,
+    uid: b.uid,
+    kind: b.kind,
+    content: b.content,
+    cmid: b.clientMsgId,
+    time: timeOf(b),
+    status: 'sent',
+    replyTo: b.replyTo,
+    edited: !!b.editTime,
+    deleted: b.deleted,
+  });
 }
+
+/** Applies an Edit, Delete or React push body to message `m`. */
+function applyChange(m, event, b) {
+  if (event === 'Edit') {
+    m.content = b.content;
+    m.edited = true;
+  } else if (event === 'Delete') {
+    m.deleted = true;
+    m.content = '';
+    m.reactions = [];
+  } else if (event === 'React') {
+    let r = m.reactions.find((x) => x.content === b.content);
+    if (b.on) {
+      if (!r) m.reactions = [...m.reactions, (r = { content: b.content, uids: [] })];
+      if (!r.uids.includes(b.uid)) r.uids = [...r.uids, b.uid];
+    } else if (r) {
+      r.uids = r.uids.filter((u) => u !== b.uid);
+      if (!r.uids.length) m.reactions = m.reactions.filter((x) => x !== r);
+    }
+  }
+}
+
+/** How long a Typing push shows "typing…". */
+const TYPING_SHOWN_MS = 4_000;
+/** Typing is told to the server at most this often (it passes on one per 2 s). */
+const TYPING_EVERY_MS = 2_000;
 
 /** The attachment of an Image or File message: {fileId, name, size,
  * contentType, width, height}, or null when the content is not one (an
@@ -100,6 +166,8 @@ class Store extends EventTarget {
     // The resume cursor: every message up to this id has been received.
     this.cursor = 0;
     this.recent = []; // {id, at, epoch}: received, not yet counted in the cursor
+    this.presence = new Map(); // uid -> {online, lastSeen}
+    this.typedAt = new Map(); // gid -> when I last sent Typing
     clearInterval(this.promoteTimer);
     this.promoteTimer = null;
     for (const { timer } of this.outbox ? this.outbox.values() : []) clearTimeout(timer);
@@ -505,10 +573,10 @@ class Store extends EventTarget {
 
   // ---- sending -------------------------------------------------------------
 
-  send(gid, text) {
+  send(gid, text, replyTo = null) {
     const c = this.convs.get(gid);
     if (!c) return;
-    const msg = message({ gid, uid: this.me.id, kind: 'Text', content: text, cmid: newClientId('m'), time: new Date(), status: 'pending' });
+    const msg = message({ gid, uid: this.me.id, kind: 'Text', content: text, cmid: newClientId('m'), time: new Date(), status: 'pending', replyTo });
     this.insert(c, msg);
     c.last = msg;
     this.queue(msg);
@@ -592,7 +660,7 @@ class Store extends EventTarget {
     // Offline: it goes out when the socket is back, if still within its time.
     if (!this.socket || !this.socket.online) return;
     this.socket
-      .request('Msg', { kind: msg.kind, gid: msg.gid, content: msg.content, clientMsgId: msg.cmid })
+      .request('Msg', { kind: msg.kind, gid: msg.gid, content: msg.content, clientMsgId: msg.cmid, ...(msg.replyTo ? { replyTo: msg.replyTo } : {}) })
       .then((ack) => this.settle(msg, ack.serverMsgId, null))
       .catch((err) => {
         // Code 0: the connection dropped; the message is resent on reconnect.
@@ -634,6 +702,9 @@ class Store extends EventTarget {
   onPush(frame) {
     const b = frame.body || {};
     if (frame.event === 'Msg') this.onMessage(fromPush(b));
+    else if (frame.event === 'Edit' || frame.event === 'Delete' || frame.event === 'React') this.onChange(frame.event, b);
+    else if (frame.event === 'Typing') this.onTyping(b.gid, b.uid);
+    else if (frame.event === 'Presence') this.onPresence(b);
     else if (frame.event === 'Read') this.onRead(b.gid, b.uid, b.msgId);
     else if (frame.event === 'Notify') this.onNotify(b);
   }
@@ -658,6 +729,108 @@ class Store extends EventTarget {
     this.userName(msg.uid);
     this.emit('conv', { gid: c.gid, incoming: fresh });
     this.emit('chats');
+  }
+
+  /** An edit, deletion or reaction (live or replayed): applied to the
+   * message if it is loaded; history shows the current state otherwise. */
+  onChange(event, b) {
+    if (b.changeId && this.socket) this.recent.push({ id: b.changeId, at: Date.now(), epoch: this.socket.epoch });
+    const c = this.convs.get(b.gid);
+    const m = c && c.messages.find((x) => x.id === b.msgId);
+    if (!m) return;
+    applyChange(m, event, b);
+    if (event === 'Edit' && b.uid !== this.me.id) this.clearTyping(c, b.uid);
+    this.emit('conv', { gid: b.gid });
+    if (c.last === m) this.emit('chats');
+  }
+
+  onTyping(gid, uid) {
+    const c = this.convs.get(gid);
+    if (!c || uid === this.me.id) return;
+    if (!c.typing) c.typing = new Map();
+    clearTimeout(c.typing.get(uid));
+    c.typing.set(
+      uid,
+      setTimeout(() => this.clearTyping(c, uid), TYPING_SHOWN_MS),
+    );
+    this.userName(uid);
+    this.emit('conv', { gid });
+  }
+
+  clearTyping(c, uid) {
+    if (!c.typing || !c.typing.has(uid)) return;
+    clearTimeout(c.typing.get(uid));
+    c.typing.delete(uid);
+    this.emit('conv', { gid: c.gid });
+  }
+
+  /** Who is typing in conversation `c` now (uids). */
+  typingIn(c) {
+    return c && c.typing ? [...c.typing.keys()] : [];
+  }
+
+  onPresence(b) {
+    this.presence.set(b.uid, { online: !!b.online, lastSeen: b.lastSeen ? timeOf({ createTime: b.lastSeen }) : null });
+    this.emit('presence', { uid: b.uid });
+    this.emit('chats');
+  }
+
+  /** {online, lastSeen} of `uid` as far as pushes and user/get told. */
+  presenceOf(uid) {
+    return this.presence.get(uid) || null;
+  }
+
+  /** Reads whether `uid` is online now (the pushes then keep it current). */
+  async loadPresence(uid) {
+    if (this.presence.has(uid)) return;
+    const u = await api.user(uid);
+    if (!this.presence.has(uid)) this.presence.set(uid, { online: !!u.online, lastSeen: u.lastSeen ? timeOf({ createTime: u.lastSeen }) : null });
+    this.emit('presence', { uid });
+  }
+
+  /** Tells the others I am typing in `gid` (at most every 2 s). */
+  typing(gid) {
+    const now = Date.now();
+    if (!this.socket || !this.socket.online || now - (this.typedAt.get(gid) || 0) < TYPING_EVERY_MS) return;
+    this.typedAt.set(gid, now);
+    this.socket.request('Typing', { gid, clientMsgId: newClientId('t') }).catch(() => {});
+  }
+
+  /** Sends an Edit, Delete or React for stored message `m`; the change
+   * shows at once and stays if the server accepts it. */
+  async change(event, m, content) {
+    if (!m.id || !this.socket || !this.socket.online) throw new Error(t('errors.notConnected'));
+    const body = { gid: m.gid, msgId: m.id, clientMsgId: newClientId('c') };
+    if (content !== undefined) body.content = content;
+    const ack = await this.socket.request(event, body);
+    const b = { ...body, uid: this.me.id, changeId: ack.serverMsgId };
+    if (event === 'React') b.on = !(m.reactions.find((r) => r.content === content) || { uids: [] }).uids.includes(this.me.id);
+    applyChange(m, event, b);
+    this.emit('conv', { gid: m.gid });
+    this.emit('chats');
+  }
+
+  edit(m, text) {
+    return this.change('Edit', m, text);
+  }
+
+  remove(m) {
+    return this.change('Delete', m);
+  }
+
+  react(m, emoji) {
+    return this.change('React', m, emoji);
+  }
+
+  /** My newest stored, not deleted text message in `gid` (what Up edits). */
+  lastOwn(gid) {
+    const c = this.convs.get(gid);
+    if (!c) return null;
+    for (let i = c.messages.length - 1; i >= 0; i--) {
+      const m = c.messages[i];
+      if (m.uid === this.me.id && m.id && !m.deleted && (m.kind === 'Text' || m.kind === 'RichText')) return m;
+    }
+    return null;
   }
 
   onRead(gid, uid, msgId) {

@@ -13,6 +13,7 @@ import { dayKey, dayLabel, timeLabel, fullTimeLabel, linkify, fileSize } from '.
 import { t, onLocaleChange } from '../i18n.js';
 import { convAvatar } from './profile.js';
 import { openMembers } from './groups.js';
+import { actionBar, chips, headerNote, quote } from './actions.js';
 
 const NEAR_BOTTOM_PX = 80;
 const LOAD_OLDER_PX = 200;
@@ -24,6 +25,9 @@ let gid = null;
 let els = null;
 /** key -> {el, sig} */
 let rendered = new Map();
+/** The message a reply being written answers, and the message being edited. */
+let replyTarget = null;
+let editTarget = null;
 
 function build() {
   const root = byId('conversation');
@@ -65,7 +69,15 @@ function build() {
     svg('M21 11.5l-8.6 8.6a5.5 5.5 0 0 1-7.8-7.8l8.6-8.6a3.7 3.7 0 0 1 5.2 5.2l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6l7.9-7.9'),
   );
   const composer = h('form', { class: 'composer', 'aria-label': t('conversation.composer') }, attach, picker, input, send);
-  replace(root, head, h('div', { class: 'messages-wrap' }, scroller, jump), composer);
+  // Above the composer while a reply or an edit is being written.
+  const pendingText = h('span', { class: 'pending-text' });
+  const pendingCancel = h(
+    'button',
+    { type: 'button', class: 'link-button', onclick: () => cancelPending() },
+    t('conversation.cancel'),
+  );
+  const pending = h('div', { class: 'composer-pending', hidden: true }, pendingText, pendingCancel);
+  replace(root, head, h('div', { class: 'messages-wrap' }, scroller, jump), pending, composer);
 
   const sendFiles = (files) => {
     if (!gid) return;
@@ -101,10 +113,22 @@ function build() {
     if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
       ev.preventDefault();
       submit();
+    } else if (ev.key === 'ArrowUp' && !input.value && gid) {
+      // Up in an empty composer edits my last message.
+      const m = store.lastOwn(gid);
+      if (m) {
+        ev.preventDefault();
+        startEdit(m);
+      }
+    } else if (ev.key === 'Escape' && (replyTarget || editTarget)) {
+      cancelPending();
     }
   });
-  input.addEventListener('input', grow);
-  els = { root, title, sub, members, olderBox, older, start, list, scroller, jump, input, avatarSlot: byId('conv-avatar') };
+  input.addEventListener('input', () => {
+    grow();
+    if (gid && input.value && !editTarget) store.typing(gid);
+  });
+  els = { root, title, sub, members, olderBox, older, start, list, scroller, jump, input, pending, pendingText, avatarSlot: byId('conv-avatar') };
 }
 
 function svg(d) {
@@ -127,10 +151,46 @@ function grow() {
 function submit() {
   const text = els.input.value.trim();
   if (!text || !gid) return;
-  store.send(gid, text);
+  if (editTarget) {
+    const m = editTarget;
+    if (text !== m.content) {
+      store.edit(m, text).catch((e) => store.toast(t('conversation.actionFailed', { error: e.message })));
+    }
+  } else {
+    store.send(gid, text, replyTarget ? replyTarget.id : null);
+  }
+  cancelPending();
   els.input.value = '';
   grow();
   els.input.focus();
+}
+
+function showPending(text) {
+  els.pendingText.textContent = text;
+  els.pending.hidden = !text;
+}
+
+function startReply(m) {
+  editTarget = null;
+  replyTarget = m;
+  showPending(t('conversation.replyingTo', { name: store.userName(m.uid) }));
+  els.input.focus();
+}
+
+function startEdit(m) {
+  replyTarget = null;
+  editTarget = m;
+  showPending(t('conversation.editing'));
+  els.input.value = m.content;
+  grow();
+  els.input.focus();
+}
+
+function cancelPending() {
+  if (editTarget) els.input.value = '';
+  replyTarget = null;
+  editTarget = null;
+  showPending('');
 }
 
 // ---- scrolling and reading ---------------------------------------------------
@@ -316,12 +376,14 @@ function bubble(c, m, showName) {
     showName && !mine && c.mode === 0 ? h('div', { class: `sender ${hueClass(`u${m.uid}`)}` }, name) : null,
     h(
       'div',
-      { class: `bubble${m.kind === 'Image' && attachmentOf(m) ? ' has-photo' : ''}` },
+      { class: `bubble${m.kind === 'Image' && attachmentOf(m) ? ' has-photo' : ''}${m.deleted ? ' deleted' : ''}` },
       h('span', { class: 'sr-only' }, `${mine ? t('conversation.youSaid') : t('conversation.theySaid', { name })} `),
-      renderBody(m),
+      quote(c, m),
+      m.deleted ? h('p', { class: 'text tombstone' }, t('conversation.deleted')) : renderBody(m),
       h(
         'span',
         { class: 'meta' },
+        m.edited && !m.deleted ? h('span', { class: 'edited' }, t('conversation.edited')) : null,
         h('time', { datetime: m.time.toISOString(), title: fullTimeLabel(m.time) }, time),
         status ? h('span', { class: `status ${status.cls}`, title: status.label }, h('span', { 'aria-hidden': 'true' }, status.icon), h('span', { class: 'sr-only' }, status.label)) : null,
       ),
@@ -334,6 +396,8 @@ function bubble(c, m, showName) {
           h('button', { type: 'button', class: 'link-button', onclick: () => store.retry(m) }, t('conversation.retry')),
         )
       : null,
+    chips(m),
+    actionBar(c, m, { onReply: startReply, onEdit: startEdit }),
   );
 }
 
@@ -353,6 +417,11 @@ function render(detail = {}) {
     els.sub.textContent = n ? t('conversation.memberCount', { count: n }) : '';
   }
   els.members.hidden = c.mode !== 0;
+  const note = headerNote(c);
+  if (note) els.sub.textContent = note.text;
+  els.sub.classList.toggle('typing', !!(note && note.typing));
+  els.sub.classList.toggle('online', !!(note && note.online));
+  if (c.mode === 1 && c.partner) store.loadPresence(c.partner).catch(() => {});
 
   const wanted = [];
   const next = new Map();
@@ -369,7 +438,24 @@ function render(detail = {}) {
     }
     const showName = !prev || prev.uid !== m.uid || m.time - prev.time > RUN_MS || dayKey(prev.time) !== day;
     const status = m.uid === store.me.id ? statusOf(c, m).label : '';
-    const sig = [m.id, m.status, m.error, status, showName, store.userName(m.uid), m.time.getTime(), m.kind, m.content].join('|');
+    const reactions = m.reactions.map((r) => `${r.content}:${r.uids.join(',')}`).join(' ');
+    const quoted = m.replyTo ? c.messages.find((x) => x.id === m.replyTo) : null;
+    const sig = [
+      m.id,
+      m.status,
+      m.error,
+      status,
+      showName,
+      store.userName(m.uid),
+      m.time.getTime(),
+      m.kind,
+      m.content,
+      m.edited,
+      m.deleted,
+      reactions,
+      m.replyTo,
+      quoted ? `${quoted.content}|${quoted.deleted}` : '',
+    ].join('|');
     const key = keyOf(m);
     const old = rendered.get(key);
     const el = old && old.sig === sig ? old.el : bubble(c, m, showName);
@@ -410,6 +496,9 @@ export async function openConversation(next) {
     els.list.replaceChildren();
     els.jump.hidden = true;
     els.input.value = '';
+    replyTarget = null;
+    editTarget = null;
+    showPending('');
     grow();
   }
   els.root.dataset.gid = String(gid);

@@ -1,0 +1,138 @@
+// What a person can do to a message in the open conversation, and what the
+// others' actions show: the quote of the message a reply answers (a click
+// jumps to it), reaction chips and the reaction picker, the reply / edit /
+// delete buttons, "typing…" and presence under the header. The conversation
+// view places these; the state (store.edit, remove, react, typing) does the
+// talking to the server.
+
+import { store } from '../state.js';
+import { h } from '../dom.js';
+import { fullTimeLabel } from '../format.js';
+import { t } from '../i18n.js';
+
+/** The reactions offered by the picker. */
+export const REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🎉'];
+
+/** A short text of message `m` for a quote. */
+function gist(m) {
+  if (m.deleted) return t('conversation.deleted');
+  if (m.kind === 'Image') return t('conversation.photo');
+  if (m.kind === 'File') return t('conversation.file');
+  return m.content.length > 80 ? `${m.content.slice(0, 80)}…` : m.content;
+}
+
+/** Scrolls to message `id` and marks it for a moment. */
+export function jumpTo(id) {
+  const el = document.querySelector(`.msg[data-id="${Number(id)}"]`);
+  if (!el) {
+    store.toast(t('conversation.quoteNotLoaded'));
+    return;
+  }
+  el.scrollIntoView({ block: 'center', behavior: 'smooth' });
+  el.classList.add('flash');
+  setTimeout(() => el.classList.remove('flash'), 1500);
+}
+
+/** The quote above a reply, or null. */
+export function quote(c, m) {
+  if (!m.replyTo) return null;
+  const target = c.messages.find((x) => x.id === m.replyTo);
+  const who = target ? store.userName(target.uid) : '';
+  return h(
+    'button',
+    { type: 'button', class: 'quote', dataset: { replyTo: String(m.replyTo) }, onclick: () => jumpTo(m.replyTo) },
+    h('span', { class: 'quote-name' }, who),
+    h('span', { class: 'quote-text' }, target ? gist(target) : t('conversation.quoteNotLoaded')),
+  );
+}
+
+/** The reaction chips under a message: each toggles my reaction. */
+export function chips(m) {
+  if (!m.reactions.length || m.deleted) return null;
+  return h(
+    'div',
+    { class: 'reactions' },
+    m.reactions.map((r) => {
+      const mine = r.uids.includes(store.me.id);
+      const names = r.uids.map((u) => store.userName(u)).join(', ');
+      return h(
+        'button',
+        {
+          type: 'button',
+          class: `chip${mine ? ' mine' : ''}`,
+          'aria-pressed': mine ? 'true' : 'false',
+          title: names,
+          dataset: { emoji: r.content },
+          onclick: () => act(() => store.react(m, r.content)),
+        },
+        `${r.content} ${r.uids.length}`,
+      );
+    }),
+  );
+}
+
+/** Runs a message action, telling what went wrong. */
+function act(fn) {
+  Promise.resolve()
+    .then(fn)
+    .catch((e) => store.toast(t('conversation.actionFailed', { error: e.message })));
+}
+
+/** The action buttons of a stored message. `onReply` and `onEdit` start a
+ * reply or an edit in the composer. */
+export function actionBar(c, m, { onReply, onEdit }) {
+  if (!m.id || m.deleted) return null;
+  const mine = m.uid === store.me.id;
+  const admin = c.mode === 0 && c.members && c.members.get(store.me.id) === 2;
+  const picker = h(
+    'div',
+    { class: 'reaction-picker', role: 'menu', hidden: true },
+    REACTIONS.map((e) =>
+      h(
+        'button',
+        {
+          type: 'button',
+          role: 'menuitem',
+          class: 'pick',
+          dataset: { emoji: e },
+          onclick: () => {
+            picker.hidden = true;
+            act(() => store.react(m, e));
+          },
+        },
+        e,
+      ),
+    ),
+  );
+  const button = (label, cls, onclick) => h('button', { type: 'button', class: `act ${cls}`, title: label, 'aria-label': label, onclick }, label);
+  return h(
+    'div',
+    { class: 'actions' },
+    button(t('conversation.reply'), 'reply', () => onReply(m)),
+    button(t('conversation.react'), 'react', () => {
+      picker.hidden = !picker.hidden;
+    }),
+    mine && (m.kind === 'Text' || m.kind === 'RichText') ? button(t('conversation.edit'), 'edit', () => onEdit(m)) : null,
+    mine || admin
+      ? button(t('conversation.delete'), 'delete', () => {
+          if (confirm(t('conversation.deleteConfirm'))) act(() => store.remove(m));
+        })
+      : null,
+    picker,
+  );
+}
+
+/** What shows under the header: who is typing, or, in a direct chat,
+ * whether the other person is online or when they were last seen. Empty
+ * when there is nothing to say. */
+export function headerNote(c) {
+  const typing = store.typingIn(c);
+  if (typing.length === 1) return { text: t('conversation.typing', { name: store.userName(typing[0]) }), typing: true };
+  if (typing.length > 1) return { text: t('conversation.severalTyping', { count: typing.length }), typing: true };
+  if (c.mode === 1 && c.partner) {
+    const p = store.presenceOf(c.partner);
+    if (p && p.online) return { text: t('conversation.online'), online: true };
+    if (p && p.lastSeen) return { text: t('conversation.lastSeen', { time: fullTimeLabel(p.lastSeen) }) };
+  }
+  return null;
+}
