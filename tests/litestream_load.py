@@ -4,9 +4,15 @@ Used by tests/litestream.sh. Registers SENDERS people in pairs, gives each
 pair a group, logs everyone in over WebSocket and has each send text
 messages with up to WINDOW unacknowledged at once. Every acknowledged
 message (its serverMsgId and content) is written to ACKED as
-`id<TAB>content` lines. Once KILL_AT messages are acknowledged, or after
-LIMIT seconds, the server gets SIGKILL while the messages in flight are
-still unanswered; the senders then stop at their broken connections.
+`id<TAB>content` lines. Once KILL_AT messages are acknowledged (or after
+LIMIT seconds) the server gets SIGKILL:
+
+- by default between two commits: the senders stop sending, and the kill
+  comes the moment the last answer is in, with the server still busy
+  publishing and the connections open;
+- with LITESTREAM_KILL=midstream while messages are in flight, which may
+  land in the middle of a commit (see tests/litestream.sh for why that is
+  not the default).
 
 Bounded in count (each sender sends at most PER_SENDER messages) and in
 time (LIMIT seconds for the load, ten more for the connections to close).
@@ -71,11 +77,18 @@ class Run:
         self.pid = pid
         self.acked = {}  # serverMsgId -> content
         self.killed = False
+        self.stopping = False
+        self.in_flight = 0
+        self.midstream = os.environ.get("LITESTREAM_KILL") == "midstream"
         self.started = time.monotonic()
 
     def maybe_kill(self):
         late = time.monotonic() - self.started > LIMIT
-        if not self.killed and (len(self.acked) >= KILL_AT or late):
+        if len(self.acked) >= KILL_AT or late:
+            self.stopping = True
+        if self.killed or not self.stopping:
+            return
+        if self.midstream or self.in_flight == 0:
             self.killed = True
             os.kill(self.pid, signal.SIGKILL)
 
@@ -96,11 +109,12 @@ async def sender(run, ws_url, n, token, gid):
             async def send_all():
                 for k in range(PER_SENDER):
                     await room.acquire()
-                    if run.killed:
+                    if run.killed or (run.stopping and not run.midstream):
                         return
                     cid = f"s{n}-{k}"
                     content = f"litestream {n} {k}"
                     pending[cid] = content
+                    run.in_flight += 1
                     await ws.send(json.dumps({
                         "event": "Msg",
                         "body": {"kind": "Text", "gid": gid, "content": content, "clientMsgId": cid},
@@ -114,12 +128,13 @@ async def sender(run, ws_url, n, token, gid):
                     if "event" in answer or cid not in pending:
                         continue  # a push of the partner's message
                     content = pending.pop(cid)
+                    run.in_flight -= 1
                     if answer.get("kind") != "Ack" or answer.get("code") != 200:
                         raise SystemExit(f"message {cid} refused: {answer}")
                     run.acked[answer["serverMsgId"]] = content
                     run.maybe_kill()
                     room.release()
-                    if writer.done() and not pending:
+                    if writer.done() and not pending and not run.stopping:
                         return
             finally:
                 writer.cancel()
