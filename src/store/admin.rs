@@ -87,10 +87,11 @@ pub fn lock_path(db: &Path) -> PathBuf {
 /// else holds it.
 pub fn lock_database(db: &Path) -> anyhow::Result<File> {
     let path = lock_path(db);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
         .open(&path)
         .with_context(|| format!("cannot create the lock file {}", path.display()))?;
     match file.try_lock() {
@@ -396,6 +397,8 @@ pub fn copy_into(c: &Connection, dest: &Path) -> Result<()> {
     let dest = dest
         .to_str()
         .ok_or_else(|| Error::bad_request("the destination path is not valid UTF-8"))?;
+    schema::create_private(Path::new(dest))
+        .map_err(|e| Error::Internal(format!("cannot create {dest}: {e}")))?;
     c.execute("VACUUM INTO ?1", [dest])?;
     Ok(())
 }

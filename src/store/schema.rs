@@ -43,7 +43,26 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Opens (creating if needed) the read-write connection and brings the schema
 /// up to date.
+/// Creates `path` empty, readable and writable by its owner only (0600),
+/// unless it exists. SQLite creates a database's `-wal` and `-shm` with the
+/// database file's permissions, and `VACUUM INTO` writes into an empty file,
+/// so a database, its companions and its copies stay private whatever the
+/// umask (which would otherwise leave them 0644, readable by every local
+/// user).
+pub fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn open_writer(path: &Path, sync: Synchronous, max_mb: u64) -> anyhow::Result<Connection> {
+    create_private(path).with_context(|| format!("cannot create database {}", path.display()))?;
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE

@@ -675,3 +675,43 @@ async fn restore_refuses_a_running_server_and_bad_files_then_keeps_the_old_datab
         .unwrap();
     assert_eq!(users, 2);
 }
+
+/// The permission bits of `path` that let others than its owner in.
+fn open_to_others(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    meta.permissions().mode() & 0o077
+}
+
+#[tokio::test]
+async fn the_database_its_companions_and_its_copies_are_private_whatever_the_umask() {
+    let srv = TestServer::start().await;
+    let ((_, ta), _, gid) = direct_pair(&srv, "alice", "bob").await;
+    let mut ws = srv.ws_login(&ta).await;
+    assert_ack(&ws.send_msg(gid, "private", "p1").await, "p1");
+    let with = |suffix: &str| {
+        let mut p = srv.db_path.clone().into_os_string();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    for path in [with(""), with("-wal"), with("-shm"), with(".lock")] {
+        assert_eq!(open_to_others(&path), 0, "{}", path.display());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let dest = dir.path().join("backup.db");
+    rim(
+        &["backup", dest.to_str().unwrap()],
+        &srv.db_path,
+        &config,
+        "",
+    )
+    .await
+    .assert_ok();
+    assert_eq!(open_to_others(&dest), 0, "the backup");
+    let restored = dir.path().join("restored.db");
+    rim(&["restore", dest.to_str().unwrap()], &restored, &config, "")
+        .await
+        .assert_ok();
+    assert_eq!(open_to_others(&restored), 0, "the restored database");
+}
