@@ -85,7 +85,15 @@ pub fn lock_path(db: &Path) -> PathBuf {
 /// drops the lock when the file is closed or the process dies, even by
 /// `kill -9`, so a stale lock file is harmless. Fails at once if someone
 /// else holds it.
+///
+/// The lock is taken beside the file itself, not beside the name given: a
+/// symlink is followed to the database it names (two servers reached the
+/// same file through a link and each stored the other's resends), and a
+/// database with more than one hard link is refused, since its other names
+/// would have locks of their own (two writers through a hard link corrupted
+/// a database).
 pub fn lock_database(db: &Path) -> anyhow::Result<File> {
+    let db = &the_file_itself(db)?;
     let path = lock_path(db);
     let mut options = OpenOptions::new();
     options.create(true).truncate(false).write(true);
@@ -104,6 +112,44 @@ pub fn lock_database(db: &Path) -> anyhow::Result<File> {
         Err(TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }
+    }
+}
+
+/// `db` with every symlink resolved (its directory's, when the file does
+/// not exist yet); an error for a file with other hard links.
+fn the_file_itself(db: &Path) -> anyhow::Result<PathBuf> {
+    match std::fs::canonicalize(db) {
+        Ok(real) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                let links = std::fs::metadata(&real)
+                    .with_context(|| format!("cannot read {}", real.display()))?
+                    .nlink();
+                if links > 1 {
+                    bail!(
+                        "{} has {links} hard links: another name for the same file would \
+                         let a second server write it at once; keep one name (remove the \
+                         other links) or copy the file with `rim backup`",
+                        db.display()
+                    );
+                }
+            }
+            Ok(real)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = db
+                .file_name()
+                .with_context(|| format!("{} names no file", db.display()))?;
+            let dir = match db.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            let dir = std::fs::canonicalize(dir)
+                .with_context(|| format!("cannot find the directory of {}", db.display()))?;
+            Ok(dir.join(name))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot find {}", db.display())),
     }
 }
 

@@ -715,3 +715,51 @@ async fn the_database_its_companions_and_its_copies_are_private_whatever_the_uma
         .assert_ok();
     assert_eq!(open_to_others(&restored), 0, "the restored database");
 }
+
+/// Runs `rim serve` on `db` and expects it to refuse to start; its log.
+async fn serve_is_refused(db: &Path, config: &Path) -> String {
+    let out = tokio::time::timeout(
+        WAIT * 6,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_rim"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("a refused server exits at once")
+    .unwrap();
+    assert!(
+        !out.status.success(),
+        "rim serve on {} started",
+        db.display()
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_second_server_through_a_symlink_or_a_hard_link_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let db = dir.path().join("rim.db");
+    let first = ChildServer::start(&config, &db).await;
+    // The same file through a symlink: the lock is the file's own.
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(&db, &link).unwrap();
+    let log = serve_is_refused(&link, &config).await;
+    assert!(log.contains("another rim server"), "{log}");
+    // Through a hard link: a second name is refused whatever runs.
+    let hard = dir.path().join("hard.db");
+    std::fs::hard_link(&db, &hard).unwrap();
+    let log = serve_is_refused(&hard, &config).await;
+    assert!(log.contains("hard links"), "{log}");
+    first.terminate().await;
+    let log = serve_is_refused(&db, &config).await;
+    assert!(log.contains("hard links"), "{log}");
+    std::fs::remove_file(&hard).unwrap();
+    // With one name again, it serves.
+    ChildServer::start(&config, &db).await.terminate().await;
+}
