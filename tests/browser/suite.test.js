@@ -629,9 +629,18 @@ describe('rim web client', { concurrency: 1 }, () => {
     await chip.click();
     await fixed.locator('.chip[data-emoji="👍"]', { hasText: '👍 2' }).waitFor();
 
+    // Typing @ offers the members: Tab completes Bob's account.
+    const aliceInput = alice.page.getByRole('textbox', { name: ui('conversation.input') });
+    await aliceInput.pressSequentially(`@${bob.account.slice(0, 2)}`);
+    await alice.page.locator(`.mention-choice[data-account="${bob.account}"]`).waitFor();
+    await aliceInput.press('Tab');
+    assert.equal(await aliceInput.inputValue(), `@${bob.account} `);
+    await aliceInput.fill('');
+
     // Alice sends something by mistake and deletes it, after confirming.
     await sendAndConfirm(alice, S.oops);
-    await message(bob, S.oops).waitFor();
+    // Once Bob has read it, its bubble stays as it is while Alice acts on it.
+    await message(alice, S.oops).and(alice.page.locator('[data-status="read"]')).waitFor();
     alice.page.once('dialog', (d) => d.accept());
     const oops = message(alice, S.oops);
     await oops.hover();

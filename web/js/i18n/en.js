@@ -66,6 +66,7 @@ export default {
     separator: ', ',
   },
   conversation: {
+    mentionList: 'Members to mention',
     reply: 'Reply',
     react: 'React',
     edit: 'Edit',

@@ -65,6 +65,7 @@ export default {
     separator: '，',
   },
   conversation: {
+    mentionList: '可提及的成员',
     reply: '回复',
     react: '表情回应',
     edit: '编辑',

@@ -122,6 +122,26 @@ export function actionBar(c, m, { onReply, onEdit }) {
   );
 }
 
+/** The `@account` being typed right before `caret` in `text`: {start,
+ * prefix}, or null. */
+export function mentionAt(text, caret) {
+  const m = /(^|\s)@([A-Za-z0-9_.-]*)$/.exec(text.slice(0, caret));
+  return m ? { start: caret - m[2].length - 1, prefix: m[2] } : null;
+}
+
+/** The other members of `c` whose account or name starts with `prefix`. */
+export function mentionChoices(c, prefix) {
+  if (!c.members) return [];
+  const p = prefix.toLowerCase();
+  const out = [];
+  for (const uid of c.members.keys()) {
+    const u = store.users.get(uid);
+    if (!u || uid === store.me.id) continue;
+    if (u.account.toLowerCase().startsWith(p) || (u.name || '').toLowerCase().startsWith(p)) out.push(u);
+  }
+  return out.slice(0, 8);
+}
+
 /** What shows under the header: who is typing, or, in a direct chat,
  * whether the other person is online or when they were last seen. Empty
  * when there is nothing to say. */

@@ -13,7 +13,7 @@ import { dayKey, dayLabel, timeLabel, fullTimeLabel, linkify, fileSize } from '.
 import { t, onLocaleChange } from '../i18n.js';
 import { convAvatar } from './profile.js';
 import { openMembers } from './groups.js';
-import { actionBar, chips, headerNote, quote } from './actions.js';
+import { actionBar, chips, headerNote, mentionAt, mentionChoices, quote } from './actions.js';
 
 const NEAR_BOTTOM_PX = 80;
 const LOAD_OLDER_PX = 200;
@@ -77,7 +77,9 @@ function build() {
     t('conversation.cancel'),
   );
   const pending = h('div', { class: 'composer-pending', hidden: true }, pendingText, pendingCancel);
-  replace(root, head, h('div', { class: 'messages-wrap' }, scroller, jump), pending, composer);
+  // Members to complete an `@` with.
+  const mentions = h('div', { class: 'mention-list', role: 'listbox', 'aria-label': t('conversation.mentionList'), hidden: true });
+  replace(root, head, h('div', { class: 'messages-wrap' }, scroller, jump), pending, mentions, composer);
 
   const sendFiles = (files) => {
     if (!gid) return;
@@ -110,7 +112,10 @@ function build() {
     submit();
   });
   input.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+    if ((ev.key === 'Tab' || ev.key === 'Enter') && !mentions.hidden && mentions.firstElementChild) {
+      ev.preventDefault();
+      mentions.firstElementChild.click();
+    } else if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
       ev.preventDefault();
       submit();
     } else if (ev.key === 'ArrowUp' && !input.value && gid) {
@@ -126,9 +131,10 @@ function build() {
   });
   input.addEventListener('input', () => {
     grow();
+    suggestMentions();
     if (gid && input.value && !editTarget) store.typing(gid);
   });
-  els = { root, title, sub, members, olderBox, older, start, list, scroller, jump, input, pending, pendingText, avatarSlot: byId('conv-avatar') };
+  els = { root, title, sub, members, olderBox, older, start, list, scroller, jump, input, pending, pendingText, mentions, avatarSlot: byId('conv-avatar') };
 }
 
 function svg(d) {
@@ -163,6 +169,40 @@ function submit() {
   els.input.value = '';
   grow();
   els.input.focus();
+}
+
+/** Offers the members matching the `@account` being typed. */
+function suggestMentions() {
+  const c = store.convs.get(gid);
+  const at = c && mentionAt(els.input.value, els.input.selectionStart);
+  const choices = at ? mentionChoices(c, at.prefix) : [];
+  els.mentions.hidden = !choices.length;
+  replace(
+    els.mentions,
+    choices.map((u) =>
+      h(
+        'button',
+        {
+          type: 'button',
+          role: 'option',
+          class: 'mention-choice',
+          dataset: { account: u.account },
+          onclick: () => {
+            const v = els.input.value;
+            const end = els.input.selectionStart;
+            els.input.value = `${v.slice(0, at.start)}@${u.account} ${v.slice(end)}`;
+            const caret = at.start + u.account.length + 2;
+            els.input.setSelectionRange(caret, caret);
+            els.mentions.hidden = true;
+            els.input.focus();
+          },
+        },
+        h('span', { class: 'mention-name' }, u.name || u.account),
+        ' ',
+        h('span', { class: 'mention-account' }, `@${u.account}`),
+      ),
+    ),
+  );
 }
 
 function showPending(text) {
