@@ -46,6 +46,9 @@ pub enum Command {
     /// Manage stored files: gc.
     #[command(subcommand)]
     Files(FilesCommand),
+    /// Web Push: send a test notification.
+    #[command(subcommand)]
+    Push(PushCommand),
 }
 
 /// The options every command that touches the database takes.
@@ -213,4 +216,12 @@ pub struct FilesGcArgs {
     pub grace: Option<String>,
     #[command(flatten)]
     pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PushCommand {
+    /// Send a test notification to every push subscription of an account
+    /// and print each push service's answer (subscriptions the service says
+    /// are gone are removed).
+    Test(AccountArgs),
 }

@@ -240,7 +240,7 @@ pub struct Outcome {
 }
 
 impl Sender {
-    fn new(vapid: Vapid, config: &Config) -> anyhow::Result<Sender> {
+    pub fn new(vapid: Vapid, config: &Config) -> anyhow::Result<Sender> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(ATTEMPT_TIMEOUT));

@@ -1,5 +1,5 @@
 //! The operator's commands: `rim user`, `rim invite`, `rim backup`,
-//! `rim restore`, `rim check` and `rim files gc`.
+//! `rim restore`, `rim check`, `rim files gc` and `rim push test`.
 //!
 //! Each works on the database file directly, also while `rim serve` runs on
 //! it: SQLite's WAL mode lets a second process read beside the server, and
@@ -12,6 +12,7 @@
 pub mod backup;
 pub mod files;
 pub mod invite;
+pub mod push;
 pub mod user;
 
 use std::io::{BufRead, IsTerminal, Write};

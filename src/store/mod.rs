@@ -18,7 +18,7 @@ mod friends;
 mod groups;
 mod messages;
 mod model;
-mod push;
+pub mod push;
 pub mod schema;
 pub mod search;
 mod users;

@@ -762,4 +762,61 @@ async fn a_second_server_through_a_symlink_or_a_hard_link_is_refused() {
     std::fs::remove_file(&hard).unwrap();
     // With one name again, it serves.
     ChildServer::start(&config, &db).await.terminate().await;
+
+/// `rim push test` pushes to every device of the account, prints each push
+/// service's answer, and removes a subscription the service says is gone;
+/// with the key the running server signs with.
+#[tokio::test]
+async fn push_test_reaches_every_subscription_and_prints_the_answers() {
+    let (dir, config) = workdir();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[push]\nallowed_hosts = [\"127.0.0.1\"]\nallow_insecure_http = true\n");
+    std::fs::write(&config, text).unwrap();
+    let mut service = crate::push_service::PushService::start().await;
+    let srv = TestServer::start_with(|c| {
+        c.push.allowed_hosts = vec!["127.0.0.1".into()];
+        c.push.allow_insecure_http = true;
+    })
+    .await;
+    let (bob_uid, bob) = srv.user("bob").await;
+    let phone = service.browser("/sub/phone");
+    let old = service.browser("/gone/old");
+    for browser in [&phone, &old] {
+        srv.post("/api/push/subscribe", Some(&bob), browser.subscription())
+            .await
+            .assert_ok();
+    }
+    let key = srv.get("/api/push/key", None).await.data()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let out = rim(&["push", "test", "bob"], &srv.db_path, &config, "").await;
+    let stdout = out.assert_ok();
+    assert!(
+        stdout.contains(&format!("{}: sent (201)", phone.endpoint)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{}: gone (410)", old.endpoint)),
+        "{stdout}"
+    );
+    assert_eq!(out.field("sent"), "1 of 2");
+    let mut paths = Vec::new();
+    for _ in 0..2 {
+        let got = service.next().await;
+        service.verify_vapid(&got, &key);
+        if got.path == "/sub/phone" {
+            assert_eq!(phone.decrypt(&got.body)["title"], "rim");
+        }
+        paths.push(got.path);
+    }
+    paths.sort();
+    assert_eq!(paths, ["/gone/old", "/sub/phone"]);
+    let left = srv.app().db.push_subscriptions(bob_uid).await.unwrap();
+    assert_eq!(left.len(), 1, "the gone one was removed: {left:?}");
+
+    let out = rim(&["push", "test", "nobody"], &srv.db_path, &config, "").await;
+    out.assert_failed("nobody");
+    drop(dir);
 }
