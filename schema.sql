@@ -1,5 +1,5 @@
 -- rim's database schema: the whole of it, as this version of rim writes it
--- (schema version 9).
+-- (schema version 10).
 --
 -- Embedded in the binary (`store::schema`): a new database is made from this
 -- file alone, then stamped with `PRAGMA user_version` = the schema version
@@ -360,3 +360,23 @@ CREATE TABLE push_subscriptions (
 CREATE INDEX push_subscriptions_by_uid ON push_subscriptions(uid);
 -- Deleting a session finds its subscriptions (the cascade).
 CREATE INDEX push_subscriptions_by_session ON push_subscriptions(session_id);
+
+-- ---- bots -------------------------------------------------------------------
+
+-- Scripts and home automation posting into one conversation through
+-- `POST /api/bot/<key>/message` (`rim bot add NAME --group GID`). A bot is
+-- an account of its own (`account` 'bot:<hex>', which no person can
+-- register, and a password hash that never verifies, so it cannot log in)
+-- and a member of its conversation, so its messages are stored, pushed and
+-- notified like anyone's. Only a SHA-256 of the key is kept, like tokens:
+-- the key is shown once. Removing a bot deletes this row and its
+-- membership; its account stays, so its old messages keep their sender.
+CREATE TABLE bots (
+    id         INTEGER PRIMARY KEY,
+    uid        INTEGER NOT NULL UNIQUE REFERENCES users(id) ON DELETE CASCADE,
+    gid        INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    key_hash   BLOB    NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
+-- The bots of a conversation (the cascade when it is deleted).
+CREATE INDEX bots_by_gid ON bots(gid);

@@ -46,6 +46,9 @@ pub enum Command {
     /// Manage stored files: gc.
     #[command(subcommand)]
     Files(FilesCommand),
+    /// Bots that post into a group from scripts: add, list, remove.
+    #[command(subcommand)]
+    Bot(BotCommand),
     /// Web Push: send a test notification.
     #[command(subcommand)]
     Push(PushCommand),
@@ -224,4 +227,34 @@ pub enum PushCommand {
     /// and print each push service's answer (subscriptions the service says
     /// are gone are removed).
     Test(AccountArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BotCommand {
+    /// Make a bot that posts into a group; prints its URL, with its secret
+    /// key, once.
+    Add(BotAddArgs),
+    /// List the bots.
+    List(DbOnly),
+    /// Remove a bot: its key stops working and it leaves its group.
+    Remove(BotRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BotAddArgs {
+    /// The name its messages show.
+    pub name: String,
+    /// The group (gid) it posts into.
+    #[arg(long, value_name = "GID")]
+    pub group: u64,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BotRemoveArgs {
+    /// The bot's id, as `rim bot list` shows it.
+    pub id: i64,
+    #[command(flatten)]
+    pub db: DbArgs,
 }

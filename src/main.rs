@@ -15,6 +15,7 @@ fn main() -> std::process::ExitCode {
         Command::Restore(args) => rim::admin::backup::restore(args),
         Command::Check(args) => rim::admin::backup::check(args),
         Command::Files(cmd) => rim::admin::files::run(cmd),
+        Command::Bot(cmd) => rim::admin::bot::run(cmd),
         Command::Push(cmd) => rim::admin::push::run(cmd),
     };
     match result {

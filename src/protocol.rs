@@ -246,6 +246,12 @@ pub struct PushKeys {
     pub auth: String,
 }
 
+/// `POST /api/bot/<key>/message` with a JSON body.
+#[derive(Deserialize)]
+pub struct BotMessage {
+    pub content: String,
+}
+
 #[derive(Deserialize)]
 pub struct PushUnsubscribe {
     pub endpoint: String,

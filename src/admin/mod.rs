@@ -1,5 +1,5 @@
 //! The operator's commands: `rim user`, `rim invite`, `rim backup`,
-//! `rim restore`, `rim check`, `rim files gc` and `rim push test`.
+//! `rim restore`, `rim check`, `rim files gc`, `rim bot` and `rim push test`.
 //!
 //! Each works on the database file directly, also while `rim serve` runs on
 //! it: SQLite's WAL mode lets a second process read beside the server, and
@@ -10,6 +10,7 @@
 //! in [`crate::store::admin`]; this module parses, asks, hashes and prints.
 
 pub mod backup;
+pub mod bot;
 pub mod files;
 pub mod invite;
 pub mod push;

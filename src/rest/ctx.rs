@@ -74,6 +74,11 @@ impl Ctx {
         protocol::decode(&self.body)
     }
 
+    /// The body as read, for routes that take more than JSON.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
     /// The unread body of a streaming route (once).
     pub fn take_stream(&mut self) -> Result<Incoming> {
         self.stream

@@ -14,6 +14,7 @@
 //! stream out of the database ([`Body`] is either); an upload streams in
 //! instead of being read whole like other bodies.
 
+mod bots;
 mod ctx;
 mod download;
 mod file_body;
@@ -127,6 +128,8 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/api/friend/status/modify", Token, Read, friends::modify),
     route!(POST "/api/invite/create", Token, Read, invites::create),
     route!(GET "/api/push/key", Public, Read, push::key),
+    // Authenticated by the bot key in its path.
+    route!(POST "/api/bot/{key}/message", Public, Read, bots::message),
     route!(POST "/api/push/subscribe", Token, Read, push::subscribe),
     route!(POST "/api/push/unsubscribe", Token, Read, push::unsubscribe),
     route!(POST "/api/group/notify", Token, Read, push::notify_level),

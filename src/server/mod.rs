@@ -382,10 +382,15 @@ async fn route(
             })
             .map(Either::Left)
     };
+    // A bot's key is in its path: such routes are logged by their label.
+    let logged = match rest::route_label(&path) {
+        label if label.contains("{key}") => label,
+        _ => path.as_str(),
+    };
     crate::log_info!(
         "request",
         method = method,
-        path = path,
+        path = logged,
         status = resp.status().as_u16(),
         ms = started.elapsed().as_millis(),
         peer = peer,

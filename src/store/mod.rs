@@ -13,6 +13,7 @@
 mod rows;
 
 pub mod admin;
+pub mod bots;
 pub mod files;
 mod friends;
 mod groups;
@@ -770,6 +771,11 @@ impl Db {
             .await
             .map_err(|_| writer::shutting_down())?;
         rx.await.map_err(|_| writer::shutting_down())?
+    }
+
+    /// The bot account and conversation of a bot key's hash.
+    pub async fn bot_by_key(&self, key_hash: [u8; 32]) -> Result<Option<(u64, u64)>> {
+        self.read(move |c| bots::by_key(c, &key_hash)).await
     }
 
     // ---- administration -----------------------------------------------------

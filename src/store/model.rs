@@ -398,3 +398,14 @@ pub struct PushTargets {
     pub group: Option<String>,
     pub subscriptions: Vec<Subscription>,
 }
+
+/// A bot, as `rim bot list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bot {
+    pub id: i64,
+    pub uid: u64,
+    pub name: String,
+    pub gid: u64,
+    pub group: String,
+    pub created_at: i64,
+}

@@ -36,6 +36,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/007_session_acks.sql"),
     include_str!("../../migrations/008_message_actions.sql"),
     include_str!("../../migrations/009_push.sql"),
+    include_str!("../../migrations/010_bots.sql"),
 ];
 
 /// The schema version this binary writes.

@@ -820,3 +820,178 @@ async fn push_test_reaches_every_subscription_and_prints_the_answers() {
     out.assert_failed("nobody");
     drop(dir);
 }
+
+/// Posts `body` with `content_type` to a bot URL's path.
+async fn bot_post(
+    srv: &TestServer,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> crate::common::Reply {
+    let req = hyper::Request::builder()
+        .method(hyper::Method::POST)
+        .uri(path)
+        .header("host", srv.addr.to_string())
+        .header("content-type", content_type)
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+            body.to_owned(),
+        )))
+        .unwrap();
+    crate::common::raw_request(srv.addr, req).await
+}
+
+/// `rim bot add` prints a URL with a key; posting plain text or JSON there
+/// posts as the bot in its group, pushed like any message; a wrong key, an
+/// empty or oversized message are refused with nothing stored; `rim bot
+/// remove` ends the key.
+#[tokio::test]
+async fn a_bot_posts_into_its_group_with_its_key() {
+    let (_dir, config) = workdir();
+    let srv = TestServer::start().await;
+    let (_, alice) = srv.user("alice").await;
+    let (bob_uid, bob) = srv.user("bob").await;
+    let gid = crate::common::create_group(&srv, &alice, "home", &[bob_uid]).await;
+    let direct = srv.direct(&alice, bob_uid).await;
+    let gid_arg = gid.to_string();
+
+    let out = rim(
+        &["bot", "add", "Doorbell", "--group", &gid_arg],
+        &srv.db_path,
+        &config,
+        "",
+    )
+    .await;
+    out.assert_ok();
+    let url = out.field("url");
+    let path = &url[url.find("/api/").expect("a URL of this server")..];
+    let key = path
+        .strip_prefix("/api/bot/")
+        .and_then(|p| p.strip_suffix("/message"))
+        .expect("the key in the URL");
+    assert_eq!(key.len(), 64, "256 random bits");
+    let list = rim(&["bot", "list"], &srv.db_path, &config, "").await;
+    assert!(list.assert_ok().contains("Doorbell"), "{}", list.stdout);
+    assert!(!list.stdout.contains(key), "the key is shown once");
+
+    let mut ws = srv.ws_login(&bob).await;
+    let r = bot_post(
+        &srv,
+        path,
+        "text/plain; charset=utf-8",
+        "Someone is at the door\n",
+    )
+    .await;
+    let id = r.assert_ok().as_u64().expect("the message id");
+    let push = ws.recv().await;
+    assert_eq!(push["event"], "Msg", "{push}");
+    assert_eq!(push["body"]["msgId"], id);
+    assert_eq!(push["body"]["content"], "Someone is at the door");
+    assert_eq!(push["body"]["gid"], gid);
+    let r = bot_post(
+        &srv,
+        path,
+        "application/json",
+        r#"{"content":"The washing is done"}"#,
+    )
+    .await;
+    let id2 = r.assert_ok().as_u64().unwrap();
+    assert_eq!(ws.recv().await["body"]["msgId"], id2);
+    let members = srv
+        .get(&format!("/api/group/user/get?gid={gid}"), Some(&bob))
+        .await;
+    let names: Vec<&str> = members
+        .assert_ok()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["user"]["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"Doorbell"), "{names:?}");
+
+    // Refusals: nothing of them is stored.
+    let wrong = format!("/api/bot/{}/message", "0".repeat(64));
+    bot_post(&srv, &wrong, "text/plain", "hi")
+        .await
+        .assert_error(401);
+    bot_post(&srv, "/api/bot//message", "text/plain", "hi")
+        .await
+        .assert_error(401);
+    bot_post(&srv, &format!("/api/bot/{key}/other"), "text/plain", "hi")
+        .await
+        .assert_error(404);
+    bot_post(&srv, path, "text/plain", "")
+        .await
+        .assert_error(400);
+    bot_post(&srv, path, "application/json", r#"{"text":"x"}"#)
+        .await
+        .assert_error(400);
+    bot_post(&srv, path, "text/plain", &"x".repeat(20_000))
+        .await
+        .assert_error(413);
+    let history = crate::common::history_msgs(&srv, &bob, gid).await;
+    let ids: Vec<u64> = history.iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [id, id2], "only the two accepted messages");
+
+    // A bot cannot log in, and posts in groups only.
+    let r = srv
+        .post(
+            "/api/user/login",
+            None,
+            json!({"account": "Doorbell", "password": "!bot"}),
+        )
+        .await;
+    r.assert_error(401);
+    let direct_arg = direct.to_string();
+    rim(
+        &["bot", "add", "Spy", "--group", &direct_arg],
+        &srv.db_path,
+        &config,
+        "",
+    )
+    .await
+    .assert_failed("direct chat");
+
+    let bot_id = out.field("bot");
+    rim(&["bot", "remove", &bot_id], &srv.db_path, &config, "")
+        .await
+        .assert_ok();
+    bot_post(&srv, path, "text/plain", "still here?")
+        .await
+        .assert_error(401);
+    rim(&["bot", "remove", &bot_id], &srv.db_path, &config, "")
+        .await
+        .assert_failed("no bot");
+}
+
+/// A bot is held to the message rate limit like a person.
+#[tokio::test]
+async fn a_bot_is_rate_limited() {
+    let (_dir, config) = workdir();
+    let srv = TestServer::start_with(|c| {
+        c.rate_limits.messages_per_second = 1;
+        c.rate_limits.message_burst = 2;
+    })
+    .await;
+    let (_, alice) = srv.user("alice").await;
+    let gid = crate::common::create_group(&srv, &alice, "home", &[]).await;
+    let out = rim(
+        &["bot", "add", "Sensor", "--group", &gid.to_string()],
+        &srv.db_path,
+        &config,
+        "",
+    )
+    .await;
+    out.assert_ok();
+    let url = out.field("url");
+    let path = &url[url.find("/api/").unwrap()..];
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(
+            bot_post(&srv, path, "text/plain", &format!("reading {i}"))
+                .await
+                .status,
+        );
+    }
+    assert_eq!(&statuses[..2], [200, 200], "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+}

@@ -212,7 +212,9 @@ fn validator(doc: &Value, pointer: &str) -> jsonschema::Validator {
         "$schema".into(),
         json!("https://json-schema.org/draft/2020-12/schema"),
     );
-    obj.insert("$ref".into(), json!(format!("#{pointer}")));
+    // A URI fragment: the braces of a path parameter are percent-encoded.
+    let fragment = pointer.replace('{', "%7B").replace('}', "%7D");
+    obj.insert("$ref".into(), json!(format!("#{fragment}")));
     jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
         .build(&root)
@@ -1156,6 +1158,66 @@ async fn real_answers_match_the_documented_schemas() {
     api.get_is(200, "/healthz", None).await;
     api.post_is(200, "/api/user/logout", tc, json!({})).await;
     api.post_is(401, "/api/user/logout", tc, json!({})).await;
+
+    // ---- a bot, made with `rim bot add`, posts with its key
+    let home = api
+        .post_is(
+            200,
+            "/api/group/create",
+            ta,
+            json!({"group": {"name": "home"}}),
+        )
+        .await
+        .as_u64()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::child::write_config(dir.path());
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rim"))
+        .args([
+            "bot",
+            "add",
+            "Doorbell",
+            "--group",
+            &home.to_string(),
+            "--db",
+        ])
+        .arg(&srv.db_path)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let url = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("url: "))
+        .expect("the bot's URL");
+    let bot_path = url[url.find("/api/").unwrap()..].to_owned();
+    let text = [("content-type", "text/plain")];
+    let r = api
+        .raw(
+            Method::POST,
+            &bot_path,
+            None,
+            &text,
+            b"Someone is at the door".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let wrong = format!("/api/bot/{}/message", "0".repeat(64));
+    let r = api
+        .raw(Method::POST, &wrong, None, &text, b"hi".to_vec())
+        .await;
+    assert_eq!(r.status, 401);
+    let r = api
+        .raw(Method::POST, &bot_path, None, &text, Vec::new())
+        .await;
+    assert_eq!(r.status, 400);
 
     // ---- a full database answers 507 and stores nothing
     let app = srv.app().clone();
