@@ -190,12 +190,13 @@ pub async fn run(pusher: Pusher, db: Db, mut stop: watch::Receiver<bool>) {
             let topic = topic.clone();
             sending.spawn(async move {
                 let outcome = pusher.inner.sender.send(&sub, &payload, &topic).await;
+                // Counted first: whoever sees the subscription gone sees it counted.
+                pusher.inner.metrics.record_push(outcome.result);
                 if outcome.result == PushResult::Gone
                     && let Err(e) = db.remove_push_subscription(sub.id).await
                 {
                     crate::log_warn!("push: cannot remove a subscription", error = e);
                 }
-                pusher.inner.metrics.record_push(outcome.result);
                 drop(permit);
             });
         }

@@ -23,6 +23,9 @@ pub async fn message(ctx: Ctx) -> Result<Vec<u8>> {
     if key.is_empty() || key.len() > 128 {
         return Err(unknown_key());
     }
+    let Some((uid, gid)) = ctx.app.db.bot_by_key(crate::auth::token_hash(key)).await? else {
+        return Err(unknown_key());
+    };
     let json = ctx
         .headers
         .get(header::CONTENT_TYPE)
@@ -39,9 +42,6 @@ pub async fn message(ctx: Ctx) -> Result<Vec<u8>> {
             .map_err(|_| Error::bad_request("the message must be UTF-8 text"))?
     };
     let content = content.trim_end_matches(['\r', '\n']).to_owned();
-    let Some((uid, gid)) = ctx.app.db.bot_by_key(crate::auth::token_hash(key)).await? else {
-        return Err(unknown_key());
-    };
     // Checked, rate limited (messages_per_second, per bot), stored, pushed
     // and notified like a person's message.
     let stored = ctx

@@ -15,13 +15,14 @@ use tokio::net::TcpStream;
 use crate::common::{Reply, TestServer, WAIT, create_group, http, raw_request};
 
 /// The routes anyone may call without a token.
-const PUBLIC: [&str; 6] = [
+const PUBLIC: [&str; 7] = [
     "/api/user/create",
     "/api/user/login",
     "/api/user/token",
     "/api/openapi.json",
     "/api/server/info",
     "/api/push/key",
+    "/api/bot/{key}/message",
 ];
 
 /// A request with a body of any type (the common helper sends `Full` only).
