@@ -762,6 +762,7 @@ async fn a_second_server_through_a_symlink_or_a_hard_link_is_refused() {
     std::fs::remove_file(&hard).unwrap();
     // With one name again, it serves.
     ChildServer::start(&config, &db).await.terminate().await;
+}
 
 /// `rim push test` pushes to every device of the account, prints each push
 /// service's answer, and removes a subscription the service says is gone;
