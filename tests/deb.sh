@@ -166,10 +166,13 @@ async def next_frame(ws, wanted):
     raise AssertionError("the expected frame did not come")
 
 async def main():
-    call("/api/user/create", {"account": "alice", "password": "correct horse"})
+    alice = call("/api/user/create", {"account": "alice", "password": "correct horse"})
     bob = call("/api/user/create", {"account": "bob", "password": "battery staple"})
     a = call("/api/user/login", {"account": "alice", "password": "correct horse"})
     b = call("/api/user/login", {"account": "bob", "password": "battery staple"})
+    # Only friends can be put in a group.
+    call("/api/friend/add", {"fid": bob}, a)
+    call("/api/friend/status/modify", {"fid": alice, "status": 1}, b)
     gid = call("/api/group/create", {"group": {"name": "deb"}, "users": [{"uid": bob, "role": 1}]}, a)
     ws_b = await login(b)
     ws_a = await login(a)

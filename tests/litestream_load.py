@@ -61,7 +61,10 @@ def setup(base):
         people.append((uid, token))
     senders = []
     for i in range(0, SENDERS, 2):
-        (_, a), (b_uid, b) = people[i], people[i + 1]
+        (a_uid, a), (b_uid, b) = people[i], people[i + 1]
+        # Only friends can be put in a group.
+        post(base, "/api/friend/add", {"fid": b_uid}, token=a)
+        post(base, "/api/friend/status/modify", {"fid": a_uid, "status": 1}, token=b)
         gid = post(
             base,
             "/api/group/create",
