@@ -290,6 +290,9 @@ async fn crowd(ctx: &Ctx<'_>, report: &mut Report, n: usize, limit_mib: u64) -> 
     .await?;
     let made = client::users(maker.addr, &ctx.accounts(&format!("c{n}e")), early, 32).await?;
     let members: Vec<u64> = made.iter().take(GROUP).map(|u| u.uid).collect();
+    // Only friends can be put in a group.
+    let others: Vec<_> = made.iter().take(GROUP).skip(1).cloned().collect();
+    client::befriend_all(maker.addr, &made[0], others, 32).await?;
     let gid = client::group(&mut Http::new(maker.addr), &made[0], "crowd", &members).await?;
     maker.stop().await?;
 
