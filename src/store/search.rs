@@ -7,9 +7,9 @@
 //! A search reads the newest [`WINDOW`] matching messages of the caller's
 //! conversations, ranks them (BM25, ties newest first) and returns a page.
 //! The window bounds the work of a query whatever the database size; the
-//! `scope` column (one token per conversation) lets FTS5 itself keep to one
-//! conversation, or to the few conversations of someone in few, instead of
-//! filtering a server's worth of matches afterwards.
+//! `scope` column (one token per conversation) lets FTS5 itself keep to the
+//! caller's conversations, however many, instead of filtering a server's
+//! worth of matches afterwards.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ use crate::search::{self, DF_CAP, Query};
 /// How many of the newest matching messages a search ranks.
 pub const WINDOW: usize = 1000;
 /// Someone in at most this many conversations has them named in the FTS5
-/// query; beyond that, matches are filtered by membership as they are read.
+/// query straight away; beyond that, see [`candidates`].
 const SCOPE_LIST_MAX: usize = 64;
 
 /// One search result.
@@ -204,10 +204,7 @@ pub fn search(
     if query.is_empty() || offset >= WINDOW as u64 {
         return Ok(Vec::new());
     }
-    let Some(expr) = scoped_expr(&tx, me, gid, query)? else {
-        return Ok(Vec::new());
-    };
-    let candidates = candidates(&tx, &expr, me, gid)?;
+    let candidates = candidates(&tx, me, gid, query)?;
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
@@ -222,62 +219,75 @@ pub fn search(
     Ok(hits)
 }
 
-/// The FTS5 expression of `query`, limited to `gid` or to the
-/// conversations of `me` (None when `me` is in none).
-fn scoped_expr(
+/// The newest [`WINDOW`] messages matching `query` in the conversations
+/// `me` is a member of (only `gid` when given), with their file names.
+///
+/// Every FTS5 query is scoped to those conversations. One conversation, or
+/// up to [`SCOPE_LIST_MAX`], are named in the expression (`scope : g1 OR
+/// ...`). Someone in more first gets the newest [`PEEK`] matches anywhere
+/// filtered by membership: when their conversations hold most of the
+/// matches (someone in every conversation of a small server) that fills the
+/// window at the cost of an unscoped read, cheaper than a thousand-way OR.
+/// When it does not, the matches are mostly in other people's
+/// conversations, and reading on past them (a zero-hit search) would cost a
+/// scan of the whole server's matches: the query names all of their
+/// conversations instead, and FTS5 skips the others' matches in its index.
+fn candidates(
     tx: &Connection,
     me: u64,
     gid: Option<u64>,
     query: &Query,
-) -> Result<Option<String>> {
-    let mut expr = query.fts();
-    match gid {
-        Some(gid) => {
-            expr.push_str(" AND scope : ");
-            expr.push_str(&scope_token(gid));
-        }
-        None => {
-            let mine: Vec<u64> = tx
-                .prepare_cached(&format!(
-                    "SELECT gid FROM members WHERE uid = ?1 LIMIT {}",
-                    SCOPE_LIST_MAX + 1
-                ))?
-                .query_map([me], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            if mine.is_empty() {
-                return Ok(None);
-            }
-            if mine.len() <= SCOPE_LIST_MAX {
-                let scopes: Vec<String> = mine
-                    .iter()
-                    .map(|g| format!("scope : {}", scope_token(*g)))
-                    .collect();
-                expr.push_str(" AND (");
-                expr.push_str(&scopes.join(" OR "));
-                expr.push(')');
-            }
+) -> Result<Vec<(Message, Option<String>)>> {
+    let terms = query.fts();
+    let mine: Vec<u64> = match gid {
+        Some(gid) => vec![gid],
+        None => tx
+            .prepare_cached("SELECT gid FROM members WHERE uid = ?1 ORDER BY gid")?
+            .query_map([me], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    if mine.is_empty() {
+        return Ok(Vec::new());
+    }
+    if mine.len() > SCOPE_LIST_MAX {
+        let found = scan(tx, &terms, me, gid, Some(PEEK))?;
+        if found.len() >= WINDOW || !more_matches(tx, &terms)? {
+            return Ok(found);
         }
     }
-    Ok(Some(expr))
+    let scopes: Vec<String> = mine
+        .iter()
+        .map(|g| format!("scope : {}", scope_token(*g)))
+        .collect();
+    let expr = format!("{terms} AND ({})", scopes.join(" OR "));
+    scan(tx, &expr, me, gid, None)
 }
 
+/// How many of the newest matches anywhere a search of someone in more
+/// than [`SCOPE_LIST_MAX`] conversations filters before it names them all.
+const PEEK: usize = 4 * WINDOW;
+
 /// The newest [`WINDOW`] messages matching `expr` in conversations `me` is
-/// a member of, with their file names.
-fn candidates(
+/// a member of, among the newest `peek` matches of `expr` when given.
+fn scan(
     tx: &Connection,
     expr: &str,
     me: u64,
     gid: Option<u64>,
+    peek: Option<usize>,
 ) -> Result<Vec<(Message, Option<String>)>> {
     // FTS5 hands out matches newest first and the joins keep only the
     // caller's conversations; the LIMIT stops the scan at the window.
+    let peek = peek.map_or(String::new(), |n| format!("LIMIT {n}"));
     let sql = format!(
-        "SELECT {MESSAGE_COLS}, mf.name FROM message_index
-         JOIN messages m ON m.id = message_index.rowid
+        "SELECT {MESSAGE_COLS}, mf.name FROM
+             (SELECT rowid AS id FROM message_index WHERE message_index MATCH ?1
+              ORDER BY rowid DESC {peek}) f
+         JOIN messages m ON m.id = f.id
          JOIN members mb ON mb.gid = m.gid AND mb.uid = ?2
          LEFT JOIN message_files mf ON mf.msg_id = m.id
-         WHERE message_index MATCH ?1 AND (?3 IS NULL OR m.gid = ?3)
-         ORDER BY message_index.rowid DESC LIMIT {WINDOW}"
+         WHERE ?3 IS NULL OR m.gid = ?3
+         ORDER BY f.id DESC LIMIT {WINDOW}"
     );
     let found = tx
         .prepare_cached(&sql)?
@@ -286,6 +296,19 @@ fn candidates(
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(found)
+}
+
+/// Whether `expr` matches more than the [`PEEK`] messages a first scan
+/// read.
+fn more_matches(tx: &Connection, expr: &str) -> Result<bool> {
+    let n: usize = tx
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM message_index WHERE message_index MATCH ?1
+                 LIMIT {})",
+            PEEK + 1
+        ))?
+        .query_row([expr], |r| r.get(0))?;
+    Ok(n > PEEK)
 }
 
 /// The candidates' indexes, best match first (BM25; the newer first among

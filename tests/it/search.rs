@@ -347,6 +347,84 @@ async fn messages_written_behind_the_servers_back_are_indexed_at_start() {
     assert_eq!(found(&srv, &tb, "server").await.len(), 1, "nothing twice");
 }
 
+/// Someone in more conversations than are named in one FTS5 query: every
+/// search still keeps to theirs, newest first among equals, whether their
+/// conversations hold few of a word's matches, most of them, or none.
+#[tokio::test]
+async fn a_member_of_many_conversations_finds_only_their_own() {
+    let srv = TestServer::start().await;
+    let ((ua, ta), _, others) = direct_pair(&srv, "alice", "bob").await;
+    let (uc, tc) = srv.user("carol").await;
+    let mut mine = Vec::new();
+    for i in 0..70 {
+        mine.push(create_group(&srv, &tc, &format!("carol {i}"), &[]).await);
+    }
+    // Written straight into the file (as `rim-bench` does) and indexed at
+    // the restart: thousands of messages, oldest first. Carol's "secret"
+    // ones are older than the 4,500 of Alice and Bob's, so that the newest
+    // matches anywhere are not hers; "common" is mostly hers.
+    let mut rows: Vec<(u64, u64, String)> = Vec::new();
+    for (i, gid) in mine.iter().enumerate().take(3) {
+        rows.push((*gid, uc, format!("carol secret {i}")));
+    }
+    for i in 0..1_200 {
+        rows.push((mine[i % mine.len()], uc, format!("common {i}")));
+    }
+    for i in 0..4_500 {
+        rows.push((others, ua, format!("secret common other {i}")));
+    }
+    {
+        let mut conn = rusqlite::Connection::open(&srv.db_path).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        let tx = conn.transaction().unwrap();
+        for (i, (gid, uid, text)) in rows.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO messages (gid, uid, kind, content, client_msg_id, created_at, updated_at)
+                 VALUES (?1, ?2, 0, ?3, ?4, 0, 0)",
+                rusqlite::params![gid, uid, text, format!("many{i}")],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let srv = srv.restart().await;
+    let tc = srv.login("carol").await;
+    let ta = srv.login("alice").await;
+
+    // None of the 4,500 newest "secret" matches is hers: only her three,
+    // newest first.
+    let secret: Vec<String> = (0..3).rev().map(|i| format!("carol secret {i}")).collect();
+    assert_eq!(found(&srv, &tc, "secret").await, secret);
+    let rows = search(&srv, &tc, "secret", "&size=100").await;
+    assert!(
+        rows.iter()
+            .all(|r| mine.contains(&r["group"]["id"].as_u64().unwrap()))
+    );
+    // A word only other people's conversations hold: nothing.
+    assert!(found(&srv, &tc, "other").await.is_empty());
+    // Her conversations hold 1,200 of the 5,700 "common" matches, older
+    // than the rest: her newest 100, in order, and nobody else's.
+    let rows = search(&srv, &tc, "common", "&size=100").await;
+    let expect: Vec<String> = (1_100..1_200)
+        .rev()
+        .map(|i| format!("common {i}"))
+        .collect();
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| r["msg"]["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, expect);
+    // Alice, in one conversation, finds only hers; and one conversation
+    // of Carol's alone is searched as before.
+    let rows = search(&srv, &ta, "secret", "&size=100").await;
+    assert_eq!(rows.len(), 100);
+    assert!(rows.iter().all(|r| r["group"]["id"] == others));
+    let rows = search(&srv, &tc, "secret", &format!("&gid={}", mine[1])).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["msg"]["content"], "carol secret 1");
+}
+
 /// Search latency on a large database: `RIM_SEARCH_BENCH=1000000 cargo test
 /// --release --test it search_latency -- --ignored --nocapture`. Bulk-loads
 /// messages like `rim-bench`'s history scenario (plus everyday words),
