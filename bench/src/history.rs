@@ -1,7 +1,10 @@
 //! Scenario 4, history: a database of 1,000,000 messages over 1,000
 //! conversations, and the latency of `POST /api/message/history` on it:
 //! the latest page of 50, and a `beforeId` page at a random depth, while
-//! other members keep writing.
+//! other members keep writing. Then full-text search, by the reader (a
+//! member of every conversation) and by a member of every fifth one (200 of
+//! 1,000), whose searches must keep to theirs: words of theirs, and a word
+//! that only the other 800 conversations hold (zero hits).
 //!
 //! Users and conversations are created through the API. The messages are
 //! bulk-loaded straight into the SQLite file while the server is stopped
@@ -31,6 +34,10 @@ const PAGE: u64 = 50;
 const URL_FILL: u64 = 20_000;
 /// Requests one reader makes at most (the time bound comes first).
 const MAX_REQUESTS: u64 = 1_000_000;
+/// The wide searcher is in every this-many-th conversation (200 of 1,000);
+/// the others' messages carry the word [`ELSEWHERE`], theirs do not.
+const WIDE_EVERY: usize = 5;
+const ELSEWHERE: &str = "elsewhere";
 
 /// Where the bulk-loaded messages are: message `k` (from 0) has id
 /// `first_id + k` and belongs to conversation `gids[k % gids.len()]`.
@@ -65,17 +72,26 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     let users = Arc::new(client::users(addr, &ctx.accounts("h"), u, 32).await?);
     let reader = users[0].clone();
     client::befriend_all(addr, &reader, users[1..].to_vec(), 32).await?;
+    // The wide searcher: a member of every WIDE_EVERY-th conversation.
+    let wide = client::users(addr, &ctx.accounts("hw"), 1, 1)
+        .await?
+        .remove(0);
+    client::befriend_all(addr, &reader, vec![wide.clone()], 1).await?;
+    let wide_uid = wide.uid;
     // Conversation j: the reader plus writers w(j) and w(j+1).
     let writer_of = move |j: usize| 1 + j % (u - 1);
     let group_users = users.clone();
     let gids = client::each(addr, g, 16, move |mut http, j| {
         let users = group_users.clone();
         async move {
-            let members = [
+            let mut members = vec![
                 users[0].uid,
                 users[writer_of(j)].uid,
                 users[writer_of(j + 1)].uid,
             ];
+            if j.is_multiple_of(WIDE_EVERY) {
+                members.push(wide_uid);
+            }
             let gid =
                 client::group(&mut http, &users[0], &format!("history {j}"), &members).await?;
             Ok((http, gid))
@@ -160,13 +176,22 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     // reported for throughput.
     // Then one reader searching, on its own, so that the history figures
     // and the search figures do not weigh on each other.
-    let mut phases = vec![(1, false), (sizes.history_readers.max(1), false)];
+    // Then the wide searcher, in 200 of the 1,000 conversations.
+    let mut phases = vec![
+        (1, false, false),
+        (sizes.history_readers.max(1), false, false),
+    ];
     phases.dedup();
-    phases.push((1, true));
-    for (readers, search_phase) in phases {
+    phases.push((1, true, false));
+    phases.push((1, true, true));
+    for (readers, search_phase, wide_phase) in phases {
         ctx.progress(format_args!(
             "history: {readers} {}(s) for {:.1} s while writing {} msgs/s",
-            if search_phase { "searcher" } else { "reader" },
+            match (search_phase, wide_phase) {
+                (_, true) => "wide searcher",
+                (true, _) => "searcher",
+                _ => "reader",
+            },
             sizes.history_secs,
             sizes.history_write_rate
         ));
@@ -180,7 +205,11 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
         let meter = Meter::start(pid);
         let tasks: Vec<_> = (0..readers)
             .map(|r| {
-                let reader = reader.clone();
+                let reader = if wide_phase {
+                    wide.clone()
+                } else {
+                    reader.clone()
+                };
                 let layout = layout.clone();
                 let gids = gids.clone();
                 tokio::spawn(read_loop(
@@ -190,7 +219,11 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
                     layout,
                     until,
                     r as u64,
-                    search_phase,
+                    match (search_phase, wide_phase) {
+                        (_, true) => Mode::WideSearch,
+                        (true, _) => Mode::Search,
+                        _ => Mode::Read,
+                    },
                 ))
             })
             .collect();
@@ -198,23 +231,48 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
         let mut latest = Histogram::new();
         let mut before = Histogram::new();
         let mut search = Histogram::new();
+        let mut zero = Histogram::new();
         let mut bad = 0;
         for t in tasks {
             let done = t.await??;
             latest.merge(&done.latest);
             before.merge(&done.before);
             search.merge(&done.search);
+            zero.merge(&done.zero);
             bad += done.bad;
         }
         let usage = meter.finish();
         let written = writing.await?;
         server.check_alive()?;
-        let who = match (readers, search_phase) {
-            (_, true) => "1 searcher".to_owned(),
-            (1, false) => "1 reader".to_owned(),
+        let who = match (readers, search_phase, wide_phase) {
+            (_, _, true) => format!(
+                "1 searcher in {} conversations",
+                gids.len().div_ceil(WIDE_EVERY)
+            ),
+            (_, true, _) => "1 searcher".to_owned(),
+            (1, false, _) => "1 reader".to_owned(),
             _ => format!("{readers} readers"),
         };
-        if search_phase {
+        if wide_phase {
+            report.rows.push(
+                Row::new(
+                    format!("{who}: search, some hits"),
+                    search.count(),
+                    "req/s",
+                    usage,
+                )
+                .latency("request", &search),
+            );
+            report.rows.push(
+                Row::new(
+                    format!("{who}: search, zero hits ({ELSEWHERE})"),
+                    zero.count(),
+                    "req/s",
+                    usage,
+                )
+                .latency("request", &zero),
+            );
+        } else if search_phase {
             report.rows.push(
                 Row::new(
                     format!("{who}: search, mixed queries"),
@@ -267,7 +325,21 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
             ));
         }
         let p99 = latest.quantile_ns(0.99) as f64 / 1e6;
-        if search_phase {
+        if wide_phase {
+            let some_p99 = search.quantile_ns(0.99) as f64 / 1e6;
+            let zero_p99 = zero.quantile_ns(0.99) as f64 / 1e6;
+            report.figures.insert("search_wide_p99_ms", some_p99);
+            report.figures.insert("search_wide_zero_p99_ms", zero_p99);
+            report.check(
+                format!("search p99 < 20 ms for a member of many conversations on the {total}-message database"),
+                format!(
+                    "some hits p99 {some_p99:.2} ms (p50 {:.2} ms), zero hits p99 {zero_p99:.2} ms (p50 {:.2} ms), {who}, writes going on",
+                    search.quantile_ns(0.5) as f64 / 1e6,
+                    zero.quantile_ns(0.5) as f64 / 1e6,
+                ),
+                some_p99 < 20.0 && zero_p99 < 20.0 && layout.is_some(),
+            );
+        } else if search_phase {
             let search_p99 = search.quantile_ns(0.99) as f64 / 1e6;
             report.figures.insert("search_p99_ms", search_p99);
             report.check(
@@ -349,7 +421,20 @@ struct ReadDone {
     latest: Histogram,
     before: Histogram,
     search: Histogram,
+    /// Searches that find nothing (the wide searcher's).
+    zero: Histogram,
     bad: u64,
+}
+
+/// What a reader task does.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// History pages.
+    Read,
+    /// Searches over all of its (1,000) conversations.
+    Search,
+    /// Searches of the member of every [`WIDE_EVERY`]-th conversation.
+    WideSearch,
 }
 
 /// One reader: alternates a latest page and a `beforeId` page of a random
@@ -361,7 +446,7 @@ async fn read_loop(
     layout: Option<Layout>,
     until: Instant,
     seed: u64,
-    search: bool,
+    mode: Mode,
 ) -> anyhow::Result<ReadDone> {
     let mut http = Http::new(addr);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (seed + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
@@ -369,6 +454,7 @@ async fn read_loop(
         latest: Histogram::new(),
         before: Histogram::new(),
         search: Histogram::new(),
+        zero: Histogram::new(),
         bad: 0,
     };
     let mut n = 0;
@@ -376,7 +462,38 @@ async fn read_loop(
         n += 1;
         let j = rng.below(gids.len() as u64) as usize;
         let gid = gids[j];
-        if search {
+        if mode == Mode::WideSearch {
+            // In turn: a word only other people's conversations hold (800
+            // of every 1,000 messages, none of theirs), a phrase naming one
+            // of theirs, a word in every message (a fifth of them theirs),
+            // and a message number (one hit, theirs or not).
+            let total = layout.as_ref().map_or(1, |l| l.messages.max(1));
+            let mine = j - j % WIDE_EVERY;
+            let path = match n % 4 {
+                0 => format!("/api/message/search?q={ELSEWHERE}"),
+                1 => format!("/api/message/search?q=conversation%20{mine}"),
+                2 => "/api/message/search?q=history".to_owned(),
+                _ => format!("/api/message/search?q={}", rng.below(total)),
+            };
+            let t = Instant::now();
+            let body = http
+                .call_raw(Method::GET, &path, Some(&reader.token), None)
+                .await?;
+            if n % 4 == 0 {
+                done.zero.record(t.elapsed());
+                // Found nothing, as it must: none of theirs holds the word.
+                if !body.starts_with(br#"{"ok":true"#) || !body.ends_with(br#""data":[]}"#) {
+                    done.bad += 1;
+                }
+            } else {
+                done.search.record(t.elapsed());
+                if !body.starts_with(br#"{"ok":true"#) {
+                    done.bad += 1;
+                }
+            }
+            continue;
+        }
+        if mode == Mode::Search {
             // Full-text search over all of the reader's conversations, in
             // turn: a message number (one hit), a phrase naming one
             // conversation, a word that is in every message, and that word
@@ -498,6 +615,9 @@ fn bulk_load(db: &Path, gids: &[u64], writers: &[[u64; 2]], n: u64) -> anyhow::R
             let uid = writers[j][((k / g) % 2) as usize];
             content.clear();
             let _ = write!(content, "history message {k} in conversation {j}:");
+            if !j.is_multiple_of(WIDE_EVERY) {
+                let _ = write!(content, " {ELSEWHERE}");
+            }
             while content.len() < client::CONTENT_LEN {
                 content.push('.');
             }

@@ -94,6 +94,7 @@ async fn every_scenario_runs_at_tiny_sizes() {
         "{printed}"
     );
     assert!(figure("history", "latest_p99_ms") > 0.0);
+    assert!(figure("history", "search_wide_zero_p99_ms") > 0.0);
     assert!(figure("login", "hashes_per_sec") > 0.0);
     assert!(figure("limits", "echo_msgs_per_sec") > 0.0);
     assert!(figure("limits", "raw_insert_rows_per_sec") > 0.0);

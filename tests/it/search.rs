@@ -353,7 +353,7 @@ async fn messages_written_behind_the_servers_back_are_indexed_at_start() {
 #[tokio::test]
 async fn a_member_of_many_conversations_finds_only_their_own() {
     let srv = TestServer::start().await;
-    let ((ua, ta), _, others) = direct_pair(&srv, "alice", "bob").await;
+    let ((ua, _), _, others) = direct_pair(&srv, "alice", "bob").await;
     let (uc, tc) = srv.user("carol").await;
     let mut mine = Vec::new();
     for i in 0..70 {
