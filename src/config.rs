@@ -195,11 +195,17 @@ pub struct Config {
     pub hash_concurrency: usize,
 
     pub max_connections: usize,
+    /// Open connections from one client address (after `trusted_proxies`);
+    /// one more is refused at once with 429.
+    pub max_connections_per_address: usize,
     /// WebSockets that have not logged in, from one client address (after
     /// `trusted_proxies`) and in all; an upgrade past either gets 429 / 503.
     pub max_sockets_before_login_per_address: usize,
     pub max_sockets_before_login: usize,
     pub max_body_bytes: usize,
+    /// The slowest average pace an upload may keep, counted over the whole
+    /// upload once `body_timeout` has passed (0 = no floor).
+    pub upload_min_bytes_per_sec: u64,
     pub max_frame_bytes: usize,
     pub max_message_bytes: usize,
     pub max_group_members: usize,
@@ -214,6 +220,9 @@ pub struct Config {
     pub file_gc_grace: Duration,
 
     pub header_timeout: Duration,
+    /// Time a request body has, from the end of its headers (408 past it);
+    /// uploads get at least this, then `upload_min_bytes_per_sec` rules.
+    pub body_timeout: Duration,
     pub login_timeout: Duration,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
@@ -249,9 +258,11 @@ impl Default for Config {
                 .map(|n| n.get().saturating_sub(1).max(1))
                 .unwrap_or(1),
             max_connections: 10_000,
+            max_connections_per_address: 64,
             max_sockets_before_login_per_address: 32,
             max_sockets_before_login: 1_000,
             max_body_bytes: 64 * 1024,
+            upload_min_bytes_per_sec: 4096,
             max_frame_bytes: 64 * 1024,
             max_message_bytes: 16 * 1024,
             max_group_members: 2_000,
@@ -261,6 +272,8 @@ impl Default for Config {
             file_quota_bytes: 1 << 30,
             file_gc_grace: Duration::from_secs(24 * 3600),
             header_timeout: Duration::from_secs(10),
+            // 64 KiB, the largest JSON body, over a poor mobile link.
+            body_timeout: Duration::from_secs(20),
             // Long: a web client opens its socket with the page and logs in
             // when the person has typed their password. Sockets waiting that
             // long are bounded by the two caps above instead.
@@ -372,9 +385,11 @@ pub struct AuthSection {
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     pub max_connections: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
     pub max_sockets_before_login_per_address: Option<usize>,
     pub max_sockets_before_login: Option<usize>,
     pub max_body_bytes: Option<usize>,
+    pub upload_min_bytes_per_sec: Option<u64>,
     pub max_frame_bytes: Option<usize>,
     pub max_message_bytes: Option<usize>,
     pub max_group_members: Option<usize>,
@@ -386,6 +401,7 @@ pub struct LimitsSection {
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsSection {
     pub header_secs: Option<u64>,
+    pub body_secs: Option<u64>,
     pub login_secs: Option<u64>,
     pub ping_interval_secs: Option<u64>,
     pub idle_secs: Option<u64>,
@@ -702,6 +718,12 @@ impl Config {
             1..=1_000_000,
         )?;
         set(
+            &mut c.max_connections_per_address,
+            l.max_connections_per_address,
+            "limits.max_connections_per_address",
+            1..=1_000_000,
+        )?;
+        set(
             &mut c.max_sockets_before_login_per_address,
             l.max_sockets_before_login_per_address,
             "limits.max_sockets_before_login_per_address",
@@ -718,6 +740,12 @@ impl Config {
             l.max_body_bytes,
             "limits.max_body_bytes",
             1024..=64 << 20,
+        )?;
+        set(
+            &mut c.upload_min_bytes_per_sec,
+            l.upload_min_bytes_per_sec,
+            "limits.upload_min_bytes_per_sec",
+            0..=1 << 30,
         )?;
         set(
             &mut c.max_frame_bytes,
@@ -774,6 +802,7 @@ impl Config {
     fn apply_timeouts(&mut self, t: TimeoutsSection) -> anyhow::Result<()> {
         let c = self;
         secs(&mut c.header_timeout, t.header_secs, "timeouts.header_secs")?;
+        secs(&mut c.body_timeout, t.body_secs, "timeouts.body_secs")?;
         secs(&mut c.login_timeout, t.login_secs, "timeouts.login_secs")?;
         secs(
             &mut c.ping_interval,

@@ -19,6 +19,9 @@ pub enum Error {
     NotFound(String),
     /// Method not supported on an existing route (405).
     MethodNotAllowed(String),
+    /// A request body that did not arrive in time, or an upload slower
+    /// than the floor (408); the connection is closed after the answer.
+    Timeout(String),
     /// The request conflicts with what is stored, e.g. a taken account (409).
     Conflict(String),
     /// Body or frame over the configured limit, or a file over the quota (413).
@@ -49,6 +52,7 @@ impl Error {
             Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
             Error::MethodNotAllowed(_) => 405,
+            Error::Timeout(_) => 408,
             Error::Conflict(_) => 409,
             Error::TooLarge(_) => 413,
             Error::RangeNotSatisfiable(_) => 416,
@@ -66,6 +70,7 @@ impl Error {
             | Error::Forbidden(m)
             | Error::NotFound(m)
             | Error::MethodNotAllowed(m)
+            | Error::Timeout(m)
             | Error::Conflict(m)
             | Error::TooLarge(m)
             | Error::RangeNotSatisfiable(m)

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::Instant;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -28,6 +29,8 @@ pub struct Ctx {
     /// The last segment of a parameter route (`{id}` of `/api/file/{id}`).
     pub param: String,
     pub headers: HeaderMap,
+    /// When the request's headers had arrived: its body's time counts from here.
+    pub received: Instant,
     query: HashMap<String, String>,
     /// The body, read whole, on routes that read it so.
     body: Bytes,
@@ -43,6 +46,7 @@ impl Ctx {
         ip: IpAddr,
         param: String,
         headers: HeaderMap,
+        received: Instant,
         query: HashMap<String, String>,
     ) -> Ctx {
         Ctx {
@@ -53,6 +57,7 @@ impl Ctx {
             ip,
             param,
             headers,
+            received,
             query,
             body: Bytes::new(),
             stream: None,
@@ -123,8 +128,15 @@ pub(super) fn bearer_token(headers: &HeaderMap) -> Option<String> {
     value.split_whitespace().last().map(str::to_owned)
 }
 
-/// Reads a body whole, up to `limit` bytes (413 beyond).
-pub(super) async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes> {
+/// Reads a body whole, up to `limit` bytes (413 beyond), by `deadline`
+/// (408 past it: a body that trickles or stalls holds a connection only
+/// that long).
+pub(super) async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes> {
     let too_large = || Error::TooLarge(format!("the request body is larger than {limit} bytes"));
     if let Some(len) = headers.get(header::CONTENT_LENGTH) {
         let len: u64 = len
@@ -136,11 +148,20 @@ pub(super) async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize)
             return Err(too_large());
         }
     }
-    match Limited::new(body, limit).collect().await {
+    let read = Limited::new(body, limit).collect();
+    let Ok(read) = tokio::time::timeout_at(deadline.into(), read).await else {
+        return Err(body_too_slow());
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Err(_) => Err(Error::bad_request("the request body could not be read")),
     }
+}
+
+/// The 408 for a body that did not arrive in time.
+pub(super) fn body_too_slow() -> Error {
+    Error::Timeout("the request body did not arrive in time".into())
 }
 
 /// Splits `a=1&b=x%20y` into a map, decoding percent escapes and `+`.

@@ -31,6 +31,7 @@ mod users;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::time::Instant;
 
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -234,6 +235,8 @@ pub async fn handle(app: &App, req: Request<Incoming>, ip: IpAddr) -> Response<B
 }
 
 async fn dispatch(app: &App, req: Request<Incoming>, ip: IpAddr) -> Result<Reply> {
+    // Called as soon as the headers are in: the body's time starts now.
+    let received = Instant::now();
     let path = req.uri().path();
     let (candidates, param) = candidates(path);
     if candidates.is_empty() {
@@ -258,10 +261,21 @@ async fn dispatch(app: &App, req: Request<Incoming>, ip: IpAddr) -> Result<Reply
         }
         Auth::Public => (0, 0),
     };
-    let ctx = Ctx::new(app.clone(), caller, token, ip, param, parts.headers, query);
+    let ctx = Ctx::new(
+        app.clone(),
+        caller,
+        token,
+        ip,
+        param,
+        parts.headers,
+        received,
+        query,
+    );
     let ctx = match route.input {
         Input::Read => {
-            let body = ctx::read_body(&ctx.headers, body, app.config.max_body_bytes).await?;
+            let deadline = received + app.config.body_timeout;
+            let limit = app.config.max_body_bytes;
+            let body = ctx::read_body(&ctx.headers, body, limit, deadline).await?;
             ctx.with_body(body)
         }
         Input::Stream => ctx.with_stream(body),

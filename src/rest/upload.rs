@@ -17,7 +17,7 @@
 //! the four image types, by their bytes, and at most
 //! [`validate::MAX_AVATAR_BYTES`].
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -313,17 +313,50 @@ impl Chunks {
     }
 }
 
-/// Reads the body into `chunks` until it ends, within `bounds`; gives up on
-/// a body that sends nothing for `stall`.
+/// How long an upload may go on: at least `grace` from `received`, and
+/// past that only as long as its average pace over everything received so
+/// far stays at `min_rate` bytes a second or above (0 = no floor). Bytes
+/// sent now and then do not keep a slow upload alive: the time it has
+/// grows with what it sent, not with when it last sent something.
+struct Pace {
+    received: Instant,
+    grace: Duration,
+    min_rate: u64,
+}
+
+impl Pace {
+    /// The time by which more bytes must have arrived after `total`.
+    fn deadline(&self, total: u64) -> Option<Instant> {
+        if self.min_rate == 0 {
+            return None;
+        }
+        let earned = Duration::from_secs_f64(total as f64 / self.min_rate as f64);
+        Some(self.received + self.grace.max(earned))
+    }
+}
+
+/// Reads the body into `chunks` until it ends, within `bounds` and its
+/// `pace`; gives up on a body that sends nothing for `stall`.
 async fn receive(
     body: &mut Incoming,
     chunks: &mut Chunks,
     bounds: &Bounds,
+    pace: &Pace,
     stall: Duration,
 ) -> Result<()> {
     loop {
-        let frame = match tokio::time::timeout(stall, body.frame()).await {
-            Err(_) => return Err(Error::bad_request("the upload stalled")),
+        let mut until = Instant::now() + stall;
+        if let Some(due) = pace.deadline(chunks.total) {
+            until = until.min(due);
+        }
+        let frame = match tokio::time::timeout_at(until.into(), body.frame()).await {
+            Err(_) if pace.deadline(chunks.total).is_some_and(|due| due <= until) => {
+                return Err(Error::Timeout(format!(
+                    "the upload is slower than {} bytes a second",
+                    pace.min_rate
+                )));
+            }
+            Err(_) => return Err(Error::Timeout("the upload stalled".into())),
             Ok(None) => return Ok(()),
             Ok(Some(Err(_))) => return Err(Error::bad_request("the upload was interrupted")),
             Ok(Some(Ok(frame))) => frame,
@@ -350,7 +383,12 @@ async fn store(
     let mut body = ctx.take_stream()?;
     let mut chunks = Chunks::new(ctx.app.db.clone(), declared, length, images_only);
     let stall = ctx.app.config.idle_timeout.max(Duration::from_secs(1));
-    let received = receive(&mut body, &mut chunks, &bounds, stall).await;
+    let pace = Pace {
+        received: ctx.received,
+        grace: ctx.app.config.body_timeout,
+        min_rate: ctx.app.config.upload_min_bytes_per_sec,
+    };
+    let received = receive(&mut body, &mut chunks, &bounds, &pace, stall).await;
     // Let the last write land before finishing or giving up.
     let settled = chunks.settle().await;
     received?;

@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 use crate::app::App;
 use crate::config::Config;
 use crate::error::Error;
-use crate::limits::SlotsFull;
+use crate::limits::{AddressSlots, Slot, SlotsFull};
 use crate::metrics::Metrics;
 use crate::protocol;
 use crate::rest;
@@ -185,6 +185,8 @@ pub async fn run(
     // `all_done` yields None and every connection has finished.
     let (alive, mut all_done) = mpsc::channel::<()>(1);
     let slots = Arc::new(Semaphore::new(app.config.max_connections));
+    // The total is the semaphore's; this one caps each address.
+    let per_address = AddressSlots::new(app.config.max_connections_per_address, usize::MAX);
     app.metrics
         .track_connections(slots.clone(), app.config.max_connections);
     let grace = app.config.shutdown_grace;
@@ -217,6 +219,23 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
+        // A trusted proxy carries many clients on its connections: they are
+        // counted per request instead, once its header names the client.
+        let address = if app
+            .config
+            .trusted_proxies
+            .contains(&peer.ip().to_canonical())
+        {
+            None
+        } else {
+            match per_address.try_take(peer.ip()) {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    tokio::spawn(refuse(stream, peer, too_many_from_address()));
+                    continue;
+                }
+            }
+        };
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 let conn = serve_connection(
@@ -224,13 +243,21 @@ pub async fn run(
                     stream,
                     peer,
                     stop_rx.clone(),
-                    permit,
+                    Held {
+                        _permit: permit,
+                        address,
+                    },
+                    per_address.clone(),
                     alive.clone(),
                 );
                 tokio::spawn(conn);
             }
             Err(_) => {
-                tokio::spawn(refuse(stream, peer));
+                let err = Error::Overloaded {
+                    message: "the server has too many connections; try again later".into(),
+                    retry_after: 5,
+                };
+                tokio::spawn(refuse(stream, peer, err));
             }
         }
     }
@@ -260,15 +287,35 @@ pub async fn run(
     Ok(())
 }
 
-/// Answers a connection over `max_connections` with a 503 and closes it.
-async fn refuse(mut stream: TcpStream, peer: SocketAddr) {
-    crate::log_warn!("connection refused: too many connections", peer = peer);
-    let body = protocol::failure(&Error::Unavailable(
-        "the server has too many connections; try again later".into(),
-    ));
+/// What an open connection holds, given back when it (or the WebSocket it
+/// became) ends: its place under `max_connections` and, unless it came
+/// from a trusted proxy, under `max_connections_per_address`.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    address: Option<Slot>,
+}
+
+fn too_many_from_address() -> Error {
+    Error::TooManyRequests {
+        message: "too many connections from your address; close some and try again".into(),
+        retry_after: 5,
+    }
+}
+
+/// Answers a connection refused before it is served (over
+/// `max_connections`: 503; over `max_connections_per_address`: 429) and
+/// closes it, without reading its request.
+async fn refuse(mut stream: TcpStream, peer: SocketAddr, err: Error) {
+    crate::log_warn!("connection refused", peer = peer, reason = err.message());
+    let body = protocol::failure(&err);
+    let status =
+        hyper::StatusCode::from_u16(err.code()).unwrap_or(hyper::StatusCode::SERVICE_UNAVAILABLE);
     let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 5\r\n\r\n",
-        body.len()
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: {}\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len(),
+        err.retry_after().unwrap_or(5)
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         stream.write_all(head.as_bytes()).await?;
@@ -283,11 +330,12 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
-    permit: OwnedSemaphorePermit,
+    held: Held,
+    per_address: Arc<AddressSlots>,
     alive: mpsc::Sender<()>,
 ) {
     let header_timeout = app.config.header_timeout;
-    let permit = Arc::new(permit);
+    let permit = Arc::new(held);
     let svc_stop = stop.clone();
     let svc_alive = alive.clone();
     let service = service_fn(move |req| {
@@ -295,10 +343,11 @@ async fn serve_connection(
         let stop = svc_stop.clone();
         let permit = permit.clone();
         let alive = svc_alive.clone();
+        let per_address = per_address.clone();
         async move {
             // A bug in one handler costs that request a 500, not the
             // connection, and never the server.
-            let handled = AssertUnwindSafe(route(app, req, peer, stop, permit, alive))
+            let handled = AssertUnwindSafe(route(app, req, peer, stop, permit, per_address, alive))
                 .catch_unwind()
                 .await;
             Ok::<_, std::convert::Infallible>(handled.unwrap_or_else(|_| {
@@ -337,7 +386,8 @@ async fn route(
     mut req: Request<Incoming>,
     peer: SocketAddr,
     stop: watch::Receiver<bool>,
-    permit: Arc<OwnedSemaphorePermit>,
+    permit: Arc<Held>,
+    per_address: Arc<AddressSlots>,
     alive: mpsc::Sender<()>,
 ) -> Response<rest::Body> {
     let started = Instant::now();
@@ -347,13 +397,34 @@ async fn route(
     let cors = origin::cors_origin(&app, &req);
     // Behind a trusted reverse proxy, the client it reports; else the peer.
     let client = crate::proxy::client_ip(&app.config.trusted_proxies, peer.ip(), req.headers());
+    // Through a trusted proxy, the client holds a place under its address's
+    // cap while its request (or the WebSocket it opens) lasts.
+    let mut request_slot = None;
+    if permit.address.is_none() {
+        match per_address.try_take(client) {
+            Ok(slot) => request_slot = Some(slot),
+            Err(_) => {
+                let resp = rest::error_response(&too_many_from_address()).map(Either::Left);
+                app.metrics.record_request("other", resp.status().as_u16());
+                return resp;
+            }
+        }
+    }
     let resp = if path == "/ws" {
         let resp = if !origin::websocket_allowed(&app, &req) {
             rest::error_response(&Error::forbidden(
                 "WebSocket connections from this origin are not allowed",
             ))
         } else {
-            upgrade(&app, &mut req, peer, client, stop, permit, alive)
+            upgrade(
+                &app,
+                &mut req,
+                peer,
+                client,
+                stop,
+                (permit, request_slot),
+                alive,
+            )
         };
         resp.map(Either::Left)
     } else if path.starts_with("/api/")
@@ -411,7 +482,7 @@ fn upgrade(
     peer: SocketAddr,
     client: IpAddr,
     stop: watch::Receiver<bool>,
-    permit: Arc<OwnedSemaphorePermit>,
+    held: (Arc<Held>, Option<Slot>),
     alive: mpsc::Sender<()>,
 ) -> Response<Full<Bytes>> {
     if !hyper_tungstenite::is_upgrade_request(req) {
@@ -446,8 +517,8 @@ fn upgrade(
             let app = app.clone();
             tokio::spawn(async move {
                 ws::serve(app, websocket, peer, client, slot, stop).await;
-                // The connection slot and the liveness token go with the socket.
-                drop(permit);
+                // The connection's places and the liveness token go with the socket.
+                drop(held);
                 drop(alive);
             });
             resp

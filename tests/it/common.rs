@@ -48,6 +48,8 @@ pub fn test_config(db: PathBuf) -> Config {
             parallelism: 1,
         },
         shutdown_grace: Duration::from_secs(5),
+        // Every test client comes from 127.0.0.1; the cap has its own tests.
+        max_connections_per_address: 100_000,
         // Tests register many users from one address; the limits have their own tests.
         rate_limits: rim::config::RateLimits {
             logins_per_account_per_minute: 0,

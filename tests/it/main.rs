@@ -25,6 +25,7 @@ mod rest_profile;
 mod rest_users;
 mod rim_front;
 mod search;
+mod slow_clients;
 mod smoke;
 mod soak;
 mod web;
