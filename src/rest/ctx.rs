@@ -46,7 +46,6 @@ impl Ctx {
         ip: IpAddr,
         param: String,
         headers: HeaderMap,
-        received: Instant,
         query: HashMap<String, String>,
     ) -> Ctx {
         Ctx {
@@ -57,11 +56,17 @@ impl Ctx {
             ip,
             param,
             headers,
-            received,
+            received: Instant::now(),
             query,
             body: Bytes::new(),
             stream: None,
         }
+    }
+
+    /// Counts the body's time from `at` rather than from now.
+    pub(super) fn received_at(mut self, at: Instant) -> Ctx {
+        self.received = at;
+        self
     }
 
     pub(super) fn with_body(mut self, body: Bytes) -> Ctx {

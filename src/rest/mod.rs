@@ -261,16 +261,8 @@ async fn dispatch(app: &App, req: Request<Incoming>, ip: IpAddr) -> Result<Reply
         }
         Auth::Public => (0, 0),
     };
-    let ctx = Ctx::new(
-        app.clone(),
-        caller,
-        token,
-        ip,
-        param,
-        parts.headers,
-        received,
-        query,
-    );
+    let ctx =
+        Ctx::new(app.clone(), caller, token, ip, param, parts.headers, query).received_at(received);
     let ctx = match route.input {
         Input::Read => {
             let deadline = received + app.config.body_timeout;
