@@ -12,6 +12,7 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::common::TestServer;
 
@@ -146,4 +147,44 @@ async fn one_address_gets_its_cap_of_connections_and_others_are_still_served() {
     for conn in &mut held {
         assert_eq!(healthz(conn).await, 200);
     }
+}
+
+async fn healthz_for(sender: &mut SendRequest<Empty<Bytes>>, client: &str) -> u16 {
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri("/healthz")
+        .header("host", "rim")
+        .header("x-forwarded-for", client)
+        .body(Empty::new())
+        .unwrap();
+    let resp = tokio::time::timeout(GUARD, sender.send_request(req))
+        .await
+        .expect("answer in time")
+        .expect("response");
+    let status = resp.status().as_u16();
+    resp.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test]
+async fn through_a_trusted_proxy_the_cap_counts_the_client_it_names() {
+    let srv = TestServer::start_with(|c| {
+        c.max_connections_per_address = 1;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    // The proxy's own connections are not capped as one address: here it
+    // holds three. Through the first, 203.0.113.9 keeps a WebSocket open.
+    let mut req = format!("ws://{}/ws", srv.addr)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+    let (_ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let mut second = connection_from("127.0.0.1", srv.addr).await;
+    let mut third = connection_from("127.0.0.1", srv.addr).await;
+    assert_eq!(healthz_for(&mut second, "203.0.113.9").await, 429);
+    assert_eq!(healthz_for(&mut third, "203.0.113.10").await, 200);
+    // The refused request cost its client the request, not the proxy its connection.
+    assert_eq!(healthz_for(&mut second, "203.0.113.11").await, 200);
 }
