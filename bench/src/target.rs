@@ -80,8 +80,8 @@ impl ServerSpec {
         // All the load comes from one address, and a scenario opens its
         // sockets faster than they log in.
         s.push_str(&format!(
-            "[limits]\nmax_connections = {n}\nmax_sockets_before_login = {n}\n\
-             max_sockets_before_login_per_address = {n}\n",
+            "[limits]\nmax_connections = {n}\nmax_connections_per_address = {n}\n\
+             max_sockets_before_login = {n}\nmax_sockets_before_login_per_address = {n}\n",
             n = self.max_connections
         ));
         s
