@@ -50,6 +50,7 @@ const STORY = {
     renamed: 'Ali Archer',
     bob: 'Bob Baker',
     group: 'Book club',
+    dots: 'Picnic',
     title: 'Your profile',
     thisDevice: 'This device',
   },
@@ -59,6 +60,7 @@ const STORY = {
     renamed: '王小芳',
     bob: '李明',
     group: '读书会',
+    dots: '野餐',
     title: '个人资料',
     thisDevice: '本机',
   },
@@ -382,5 +384,49 @@ describe('rim web client: profile, devices and group roles', { concurrency: 1 },
     await laptop.page.locator('#chat-list .chat-row', { hasText: STORY.group }).waitFor({ state: 'detached' });
     await memberRow(bobs, STORY.renamed).waitFor({ state: 'detached' });
     await memberRow(bobs, STORY.bob).getByText(ui('groups.admin'), { exact: true }).waitFor();
+  });
+  test('a dot shows who is online, in the chat list and the member list, as they come and go', async () => {
+    const { laptop, bob } = people;
+    // Friends, so that they share a direct chat, and a group of the two.
+    const asked = await rest('POST', '/api/friend/add', await token(bob), { fid: laptop.uid });
+    assert.equal(asked.ok, true, JSON.stringify(asked));
+    const agreed = await rest('POST', '/api/friend/status/modify', await token(laptop), { fid: bob.uid, status: 1 });
+    assert.equal(agreed.ok, true, JSON.stringify(agreed));
+    const chat = await rest('POST', '/api/group/direct', await token(bob), { uid: laptop.uid });
+    assert.equal(chat.ok, true, JSON.stringify(chat));
+    const made = await rest('POST', '/api/group/create', await token(laptop), { group: { name: STORY.dots }, users: [{ uid: bob.uid }] });
+    assert.equal(made.ok, true, JSON.stringify(made));
+    // Bob and Alice reload (nothing announces new conversations before their
+    // first message), Bob first, so that Alice comes in with Bob online: her
+    // dots come from what the server says.
+    await bob.page.reload();
+    await online(bob);
+    await laptop.page.reload();
+    await online(laptop);
+    const label = ui('chats.online');
+    const direct = laptop.page.locator('#chat-list .chat-row', { hasText: STORY.bob });
+    // Named on hover and for screen readers (inside a button, the button's
+    // own name carries it; see below).
+    const dot = (where) => where.locator(`.online-dot[role="img"][title="${label}"][aria-label="${label}"]`);
+    await dot(direct).waitFor();
+    // The row's name says it too, not its colour alone.
+    assert.match(await direct.getAttribute('aria-label'), new RegExp(label));
+    const dialog = await openMembers(laptop, STORY.dots);
+    await dot(memberRow(dialog, STORY.bob)).waitFor();
+    // Her own row has none.
+    assert.equal(await dot(memberRow(dialog, laptop.name)).count(), 0);
+
+    // Bob leaves: both dots go, by the Presence push.
+    await bob.page.goto('about:blank');
+    await dot(memberRow(dialog, STORY.bob)).waitFor({ state: 'detached' });
+    await dot(direct).waitFor({ state: 'detached' });
+    assert.doesNotMatch(await direct.getAttribute('aria-label'), new RegExp(label));
+    // He comes back: both dots return.
+    await bob.page.goto(`${base}/`);
+    await online(bob);
+    await dot(memberRow(dialog, STORY.bob)).waitFor();
+    await dot(direct).waitFor();
+    // Bob sees Alice's dot as well.
+    await dot(bob.page.locator('#chat-list')).waitFor();
   });
 });

@@ -167,6 +167,7 @@ class Store extends EventTarget {
     this.cursor = 0;
     this.recent = []; // {id, at, epoch}: received, not yet counted in the cursor
     this.presence = new Map(); // uid -> {online, lastSeen}
+    this.presenceFetches = new Set(); // uids whose user/get is under way
     this.typedAt = new Map(); // gid -> when I last sent Typing
     clearInterval(this.promoteTimer);
     this.promoteTimer = null;
@@ -297,6 +298,9 @@ class Store extends EventTarget {
       this.loadChats().catch(() => {});
       this.loadFriends().catch(() => {});
       this.reloadMembers();
+      // Presence pushes missed while away: read again whoever is shown.
+      this.presence.clear();
+      this.emit('presence', {});
     }
     this.everOnline = true;
     for (const { msg } of this.outbox.values()) this.transmit(msg);
@@ -782,10 +786,25 @@ class Store extends EventTarget {
 
   /** Reads whether `uid` is online now (the pushes then keep it current). */
   async loadPresence(uid) {
-    if (this.presence.has(uid)) return;
-    const u = await api.user(uid);
-    if (!this.presence.has(uid)) this.presence.set(uid, { online: !!u.online, lastSeen: u.lastSeen ? timeOf({ createTime: u.lastSeen }) : null });
+    if (this.presence.has(uid) || this.presenceFetches.has(uid)) return;
+    this.presenceFetches.add(uid);
+    try {
+      const u = await api.user(uid);
+      // A push that came meanwhile is newer than this answer.
+      if (this.presence.has(uid)) return;
+      this.presence.set(uid, { online: !!u.online, lastSeen: u.lastSeen ? timeOf({ createTime: u.lastSeen }) : null });
+    } finally {
+      this.presenceFetches.delete(uid);
+    }
     this.emit('presence', { uid });
+  }
+
+  /** Whether `uid` is known to be online now; starts reading it if unknown. */
+  isOnline(uid) {
+    if (!uid || uid === (this.me && this.me.id)) return false;
+    const p = this.presence.get(uid);
+    if (!p) this.loadPresence(uid).catch(() => {});
+    return !!(p && p.online);
   }
 
   /** Tells the others I am typing in `gid` (at most every 2 s). */

@@ -54,6 +54,7 @@ export default {
     search: 'Search messages',
     newGroup: 'New group',
     list: 'Conversations',
+    online: 'Online',
     empty: 'No conversations yet. Add a friend under Friends, then start a chat.',
     sayHello: 'Say hello 👋',
     noMessages: 'No messages yet',

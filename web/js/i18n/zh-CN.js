@@ -53,6 +53,7 @@ export default {
     search: '搜索聊天记录',
     newGroup: '发起群聊',
     list: '聊天列表',
+    online: '在线',
     empty: '还没有聊天。先在“好友”里添加好友，再开始聊天吧。',
     sayHello: '打个招呼吧 👋',
     noMessages: '暂无消息',

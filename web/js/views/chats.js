@@ -5,7 +5,7 @@ import { store, attachmentOf } from '../state.js';
 import { byId, h, replace } from '../dom.js';
 import { listTimeLabel, preview } from '../format.js';
 import { t, onLocaleChange } from '../i18n.js';
-import { convAvatar } from './profile.js';
+import { convAvatar, withPresence } from './profile.js';
 
 let go = () => {};
 
@@ -22,7 +22,8 @@ function row(c) {
   const title = store.title(c);
   const unread = c.unread > 0;
   const time = c.last ? listTimeLabel(c.last.time) : '';
-  const label = [title, unread ? t('chats.unread', { count: c.unread }) : '', c.last ? t('chats.timed', { time, text: lastLine(c) }) : lastLine(c)]
+  const online = c.mode === 1 && store.isOnline(c.partner);
+  const label = [title, online ? t('chats.online') : '', unread ? t('chats.unread', { count: c.unread }) : '', c.last ? t('chats.timed', { time, text: lastLine(c) }) : lastLine(c)]
     .filter(Boolean)
     .join(t('chats.separator'));
   return h(
@@ -38,7 +39,7 @@ function row(c) {
         dataset: { gid: String(c.gid) },
         onclick: () => go(c.gid),
       },
-      convAvatar(c, title),
+      c.mode === 1 ? withPresence(convAvatar(c, title), c.partner) : convAvatar(c, title),
       h(
         'span',
         { class: 'chat-main' },
@@ -69,7 +70,7 @@ export function mountChats(navigate) {
   go = navigate;
   store.addEventListener('change', (ev) => {
     const { what } = ev.detail;
-    if (what === 'chats' || what === 'logout') render();
+    if (what === 'chats' || what === 'presence' || what === 'logout') render();
   });
   // Relative times ("Yesterday") move on as the clock does.
   setInterval(render, 60_000);

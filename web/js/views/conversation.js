@@ -601,6 +601,10 @@ export function mountConversation(navigate) {
         return;
       }
       render(d);
+    } else if (d.what === 'presence' && gid && els) {
+      // The partner's "online" / "last seen" under the header.
+      const c = store.convs.get(gid);
+      if (c && c.mode === 1 && (!d.uid || d.uid === c.partner)) render();
     } else if (d.what === 'chats' && gid && els) {
       // Names and titles may have arrived.
       const c = store.convs.get(gid);

@@ -5,7 +5,7 @@
 import { store } from '../state.js';
 import { byId, h, replace } from '../dom.js';
 import { t } from '../i18n.js';
-import { personAvatar } from './profile.js';
+import { personAvatar, withPresence } from './profile.js';
 
 let go = () => {};
 let membersGid = null;
@@ -129,7 +129,7 @@ function renderMembers() {
       h(
         'li',
         { class: 'person', dataset: { uid: String(uid) } },
-        personAvatar(u),
+        withPresence(personAvatar(u), uid),
         h(
           'span',
           { class: 'person-text' },
@@ -226,6 +226,7 @@ export function mountGroups(navigate) {
     const d = ev.detail;
     if (!membersGid || !members.open) return;
     if ((d.what === 'conv' && d.gid === membersGid) || d.what === 'friends') renderMembers();
+    if (d.what === 'presence' && (!d.uid || store.convs.get(membersGid)?.members?.has(d.uid))) renderMembers();
     if (d.what === 'logout') members.close();
   });
 }

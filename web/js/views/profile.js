@@ -24,6 +24,14 @@ export function personAvatar(u, extraClass = '') {
   return el;
 }
 
+/** `el` (an avatar) with a dot when `uid` is online, named for screen
+ * readers and on hover, so that it does not speak by colour alone. */
+export function withPresence(el, uid) {
+  if (!store.isOnline(uid)) return el;
+  const label = t('chats.online');
+  return h('span', { class: 'avatar-wrap' }, el, h('span', { class: 'online-dot', role: 'img', 'aria-label': label, title: label }));
+}
+
 /** A conversation's avatar titled `title`: the partner's picture in a
  * direct chat, initials otherwise. */
 export function convAvatar(c, title) {
