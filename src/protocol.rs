@@ -232,12 +232,16 @@ pub struct FriendModify {
     pub status: u8,
 }
 
-/// `POST /api/push/subscribe`: the browser's `PushSubscription.toJSON()`
-/// (its `expirationTime` is accepted and ignored).
+/// `POST /api/push/subscribe`: the browser's `PushSubscription.toJSON()`.
 #[derive(Deserialize)]
 pub struct PushSubscribe {
     pub endpoint: String,
     pub keys: PushKeys,
+    /// When the browser will drop the subscription (ms), or null. Read so
+    /// that a value of the wrong type is refused like any other field;
+    /// otherwise unused, since the push service's 404/410 says when it ended.
+    #[serde(default, rename = "expirationTime")]
+    pub expiration_time: Option<f64>,
 }
 
 #[derive(Deserialize)]

@@ -325,6 +325,10 @@ async fn bad_subscriptions_are_refused_and_nothing_is_stored() {
             with(&|s| s["endpoint"] = json!("ftp://127.0.0.1/x")),
         ),
         ("no keys", json!({"endpoint": good.endpoint})),
+        (
+            "an expiration time that is not a number",
+            with(&|s| s["expirationTime"] = json!({})),
+        ),
     ];
     for (what, body) in cases {
         let r = srv.post("/api/push/subscribe", Some(&bob), body).await;

@@ -100,6 +100,16 @@ async fn update_changes_the_named_fields_and_keeps_the_others() {
     assert_eq!(now["hideLastSeen"], false);
     assert_eq!(now["name"], "Alice A.", "kept");
 
+    // null, as a form may send for an untouched field, keeps it too.
+    srv.post(
+        "/api/user/update",
+        Some(&token),
+        json!({"name": null, "email": null, "avatar": null, "hideLastSeen": null}),
+    )
+    .await
+    .assert_ok();
+    assert_eq!(me(&srv, &token).await, now, "null keeps every field");
+
     // Others see the new name, not the email.
     let (_, tb) = srv.user("bob").await;
     let seen = srv
