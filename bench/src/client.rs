@@ -228,6 +228,25 @@ pub async fn login(http: &mut Http, account: &str) -> anyhow::Result<String> {
         .context("user/login: no token")
 }
 
+/// `a` asks `b` to be friends and `b` accepts.
+async fn befriend(http: &mut Http, a: &User, b: &User) -> anyhow::Result<()> {
+    http.call(
+        Method::POST,
+        "/api/friend/add",
+        Some(&a.token),
+        Some(json!({"fid": b.uid})),
+    )
+    .await?;
+    http.call(
+        Method::POST,
+        "/api/friend/status/modify",
+        Some(&b.token),
+        Some(json!({"fid": a.uid, "status": 1})),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Makes each pair friends and opens their direct conversation; returns the gids.
 pub async fn direct_chats(
     addr: SocketAddr,
@@ -238,20 +257,7 @@ pub async fn direct_chats(
     each(addr, n, concurrency, move |mut http, i| {
         let (a, b) = pairs[i].clone();
         async move {
-            http.call(
-                Method::POST,
-                "/api/friend/add",
-                Some(&a.token),
-                Some(json!({"fid": b.uid})),
-            )
-            .await?;
-            http.call(
-                Method::POST,
-                "/api/friend/status/modify",
-                Some(&b.token),
-                Some(json!({"fid": a.uid, "status": 1})),
-            )
-            .await?;
+            befriend(&mut http, &a, &b).await?;
             let gid = http
                 .call(
                     Method::POST,
@@ -281,20 +287,7 @@ pub async fn befriend_all(
     each(addr, others.len(), concurrency, move |mut http, i| {
         let (a, b) = (owner.clone(), others[i].clone());
         async move {
-            http.call(
-                Method::POST,
-                "/api/friend/add",
-                Some(&a.token),
-                Some(json!({"fid": b.uid})),
-            )
-            .await?;
-            http.call(
-                Method::POST,
-                "/api/friend/status/modify",
-                Some(&b.token),
-                Some(json!({"fid": a.uid, "status": 1})),
-            )
-            .await?;
+            befriend(&mut http, &a, &b).await?;
             Ok((http, ()))
         }
     })
