@@ -139,7 +139,12 @@ fn document_is_complete_and_consistent() {
             // Every REST route reads its body (bounded), whatever its method.
             assert!(responses.contains_key("413"), "{method} {path}: no 413");
             assert!(responses.contains_key("400"), "{method} {path}: no 400");
+            // ... under a deadline (`timeouts.body_secs`).
+            assert!(responses.contains_key("408"), "{method} {path}: no 408");
         }
+        // A connection over `max_connections_per_address` gets a 429,
+        // whatever it asks for.
+        assert!(responses.contains_key("429"), "{method} {path}: no 429");
         // These answer from memory, without the database.
         if !["/api/openapi.json", "/api/server/info", "/api/push/key"].contains(&path.as_str()) {
             for code in ["500", "503"] {
