@@ -46,6 +46,8 @@ const FILES: &[(&str, &[u8])] = embed![
     "app.css",
     "favicon.svg",
     "manifest.webmanifest",
+    "icons/icon-192.png",
+    "icons/icon-512.png",
     "js/main.js",
     "js/api.js",
     "js/socket.js",

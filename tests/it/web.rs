@@ -86,6 +86,7 @@ fn expected_type(path: &str) -> &'static str {
         Some("css") => "text/css; charset=utf-8",
         Some("js") => "text/javascript; charset=utf-8",
         Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
         Some("webmanifest") => "application/manifest+json",
         other => panic!("web/ has a file of a type the test does not know: {path} ({other:?})"),
     }
@@ -167,6 +168,53 @@ async fn every_file_of_web_is_served_with_its_bytes_and_type() {
         on_disk.len(),
         "src/web.rs lists files that are not in web/"
     );
+}
+
+/// What an installable web app needs of its manifest: names, a start URL,
+/// standalone display, colours, and PNG icons of 192 and 512 pixels that
+/// the server serves at the sizes the manifest states.
+#[tokio::test]
+async fn the_manifest_makes_the_app_installable() {
+    let srv = TestServer::start().await;
+    let a = get(srv.addr, "/manifest.webmanifest").await;
+    assert_eq!(a.status, 200);
+    let m: Value = serde_json::from_slice(&a.body).expect("manifest is JSON");
+    for key in [
+        "name",
+        "short_name",
+        "start_url",
+        "background_color",
+        "theme_color",
+    ] {
+        assert!(
+            m[key].as_str().is_some_and(|v| !v.is_empty()),
+            "manifest lacks {key}"
+        );
+    }
+    assert_eq!(m["display"], "standalone");
+    let mut sizes = Vec::new();
+    for icon in m["icons"].as_array().expect("icons") {
+        if icon["type"] != "image/png" {
+            continue;
+        }
+        let src = icon["src"].as_str().expect("src");
+        let png = get(srv.addr, src).await;
+        assert_eq!(png.status, 200, "{src}");
+        assert_eq!(png.header("content-type"), "image/png", "{src}");
+        let b = &png.body[..];
+        assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{src} is a PNG");
+        assert_eq!(&b[12..16], b"IHDR", "{src}");
+        let width = u32::from_be_bytes(b[16..20].try_into().unwrap());
+        let height = u32::from_be_bytes(b[20..24].try_into().unwrap());
+        assert_eq!(
+            icon["sizes"].as_str(),
+            Some(format!("{width}x{height}").as_str()),
+            "{src}: the size stated is the size drawn"
+        );
+        sizes.push(width);
+    }
+    sizes.sort();
+    assert_eq!(sizes, [192, 512], "PNG icons of 192 and 512 pixels");
 }
 
 #[tokio::test]
