@@ -13,20 +13,13 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 
 import { translator } from '../../web/js/i18n.js';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '../..');
-const RIM_BIN = path.resolve(repo, process.env.RIM_BIN || 'target/debug/rim');
+import { Server, repo } from './rim.js';
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const LANG = process.env.RIM_LANG || 'en';
 const WAIT = 10_000;
@@ -69,64 +62,12 @@ assert.ok(STORY, `RIM_LANG must be en or zh-CN, not ${LANG}`);
 
 // ---- the server ----------------------------------------------------------------
 
-let proc = null;
-let dir = '';
+let server = null;
 let base = '';
-const log = [];
-
-async function startServer() {
-  assert.ok(existsSync(RIM_BIN), `no rim binary at ${RIM_BIN}: run cargo build first (or set RIM_BIN)`);
-  dir = await mkdtemp(path.join(tmpdir(), 'rim-profile-'));
-  const config = path.join(dir, 'rim.toml');
-  await writeFile(config, 'log_level = "info"\n');
-  proc = spawn(RIM_BIN, ['serve', '--listen', '127.0.0.1:0', '--db', path.join(dir, 'rim.db'), '--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  base = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`rim did not start:\n${log.join('\n')}`)), 15_000);
-    let buffered = '';
-    const onData = (chunk) => {
-      buffered += chunk;
-      const lines = buffered.split('\n');
-      buffered = lines.pop();
-      for (const line of lines) {
-        log.push(line);
-        if (log.length > 400) log.shift();
-        const m = / listening addr=(\S+)/.exec(line);
-        if (m) {
-          clearTimeout(timer);
-          resolve(`http://${m[1]}`);
-        }
-      }
-    };
-    proc.stdout.setEncoding('utf8').on('data', onData);
-    proc.stderr.setEncoding('utf8').on('data', onData);
-    proc.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`rim exited with ${code}:\n${log.join('\n')}`));
-    });
-  });
-}
-
-async function stopServer() {
-  if (proc && proc.exitCode === null) {
-    const exited = new Promise((resolve) => proc.once('exit', resolve));
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  if (dir) await rm(dir, { recursive: true, force: true });
-}
 
 /** Calls the REST API directly (for what a test arranges or checks outside the UI). */
-async function rest(method, route, token, body) {
-  const res = await fetch(base + route, {
-    method,
-    headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(body ? { 'Content-Type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  return res.json();
+function rest(method, route, token, body) {
+  return server.rest(method, route, token, body);
 }
 
 /** A small real PNG of one colour. */
@@ -224,14 +165,15 @@ const people = {};
 
 describe('rim web client: profile, devices and group roles', { concurrency: 1 }, () => {
   before(async () => {
-    await startServer();
+    server = await new Server('profile').start();
+    base = server.base;
     browser = await chromium.launch({ executablePath: CHROMIUM, args: [`--lang=${LANG}`] });
   });
 
   after(async () => {
     for (const c of contexts) await c.close().catch(() => {});
     if (browser) await browser.close();
-    await stopServer();
+    if (server) await server.stop();
     for (const d of Object.values(people)) assert.deepEqual(d.errors, [], `${d.account}: errors in the page`);
   });
 

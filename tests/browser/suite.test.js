@@ -24,20 +24,14 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 
 import { translator } from '../../web/js/i18n.js';
+import { Server, repo } from './rim.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '../..');
-const RIM_BIN = path.resolve(repo, process.env.RIM_BIN || 'target/debug/rim');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const LANG = process.env.RIM_LANG || 'en';
 
@@ -150,99 +144,20 @@ const SEND_FAILS_WITHIN = 16_000;
 
 // ---- the server --------------------------------------------------------------
 
-/** A `rim serve` child process with its own database and config. */
-class Server {
-  constructor() {
-    this.log = [];
-    this.base = '';
-    this.dir = '';
-    this.proc = null;
-  }
-
-  /** Starts rim with `config` (TOML text); resolves once it listens. */
-  async start(config = '') {
-    assert.ok(existsSync(RIM_BIN), `no rim binary at ${RIM_BIN}: run cargo build first (or set RIM_BIN)`);
-    this.dir = await mkdtemp(path.join(tmpdir(), 'rim-browser-'));
-    this.db = path.join(this.dir, 'rim.db');
-    // An explicit config, so a rim.toml in the working directory cannot
-    // change what is tested.
-    this.config = path.join(this.dir, 'rim.toml');
-    await writeFile(this.config, `log_level = "info"\n${config}`);
-    this.proc = spawn(RIM_BIN, ['serve', '--listen', '127.0.0.1:0', '--db', this.db, '--config', this.config], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    // The OS picks the port; rim logs the address it listens on.
-    this.base = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`rim did not start:\n${this.log.join('\n')}`)), 15_000);
-      let buffered = '';
-      const onData = (chunk) => {
-        buffered += chunk;
-        const lines = buffered.split('\n');
-        buffered = lines.pop();
-        for (const line of lines) {
-          this.log.push(line);
-          if (this.log.length > 400) this.log.shift();
-          const m = / listening addr=(\S+)/.exec(line);
-          if (m) {
-            clearTimeout(timer);
-            resolve(`http://${m[1]}`);
-          }
-        }
-      };
-      this.proc.stdout.setEncoding('utf8').on('data', onData);
-      this.proc.stderr.setEncoding('utf8').on('data', onData);
-      this.proc.on('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`rim exited with ${code}:\n${this.log.join('\n')}`));
-      });
-    });
-    return this;
-  }
-
-  /** Runs another rim command on this server's database and config. */
-  run(...args) {
-    return new Promise((resolve, reject) => {
-      const child = spawn(RIM_BIN, [...args, '--db', this.db, '--config', this.config], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
-      child.stderr.setEncoding('utf8').on('data', (d) => (out += d));
-      child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`rim ${args.join(' ')} failed (${code}): ${out}`))));
-    });
-  }
-
-  async stop() {
-    // Kept for a look after a failure: target/browser-tests/server-N.log.
-    const logs = path.join(repo, 'target', 'browser-tests');
-    await mkdir(logs, { recursive: true });
-    await writeFile(path.join(logs, `server-${servers.indexOf(this) + 1}.log`), this.log.join('\n') + '\n');
-    if (this.proc && this.proc.exitCode === null) {
-      const exited = new Promise((resolve) => this.proc.once('exit', resolve));
-      this.proc.kill('SIGTERM');
-      const timer = setTimeout(() => this.proc.kill('SIGKILL'), 15_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    if (this.dir) await rm(this.dir, { recursive: true, force: true });
-  }
-}
-
+/** The `rim serve` children (rim.js) the story started; `base` is the first's. */
 const servers = [];
 let base = '';
 
 async function startServer(config) {
-  const server = await new Server().start(config);
+  const server = await new Server(`server-${servers.length + 1}`).start(config);
   servers.push(server);
   return server;
 }
 
-/** Calls the REST API directly (for what a test arranges outside the UI). */
-async function rest(method, route, token, body) {
-  const res = await fetch(base + route, {
-    method,
-    headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(body ? { 'Content-Type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  return res.json();
+/** Calls the REST API of the first server directly (for what a test
+ * arranges outside the UI). */
+function rest(method, route, token, body) {
+  return servers[0].rest(method, route, token, body);
 }
 
 /** A real PNG, encoded here: a beach at sunset (sky, sun, sea, sand). */
