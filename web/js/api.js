@@ -101,6 +101,17 @@ export const removeAdmins = (gid, uids) => post('/api/group/user/change', { gid,
 export const leaveGroup = (gid) => post('/api/group/leave', { gid });
 export const direct = (uid) => post('/api/group/direct', { uid });
 
+// Each member's notification level in a conversation: 'all', 'mentions' or
+// 'none' (GET /api/group/get shows it as `notify`).
+export const notifyLevel = (gid, level) => post('/api/group/notify', { gid, level });
+
+// Web Push: the server's key (base64url of a P-256 point, the browser's
+// applicationServerKey), and this device's subscription (its
+// PushSubscription.toJSON()), tied to the token.
+export const pushKey = () => get('/api/push/key');
+export const pushSubscribe = (subscription) => post('/api/push/subscribe', subscription);
+export const pushUnsubscribe = (endpoint) => post('/api/push/unsubscribe', { endpoint });
+
 // Messages.
 export const history = (gid, size, beforeId) =>
   post('/api/message/history', beforeId ? { gid, page: 1, size, beforeId } : { gid, page: 1, size });

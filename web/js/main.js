@@ -1,8 +1,10 @@
 // Start-up and the shell: which screen shows (splash, login, the app), the
-// sidebar tabs, the connection indicator, toasts, and the URL hash that
-// names the open conversation (#/c/<gid>), so reload and the back button
-// behave as people expect. The page is labelled in the chosen language
-// (i18n.js) before anything shows, and again whenever it changes.
+// sidebar tabs, the connection indicator, toasts, the unread count (in the
+// page title, and on the installed app's icon where the system shows a
+// badge), and the URL hash that names the open conversation (#/c/<gid>), so
+// reload and the back button behave as people expect. The page is labelled
+// in the chosen language (i18n.js) before anything shows, and again
+// whenever it changes.
 
 import * as api from './api.js';
 import { t, applyToPage, bindPicker, onLocaleChange } from './i18n.js';
@@ -15,6 +17,7 @@ import { mountFriends } from './views/friends.js';
 import { mountGroups } from './views/groups.js';
 import { mountSearch } from './views/search.js';
 import { mountProfile, myAvatar } from './views/profile.js';
+import { dismissNotifications, mountPush, resumePush } from './push.js';
 
 const splash = byId('splash');
 const mainView = byId('main-view');
@@ -53,6 +56,7 @@ async function enter(token) {
   renderMe();
   selectTab('chats');
   route();
+  resumePush();
 }
 
 /** My name and picture at the top of the sidebar. */
@@ -64,6 +68,8 @@ function renderMe() {
 
 function leave(expired) {
   mainView.hidden = true;
+  document.title = 'rim';
+  setBadge(0);
   closeConversation();
   if (location.hash) history.replaceState(null, '', location.pathname);
   showLogin(expired ? sessionEnded : null, enter);
@@ -143,8 +149,10 @@ function hashGid() {
 function route() {
   if (!store.me) return;
   const gid = hashGid();
-  if (gid && store.convs.has(gid)) openConversation(gid);
-  else if (store.openGid !== null || document.body.classList.contains('conv-open')) closeConversation();
+  if (gid && store.convs.has(gid)) {
+    openConversation(gid);
+    dismissNotifications(gid);
+  } else if (store.openGid !== null || document.body.classList.contains('conv-open')) closeConversation();
 }
 
 /** Shows conversation `gid`, or the list with null. Opening a conversation
@@ -166,10 +174,20 @@ export function go(gid) {
   route();
 }
 
+let appBadge = -1;
+
+/** The unread count on the installed app's icon, where the system has one. */
+function setBadge(count) {
+  if (!('setAppBadge' in navigator) || count === appBadge) return;
+  appBadge = count;
+  (count ? navigator.setAppBadge(count) : navigator.clearAppBadge()).catch(() => {});
+}
+
 function updateTitle() {
   let unread = 0;
   for (const c of store.convs.values()) unread += c.unread;
   document.title = unread ? `(${unread}) rim` : 'rim';
+  setBadge(unread);
   const badge = byId('chats-badge');
   badge.hidden = unread === 0;
   badge.textContent = unread > 99 ? '99+' : String(unread);
@@ -197,6 +215,7 @@ function boot() {
   mountGroups(go);
   mountSearch(go);
   mountProfile();
+  mountPush(go);
   byId('logout').addEventListener('click', () => store.logout());
   byId('conn-retry').addEventListener('click', () => store.socket && store.socket.reconnectNow());
   window.addEventListener('hashchange', route);

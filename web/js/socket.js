@@ -14,6 +14,10 @@
 // server pushes the messages after the resume cursor (`msgId`, the newest id
 // this device is sure it has), or, before there is a cursor, those this
 // device has not acknowledged. A server from before the flag replays anyway.
+//
+// Right after each login, and whenever the page is shown or hidden, a
+// Visibility frame tells the server whether someone is looking at this
+// device: while they are, it sends this device no Web Push.
 
 import { t } from './i18n.js';
 
@@ -58,7 +62,8 @@ export class Socket extends EventTarget {
     this.onOnline = () => this.reconnectNow();
     this.onOffline = () => this.drop();
     this.onVisible = () => {
-      if (document.visibilityState === 'visible' && this.state === 'offline') this.reconnectNow();
+      if (this.online) this.sendVisibility(this.ws);
+      else if (document.visibilityState === 'visible' && this.state === 'offline') this.reconnectNow();
     };
   }
 
@@ -123,7 +128,15 @@ export class Socket extends EventTarget {
     if (this.ws !== ws) return;
     this.attempt = 0;
     this.setState('online');
+    this.sendVisibility(ws);
     this.heartbeat(ws);
+  }
+
+  /** Tells the server whether the page is in front of someone now. */
+  sendVisibility(ws) {
+    const kind = document.visibilityState === 'visible' ? 'Visible' : 'Hidden';
+    // Unanswered, the connection is judged by the heartbeat; nothing to redo.
+    this.request('Visibility', { kind }, ws).catch(() => {});
   }
 
   heartbeat(ws) {

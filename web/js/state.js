@@ -142,6 +142,7 @@ function newConv(gid, mode) {
     loading: null,
     members: null, // Map uid -> role (1 member, 2 admin)
     readMarks: new Map(), // uid -> newest id that member read (from Read events)
+    notify: null, // my notification level here, as the group list says
   };
 }
 
@@ -359,6 +360,8 @@ class Store extends EventTarget {
   applyGroup(c, g) {
     c.mode = g.mode;
     c.name = g.name;
+    // Only the group list carries it, not the chat list's rows.
+    if (g.notify) c.notify = g.notify;
   }
 
   /** Re-reads the conversation list: rows with messages from the chat list,
@@ -898,6 +901,36 @@ class Store extends EventTarget {
         })
         .catch(() => {});
     }
+  }
+
+  // ---- notifications -------------------------------------------------------
+
+  /** My notification level in `c`: 'all', 'mentions' or 'none' (before the
+   * group list said, the server's default: all in a direct chat). */
+  notifyLevel(c) {
+    return c.notify || (c.mode === 1 ? 'all' : 'mentions');
+  }
+
+  async setNotifyLevel(gid, level) {
+    await api.notifyLevel(gid, level);
+    const c = this.convs.get(gid);
+    if (c) c.notify = level;
+    this.emit('conv', { gid });
+  }
+
+  /** The server's Web Push key, base64url (see push.js). */
+  async pushKey() {
+    const { key } = await api.pushKey();
+    return key;
+  }
+
+  /** Ties this device's push subscription (its toJSON()) to my token. */
+  pushSubscribe(subscription) {
+    return api.pushSubscribe(subscription);
+  }
+
+  pushUnsubscribe(endpoint) {
+    return api.pushUnsubscribe(endpoint);
   }
 
   // ---- friends -------------------------------------------------------------

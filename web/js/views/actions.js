@@ -1,9 +1,10 @@
 // What a person can do to a message in the open conversation, and what the
 // others' actions show: the quote of the message a reply answers (a click
 // jumps to it), reaction chips and the reaction picker, the reply / edit /
-// delete buttons, "typing…" and presence under the header. The conversation
-// view places these; the state (store.edit, remove, react, typing) does the
-// talking to the server.
+// delete buttons, "typing…" and presence under the header, and the header's
+// menu of my notification level in the conversation. The conversation view
+// places these; the state (store.edit, remove, react, typing,
+// setNotifyLevel) does the talking to the server.
 
 import { store } from '../state.js';
 import { h } from '../dom.js';
@@ -155,4 +156,87 @@ export function headerNote(c) {
     if (p && p.lastSeen) return { text: t('conversation.lastSeen', { time: fullTimeLabel(p.lastSeen) }) };
   }
   return null;
+}
+
+/** The notification levels, as the server names them. */
+const LEVELS = ['all', 'mentions', 'none'];
+
+/** The open level menu's closer, for a click elsewhere (one listener for
+ * all the menus the header is rebuilt with). */
+let closeOpenMenu = null;
+document.addEventListener('pointerdown', (ev) => {
+  if (closeOpenMenu) closeOpenMenu(ev.target);
+});
+
+function levelLabel(level) {
+  if (level === 'all') return t('conversation.notifyAll');
+  if (level === 'mentions') return t('conversation.notifyMentions');
+  return t('conversation.notifyNone');
+}
+
+/**
+ * The header's notification menu: a button (showing `icon`) that opens a
+ * menu of the levels, mine checked. `currentGid()` names the open
+ * conversation. Answers {el, update(c)}: `update` marks c's level.
+ */
+export function notifyMenu(currentGid, icon) {
+  const button = h(
+    'button',
+    {
+      type: 'button',
+      id: 'conv-notify',
+      class: 'icon-button',
+      'aria-label': t('conversation.notify'),
+      title: t('conversation.notify'),
+      'aria-haspopup': 'menu',
+      'aria-expanded': 'false',
+      'aria-controls': 'conv-notify-menu',
+    },
+    icon,
+  );
+  const items = LEVELS.map((level) =>
+    h(
+      'button',
+      { type: 'button', role: 'menuitemradio', class: 'level', 'aria-checked': 'false', dataset: { level }, onclick: () => choose(level) },
+      levelLabel(level),
+    ),
+  );
+  const menu = h('div', { id: 'conv-notify-menu', class: 'level-menu', role: 'menu', 'aria-label': t('conversation.notify'), hidden: true }, items);
+  const wrap = h('div', { class: 'level-wrap' }, button, menu);
+
+  const show = (open) => {
+    menu.hidden = !open;
+    button.setAttribute('aria-expanded', String(open));
+    closeOpenMenu = open ? (target) => !wrap.contains(target) && show(false) : null;
+    if (open) (items.find((i) => i.getAttribute('aria-checked') === 'true') || items[0]).focus();
+  };
+  const choose = (level) => {
+    show(false);
+    button.focus();
+    const gid = currentGid();
+    if (gid) act(() => store.setNotifyLevel(gid, level));
+  };
+  button.addEventListener('click', () => show(menu.hidden));
+  menu.addEventListener('keydown', (ev) => {
+    const at = items.indexOf(document.activeElement);
+    if (ev.key === 'Escape') {
+      show(false);
+      button.focus();
+    } else if (ev.key === 'ArrowDown' || ev.key === 'ArrowUp') {
+      ev.preventDefault();
+      items[(at + (ev.key === 'ArrowDown' ? 1 : items.length - 1)) % items.length].focus();
+    }
+  });
+  // Focus elsewhere closes it too.
+  wrap.addEventListener('focusout', (ev) => {
+    if (!menu.hidden && ev.relatedTarget && !wrap.contains(ev.relatedTarget)) show(false);
+  });
+
+  return {
+    el: wrap,
+    update(c) {
+      const mine = store.notifyLevel(c);
+      for (const item of items) item.setAttribute('aria-checked', String(item.dataset.level === mine));
+    },
+  };
 }

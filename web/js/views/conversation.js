@@ -13,7 +13,7 @@ import { dayKey, dayLabel, timeLabel, fullTimeLabel, linkify, fileSize } from '.
 import { t, onLocaleChange } from '../i18n.js';
 import { convAvatar } from './profile.js';
 import { openMembers } from './groups.js';
-import { actionBar, chips, headerNote, mentionAt, mentionChoices, quote } from './actions.js';
+import { actionBar, chips, headerNote, mentionAt, mentionChoices, notifyMenu, quote } from './actions.js';
 
 const NEAR_BOTTOM_PX = 80;
 const LOAD_OLDER_PX = 200;
@@ -43,7 +43,8 @@ function build() {
     { type: 'button', id: 'conv-members', class: 'button', onclick: () => gid && openMembers(gid) },
     t('conversation.members'),
   );
-  const head = h('header', { class: 'conv-head' }, back, h('span', { id: 'conv-avatar' }), h('div', { class: 'conv-heading' }, title, sub), members);
+  const levels = notifyMenu(() => gid, svg('M6 9a6 6 0 0 1 12 0c0 6 2.5 8 2.5 8h-17S6 15 6 9M10.3 20.5a2 2 0 0 0 3.4 0'));
+  const head = h('header', { class: 'conv-head' }, back, h('span', { id: 'conv-avatar' }), h('div', { class: 'conv-heading' }, title, sub), levels.el, members);
   const older = h('button', { type: 'button', class: 'link-button', onclick: () => loadOlder() }, t('conversation.loadOlder'));
   const start = h('p', { class: 'start-note', hidden: true });
   const olderBox = h('div', { class: 'older' }, older, start);
@@ -134,7 +135,7 @@ function build() {
     suggestMentions();
     if (gid && input.value && !editTarget) store.typing(gid);
   });
-  els = { root, title, sub, members, olderBox, older, start, list, scroller, jump, input, pending, pendingText, mentions, avatarSlot: byId('conv-avatar') };
+  els = { root, title, sub, members, levels, olderBox, older, start, list, scroller, jump, input, pending, pendingText, mentions, avatarSlot: byId('conv-avatar') };
 }
 
 function svg(d) {
@@ -457,6 +458,7 @@ function render(detail = {}) {
     els.sub.textContent = n ? t('conversation.memberCount', { count: n }) : '';
   }
   els.members.hidden = c.mode !== 0;
+  els.levels.update(c);
   const note = headerNote(c);
   if (note) els.sub.textContent = note.text;
   els.sub.classList.toggle('typing', !!(note && note.typing));
