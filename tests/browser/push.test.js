@@ -51,13 +51,13 @@ const STORY = {
     locale: 'en-US',
     alice: 'Alice Archer',
     bob: 'Bob Baker',
-    texts: ['Dinner at seven?', 'I am looking at it', 'Bring the salad', 'Shh, quiet now', 'Loud again', 'Nobody hears this', 'And this one is heard'],
+    texts: ['Dinner at seven?', 'I am looking at it', 'Bring the salad', 'Shh, quiet now', 'Loud again', 'Nobody hears this', 'And this one is heard', 'Logged in anew'],
   },
   'zh-CN': {
     locale: 'zh-CN',
     alice: '王芳',
     bob: '李明',
-    texts: ['七点吃晚饭吗？', '我正看着呢', '带上沙拉', '先别打扰', '又可以提醒了', '这条没人听见', '这条听得见'],
+    texts: ['七点吃晚饭吗？', '我正看着呢', '带上沙拉', '先别打扰', '又可以提醒了', '这条没人听见', '这条听得见', '重新登录了'],
   },
 }[LANG];
 assert.ok(STORY, `RIM_LANG must be en or zh-CN, not ${LANG}`);
@@ -615,5 +615,30 @@ describe('rim web client: Web Push', { concurrency: 1 }, () => {
     await alice.page.reload();
     await online(alice);
     await bellState(alice, 'on');
+  });
+
+  test('a new login keeps the device pushed; logging out ends the subscription', async () => {
+    const { alice } = people;
+    const anew = STORY.texts[7];
+    // The session ends elsewhere (the server drops its subscriptions with
+    // it); logged in again, the page ties the subscription to the new token.
+    const ended = await rest('POST', '/api/user/logout', await token(alice), {});
+    assert.equal(ended.ok, true, JSON.stringify(ended));
+    await alice.page.getByText(ui('app.sessionEnded')).waitFor();
+    await logIn(alice);
+    await bellState(alice, 'on');
+    await setVisible(alice, false);
+    await bobSays(anew);
+    await expectPush(anew);
+
+    // Logging out here ends the browser's subscription: whoever logs in
+    // next on this browser starts with the bell off.
+    await alice.page.getByRole('button', { name: ui('shell.logOut') }).click();
+    await alice.page.locator('#login-view').waitFor();
+    assert.equal((await stubRecord(alice)).held, false, 'the browser subscription is ended');
+    await logIn(alice);
+    await bellState(alice, 'off');
+    const gone = await rest('POST', '/api/push/unsubscribe', await token(alice), { endpoint: alice.endpoint });
+    assert.equal(gone.data, false, 'the server holds no subscription at that endpoint');
   });
 });
