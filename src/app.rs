@@ -241,11 +241,20 @@ impl App {
             Some((uid, hash)) => (Some(uid), Some(hash)),
             None => (None, None),
         };
-        let ok = self.hasher.verify(password, stored).await?;
-        let uid = match (ok, uid) {
+        // Kept only when the stored hash was made at another cost and the
+        // password may be hashed again below (a few hundred bytes).
+        let again = stored
+            .as_deref()
+            .is_some_and(|s| !auth::made_at(s, self.config.hash_cost))
+            .then(|| (password.clone(), stored.clone()));
+        let verified = self.hasher.verify(password, stored).await?;
+        let uid = match (verified.ok, uid) {
             (true, Some(uid)) => uid,
             _ => return Err(Error::Unauthorized("wrong account or password".into())),
         };
+        if let (true, Some((password, Some(old)))) = (verified.stale, again) {
+            self.rehash(uid, password, old);
+        }
         self.limits.known_logins.insert(known);
         let token = auth::new_token();
         let expires = crate::time::now_ms() + self.config.token_ttl.as_millis() as i64;
@@ -257,6 +266,24 @@ impl App {
             .create_session(uid, auth::token_hash(&token), origin, expires)
             .await?;
         Ok((uid, token))
+    }
+
+    /// Hashes `uid`'s password again at the configured cost, after the
+    /// login that proved it, and stores it if the stored hash is still
+    /// `old`. In the background: the login does not wait for it, and a
+    /// failure (a full hashing queue, the server stopping) leaves the old
+    /// hash to be replaced at a later login.
+    fn rehash(&self, uid: u64, password: String, old: String) {
+        let hasher = self.hasher.clone();
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            let Ok(new) = hasher.hash(password).await else {
+                return;
+            };
+            if let Err(e) = db.replace_password_hash(uid, old, new).await {
+                crate::log_warn!("password hash not renewed", uid = uid, error = e);
+            }
+        });
     }
 
     /// Changes `me`'s password from `old` to `new` and revokes every other
@@ -280,7 +307,7 @@ impl App {
             .check(&user.account.to_ascii_lowercase())
             .map_err(|wait| limits::too_many("password attempts for this account", wait))?;
         let stored = self.db.password_hash(me).await?;
-        let ok = old.len() <= 1024 && self.hasher.verify(old, stored.clone()).await?;
+        let ok = old.len() <= 1024 && self.hasher.verify(old, stored.clone()).await?.ok;
         let Some(old_hash) = stored.filter(|_| ok) else {
             return Err(Error::forbidden("the old password is wrong"));
         };

@@ -3,14 +3,19 @@
 //! Hashing is slow on purpose, so it runs on a few dedicated threads (one
 //! fewer than the cores by default) at the lowest scheduling priority, never on
 //! the async workers: a login flood queues here while messages keep flowing. Each hash
-//! takes its memory (19 MiB at the OWASP cost) when it starts and gives it back
+//! takes its memory (7 MiB at the default cost) when it starts and gives it back
 //! to the system when it ends: a server that is not hashing holds none of it,
 //! and one that is holds at most threads x buffer however many logins arrive
-//! (see [`release_big_buffers`]). Tokens are 256 random bits shown to the
+//! (see [`release_big_buffers`]). Under a memory limit (a cgroup) a second
+//! hash starts only when the limit leaves room for it (see [`Gate`]). A hash
+//! made at another cost than the configured one is made again at the next
+//! successful login ([`Verified::stale`]). Tokens are 256 random bits shown to the
 //! client once; the database keeps only their SHA-256, and lookups go by that
 //! hash, so comparing tokens never happens byte by byte in our code.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
@@ -18,6 +23,7 @@ use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, Version};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
+use crate::cgroup::MemoryLimit;
 use crate::config::HashCost;
 use crate::error::{Error, Result};
 
@@ -35,6 +41,79 @@ pub const QUEUE: usize = 256;
 pub struct Hasher {
     cost: HashCost,
     jobs: mpsc::SyncSender<Job>,
+    gate: Arc<Gate>,
+}
+
+/// What a login's password check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub ok: bool,
+    /// The password is right and its stored hash was made at another cost
+    /// (or with another algorithm) than the configured one: it should be
+    /// hashed again, now that the password is at hand.
+    pub stale: bool,
+}
+
+/// Lets a hash take its buffer only when the memory limit leaves room for
+/// it. One hash may always run (or no login could ever succeed); another
+/// starts while one is running only if the limit's headroom covers every
+/// running hash's buffer and its own, plus [`Gate::MARGIN`] (a running
+/// hash may not have touched all of its buffer yet, so this counts it
+/// twice rather than not at all). Otherwise the hashing thread waits,
+/// polling, until one ends. Without a limit nothing waits.
+///
+/// Measured (`rim-bench --scenario memory`): 5,000 WebSocket users in a
+/// 64 MiB cgroup leave about 15 MiB, so three logins hashing at once would
+/// get the server killed where one at a time fits.
+struct Gate {
+    limit: Option<MemoryLimit>,
+    running: AtomicUsize,
+}
+
+/// A running hash, counted until dropped.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Gate {
+    /// Room kept beyond the buffers: the kernel's and the allocator's share.
+    const MARGIN: u64 = 4 << 20;
+    const POLL: Duration = Duration::from_millis(10);
+
+    fn new(limit: Option<MemoryLimit>) -> Gate {
+        Gate {
+            limit,
+            running: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits until a hash of `bytes` may take its buffer.
+    fn enter(&self, bytes: u64) -> Slot<'_> {
+        loop {
+            let running = self.running.load(Ordering::Acquire);
+            let room = match (&self.limit, running) {
+                (None, _) | (_, 0) => true,
+                (Some(limit), n) => limit
+                    .headroom()
+                    .is_none_or(|free| free >= bytes * (n as u64 + 1) + Gate::MARGIN),
+            };
+            if room
+                && self
+                    .running
+                    .compare_exchange(running, running + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                return Slot(&self.running);
+            }
+            if !room {
+                std::thread::sleep(Gate::POLL);
+            }
+        }
+    }
 }
 
 impl Hasher {
@@ -46,6 +125,15 @@ impl Hasher {
 
     /// [`Hasher::new`] with `queue` hashes allowed to wait.
     fn with_queue(cost: HashCost, threads: usize, queue: usize) -> anyhow::Result<Hasher> {
+        Hasher::with_gate(cost, threads, queue, MemoryLimit::detect())
+    }
+
+    fn with_gate(
+        cost: HashCost,
+        threads: usize,
+        queue: usize,
+        limit: Option<MemoryLimit>,
+    ) -> anyhow::Result<Hasher> {
         release_big_buffers();
         let (jobs, rx) = mpsc::sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
@@ -68,7 +156,11 @@ impl Hasher {
                     }
                 })?;
         }
-        Ok(Hasher { cost, jobs })
+        Ok(Hasher {
+            cost,
+            jobs,
+            gate: Arc::new(Gate::new(limit)),
+        })
     }
 
     /// Runs `f` on a hashing thread and waits for its answer.
@@ -96,7 +188,8 @@ impl Hasher {
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: String) -> Result<String> {
         let cost = self.cost;
-        self.run(move || hash_with(cost, &password))
+        let gate = self.gate.clone();
+        self.run(move || hash_with(cost, &password, Some(&gate)))
             .await?
             .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
     }
@@ -106,13 +199,23 @@ impl Hasher {
     /// same, and the answer is false: "no such account" takes as long as
     /// "wrong password", without a decoy hash made (and its memory taken) at
     /// startup.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool> {
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<Verified> {
         let cost = self.cost;
+        let gate = self.gate.clone();
         self.run(move || match stored {
-            Some(stored) => verify_with(&password, &stored),
+            Some(stored) => {
+                let ok = verify_with(&password, &stored, Some(&gate));
+                Verified {
+                    ok,
+                    stale: ok && !made_at(&stored, cost),
+                }
+            }
             None => {
-                let _ = hash_with(cost, &password);
-                false
+                let _ = hash_with(cost, &password, Some(&gate));
+                Verified {
+                    ok: false,
+                    stale: false,
+                }
             }
         })
         .await
@@ -155,7 +258,22 @@ fn busy() -> Error {
 /// Hashes a password on the calling thread (the `rim` command line; the
 /// server uses [`Hasher::hash`]).
 pub fn hash_blocking(cost: HashCost, password: &str) -> anyhow::Result<String> {
-    hash_with(cost, password)
+    hash_with(cost, password, None)
+}
+
+/// Whether `stored` is an argon2id (v0x13) hash made at `cost`.
+pub fn made_at(stored: &str, cost: HashCost) -> bool {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    parsed.algorithm == ARGON2ID_IDENT
+        && parsed.version == Some(Version::V0x13.into())
+        && params.m_cost() == cost.memory_kib
+        && params.t_cost() == cost.iterations
+        && params.p_cost() == cost.parallelism
 }
 
 /// The memory one hash with `params` works in, taken for that hash alone
@@ -164,7 +282,12 @@ fn blocks_for(params: &Params) -> Vec<Block> {
     vec![Block::default(); params.block_count()]
 }
 
-fn hash_with(cost: HashCost, password: &str) -> anyhow::Result<String> {
+/// The bytes of a hash's working memory.
+fn buffer_bytes(params: &Params) -> u64 {
+    params.block_count() as u64 * Block::SIZE as u64
+}
+
+fn hash_with(cost: HashCost, password: &str, gate: Option<&Gate>) -> anyhow::Result<String> {
     let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("argon2: {e}");
     let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
         .map_err(|e| err(&e))?;
@@ -176,6 +299,7 @@ fn hash_with(cost: HashCost, password: &str) -> anyhow::Result<String> {
         .decode_b64(&mut salt_raw)
         .map_err(|e| err(&e))?;
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let _slot = gate.map(|g| g.enter(buffer_bytes(&params)));
     argon
         .hash_password_into_with_memory(
             password.as_bytes(),
@@ -196,7 +320,7 @@ fn hash_with(cost: HashCost, password: &str) -> anyhow::Result<String> {
 
 /// Recomputes the stored hash's parameters over `password`; the comparison of
 /// the outputs is constant-time (`Output`'s equality).
-fn verify_with(password: &str, stored: &str) -> bool {
+fn verify_with(password: &str, stored: &str, gate: Option<&Gate>) -> bool {
     let check = || -> Option<bool> {
         let parsed = PasswordHash::new(stored).ok()?;
         let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
@@ -209,6 +333,7 @@ fn verify_with(password: &str, stored: &str) -> bool {
         let mut salt_raw = [0u8; 64];
         let salt = parsed.salt?.decode_b64(&mut salt_raw).ok()?;
         let mut out = vec![0u8; expected.len()];
+        let _slot = gate.map(|g| g.enter(buffer_bytes(&params)));
         Argon2::new(algorithm, version, params.clone())
             .hash_password_into_with_memory(
                 password.as_bytes(),
@@ -313,7 +438,7 @@ mod tests {
             iterations: 2,
             parallelism: 1,
         };
-        let ours = hash_with(cost, "hunter2-hunter2").unwrap();
+        let ours = hash_with(cost, "hunter2-hunter2", None).unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(
             Argon2::default()
@@ -325,9 +450,9 @@ mod tests {
             .hash_password(b"other-password", &SaltString::generate(&mut OsRng))
             .unwrap()
             .to_string();
-        assert!(verify_with("other-password", &theirs));
-        assert!(!verify_with("other-passwore", &theirs));
-        assert!(!verify_with("x", "not a phc string"));
+        assert!(verify_with("other-password", &theirs, None));
+        assert!(!verify_with("other-passwore", &theirs, None));
+        assert!(!verify_with("x", "not a phc string", None));
     }
 
     #[tokio::test]
@@ -375,12 +500,91 @@ mod tests {
         let stored = h.hash("correct horse".into()).await.unwrap();
         assert!(stored.starts_with("$argon2id$"));
         assert!(!stored.contains("correct horse"));
-        assert!(
-            h.verify("correct horse".into(), Some(stored.clone()))
-                .await
-                .unwrap()
+        let right = h
+            .verify("correct horse".into(), Some(stored.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            right,
+            Verified {
+                ok: true,
+                stale: false
+            }
         );
-        assert!(!h.verify("wrong".into(), Some(stored)).await.unwrap());
-        assert!(!h.verify("anything".into(), None).await.unwrap());
+        assert!(!h.verify("wrong".into(), Some(stored)).await.unwrap().ok);
+        assert!(!h.verify("anything".into(), None).await.unwrap().ok);
+    }
+
+    #[tokio::test]
+    async fn a_hash_made_at_another_cost_is_stale_once_the_password_is_right() {
+        let old = HashCost {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let new = HashCost {
+            memory_kib: 128,
+            ..old
+        };
+        let stored = hash_with(old, "correct horse", None).unwrap();
+        let h = Hasher::new(new, 1).unwrap();
+        let right = h
+            .verify("correct horse".into(), Some(stored.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            right,
+            Verified {
+                ok: true,
+                stale: true
+            }
+        );
+        let wrong = h.verify("wrong".into(), Some(stored)).await.unwrap();
+        assert_eq!(
+            wrong,
+            Verified {
+                ok: false,
+                stale: false
+            }
+        );
+        let fresh = h.hash("correct horse".into()).await.unwrap();
+        assert!(made_at(&fresh, new) && !made_at(&fresh, old));
+    }
+
+    /// Under a limit with room for one buffer only, a second hash waits for
+    /// the first to end; with room for both, it does not.
+    #[test]
+    fn the_gate_lets_a_second_hash_in_only_when_the_limit_has_room() {
+        use std::fs;
+        let root = tempfile::tempdir().unwrap();
+        let group = root.path().join("memory/g");
+        fs::create_dir_all(&group).unwrap();
+        let set = |limit: u64| {
+            fs::write(group.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
+            fs::write(group.join("memory.usage_in_bytes"), "0").unwrap();
+        };
+        let buffer = 8u64 << 20;
+        set(buffer + Gate::MARGIN);
+        let limit = MemoryLimit::from_listing("1:memory:/g\n", root.path());
+        let gate = Arc::new(Gate::new(limit));
+        let first = gate.enter(buffer);
+        let second = {
+            let gate = gate.clone();
+            std::thread::spawn(move || {
+                let _slot = gate.enter(buffer);
+                gate.running.load(Ordering::Acquire)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !second.is_finished(),
+            "the second hash started without room"
+        );
+        drop(first);
+        assert_eq!(second.join().unwrap(), 1, "it ran alone");
+        set(3 * buffer + Gate::MARGIN);
+        let _first = gate.enter(buffer);
+        let _second = gate.enter(buffer);
+        assert_eq!(gate.running.load(Ordering::Acquire), 2);
     }
 }

@@ -5,7 +5,7 @@
 //! 1. Hashing: a fresh server at the OWASP argon2 cost with three hashing
 //!    threads (a 4-core Raspberry Pi's default); its peak at start, then one
 //!    registration and 100 logins, three at a time, then a quiet spell: the
-//!    19 MiB a hash works in must be given back.
+//!    memory a hash works in (7 MiB) must be given back.
 //! 2. The WAL: direct messages as fast as the server takes them, then a
 //!    quiet spell: what is left of `rim.db-wal` on disk.
 //! 3. A crowd: N users connected to a server inside a memory cgroup (5,000

@@ -105,6 +105,12 @@ async fn render(app: &App) -> String {
             bytes,
         );
     }
+    gauge(
+        &mut out,
+        "rim_sqlite_memory_bytes",
+        "Heap memory SQLite holds, every connection together (page caches, statements).",
+        crate::store::sqlite_memory_bytes(),
+    );
     counter(
         &mut out,
         "rim_panics_total",

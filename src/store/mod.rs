@@ -378,6 +378,19 @@ impl Db {
         self.read(move |c| users::password_hash(c, uid)).await
     }
 
+    /// Replaces a password hash that is still `old_hash` by the same
+    /// password hashed at another cost; sessions stay. Returns whether it
+    /// was still `old_hash`.
+    pub async fn replace_password_hash(
+        &self,
+        uid: u64,
+        old_hash: String,
+        new_hash: String,
+    ) -> Result<bool> {
+        self.write(move |c| users::replace_password_hash(c, uid, &old_hash, &new_hash))
+            .await
+    }
+
     /// Replaces a password hash that is still `old_hash` and revokes every
     /// session of the account but `keep`; returns the revoked ids.
     pub async fn change_password(
@@ -850,6 +863,14 @@ impl Db {
         }
         result
     }
+}
+
+/// The heap memory SQLite holds in this process, all connections together.
+pub fn sqlite_memory_bytes() -> u64 {
+    // SAFETY: sqlite3_memory_used only reads SQLite's memory statistics,
+    // under its own mutex; it may be called from any thread at any time.
+    let used = unsafe { rusqlite::ffi::sqlite3_memory_used() };
+    u64::try_from(used).unwrap_or(0)
 }
 
 /// How long the answer of a write probe stands (see [`Db::write_health`]).

@@ -212,6 +212,19 @@ pub fn password_hash(c: &Connection, uid: u64) -> Result<Option<String>> {
 /// Replaces `uid`'s password hash, if it is still `old_hash` (a change
 /// made meanwhile from another device wins; 409), and revokes every
 /// session of the account but `keep`. Returns the revoked session ids.
+/// Sets `uid`'s password hash to `new_hash` if it is still `old_hash`.
+pub fn replace_password_hash(
+    c: &Connection,
+    uid: u64,
+    old_hash: &str,
+    new_hash: &str,
+) -> Result<bool> {
+    let changed = c
+        .prepare_cached("UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2")?
+        .execute(params![uid, old_hash, new_hash])?;
+    Ok(changed == 1)
+}
+
 pub fn change_password(
     c: &Connection,
     uid: u64,

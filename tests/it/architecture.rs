@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("limits", 4),
     ("push", 4),
     ("config", 5),
+    ("cgroup", 5),
     ("error", 5),
     ("log", 5),
     ("time", 5),
@@ -41,7 +42,7 @@ const LAYERS: &[(&str, u8)] = &[
 ];
 
 /// Modules that may import nothing of the crate (but the log macros).
-const LEAVES: &[&str] = &["metrics", "hub", "error", "time", "proxy"];
+const LEAVES: &[&str] = &["metrics", "hub", "error", "time", "proxy", "cgroup"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

@@ -116,6 +116,12 @@ impl TestServer {
         s
     }
 
+    /// [`TestServer::restart`] with the configuration adjusted by `adjust`.
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        adjust(&mut self.config);
+        self.restart().await
+    }
+
     /// Shuts down gracefully; the database directory lives until drop.
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {

@@ -123,6 +123,9 @@ async fn metrics_count_connections_messages_requests_and_the_writer() {
     assert_eq!(value("rim_writer_commit_seconds_count"), count);
     assert!(value("rim_writer_commit_seconds_sum") > 0.0);
     assert!(value("rim_db_size_bytes") >= 4096.0);
+    // The writer and the readers have their connections open, with their
+    // schemas parsed.
+    assert!(value("rim_sqlite_memory_bytes") >= 64.0 * 1024.0);
     assert!(
         text.contains("# TYPE rim_panics_total counter\nrim_panics_total "),
         "{text}"

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::common::{TestServer, create_group};
+use crate::common::{TestServer, create_group, eventually};
 
 fn create_body(account: &str, password: &str) -> Value {
     json!({"account": account, "password": password})
@@ -407,6 +407,53 @@ async fn passwords_never_leave_the_server_and_only_hashes_are_stored() {
             .unwrap();
         assert_eq!(clear, 0, "the token itself is not stored");
     }
+}
+
+/// A hash made at an older cost is made again at the configured one when
+/// its owner next logs in, in the background: the old and new passwords
+/// hashes both open the same account, and the sessions stay.
+#[tokio::test]
+async fn a_login_hashes_the_password_again_at_a_new_cost() {
+    let srv = TestServer::start().await;
+    let (_, before) = srv.user("alice").await;
+    let stored = |srv: &TestServer| -> String {
+        open_db(srv)
+            .query_row(
+                "SELECT password_hash FROM users WHERE account = 'alice'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let old = stored(&srv);
+    assert!(old.contains("$m=64,t=1,p=1$"), "{old}");
+    let srv = srv
+        .restart_with(|c| {
+            c.hash_cost = rim::config::HashCost {
+                memory_kib: 128,
+                iterations: 2,
+                parallelism: 1,
+            }
+        })
+        .await;
+    // A wrong password changes nothing.
+    srv.post(
+        "/api/user/login",
+        None,
+        json!({"account": "alice", "password": "not-her-password"}),
+    )
+    .await
+    .assert_error(401);
+    srv.login("alice").await;
+    let renewed = eventually(Duration::from_secs(10), || async { stored(&srv) != old }).await;
+    assert!(renewed, "the hash was not renewed");
+    let new = stored(&srv);
+    assert!(new.contains("$m=128,t=2,p=1$"), "{new}");
+    srv.login("alice").await;
+    srv.get(&format!("/api/user/token?token={before}"), None)
+        .await
+        .assert_ok();
+    assert_eq!(stored(&srv), new, "a hash at the configured cost stays");
 }
 
 #[tokio::test]
