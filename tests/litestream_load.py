@@ -11,8 +11,8 @@ LIMIT seconds) the server gets SIGKILL:
   comes the moment the last answer is in, with the server still busy
   publishing and the connections open;
 - with LITESTREAM_KILL=midstream while messages are in flight, which may
-  land in the middle of a commit (see tests/litestream.sh for why that is
-  not the default).
+  land in the middle of a commit (see tests/litestream.sh for what that
+  asks of Litestream afterwards).
 
 Bounded in count (each sender sends at most PER_SENDER messages) and in
 time (LIMIT seconds for the load, ten more for the connections to close).
