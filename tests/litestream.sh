@@ -35,6 +35,9 @@
 # can restore to a malformed file; rim's own database stays sound. With
 # Litestream 0.5.17 that happened after 10 of 94 such kills here (and 4 of
 # 20 when rim was started again on the file); Litestream 0.3.13 failed too.
+# Since rim's writer syncs the WAL after COMMIT in this mode (the frames
+# are counted before the sync, `store::writer::sync_after_commit`), 0 of 80
+# (5 of 80 before, alternated, 2026-12-03); still not ruled out.
 # `litestream reset` is not enough: it may take the broken replica's last
 # position as its own and copy nothing. The midstream case prints whether
 # the old replica restored to a sound file. The README says so under

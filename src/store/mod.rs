@@ -145,6 +145,7 @@ impl Db {
         let publisher = writer::Publisher::start()?;
         let idle = writer::IdleCheckpoint::new(opts.checkpoint_idle, opts.checkpoints);
         let checkpoints = opts.checkpoints;
+        let synchronous = opts.synchronous;
         let size_cap = Arc::new(AtomicU64::new(opts.max_db_mb.saturating_mul(1 << 20)));
         let writer_size_cap = size_cap.clone();
         let handle = std::thread::Builder::new()
@@ -158,6 +159,7 @@ impl Db {
                         batch_max: batch,
                         checkpoints,
                         size_cap: writer_size_cap,
+                        synchronous,
                     },
                     thread_stats,
                     publisher,
@@ -960,6 +962,43 @@ mod tests {
             "the WAL grew to {wal} bytes"
         );
         db.close().await;
+    }
+
+    /// With Litestream and `synchronous = "full"` the writer syncs the WAL
+    /// itself after COMMIT, so its connection runs at NORMAL; otherwise
+    /// SQLite's own setting stays. Either way the writes are acknowledged,
+    /// and the WAL holds them.
+    #[tokio::test]
+    async fn with_litestream_the_wal_is_synced_after_commit_not_inside_it() {
+        use crate::config::{Checkpointer, Synchronous};
+        for (checkpoints, synchronous, expected) in [
+            (Checkpointer::Litestream, Synchronous::Full, 1),
+            (Checkpointer::Rim, Synchronous::Full, 2),
+            (Checkpointer::Litestream, Synchronous::Normal, 1),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Db::open(&Options {
+                checkpoints,
+                synchronous,
+                ..options(dir.path())
+            })
+            .unwrap();
+            let level: i64 = db
+                .write(|c| Ok(c.query_row("PRAGMA synchronous", [], |r| r.get(0))?))
+                .await
+                .unwrap();
+            assert_eq!(level, expected, "{checkpoints:?} {synchronous:?}");
+            db.create_user(NewUser {
+                account: "alice".into(),
+                name: "Alice".into(),
+                avatar: String::new(),
+                email: String::new(),
+                password_hash: "x".into(),
+            })
+            .await
+            .unwrap();
+            db.close().await;
+        }
     }
 
     /// With Litestream checkpointing, neither the writer nor SQLite's
