@@ -300,13 +300,17 @@ CREATE INDEX message_files_by_file ON message_files(file_id);
 -- the same transaction as the message (`store::search`). Contentless: the
 -- text lives in `messages`. `body` holds the message's words as produced by
 -- `search::index_body` (Chinese, Japanese and Korean runs as overlapping
--- bigrams, so that text without spaces is searchable); `scope` holds one
--- token naming the conversation, so that a search within a conversation is
--- an index intersection rather than a scan. FTS5 keeps the index in its own
--- shadow tables (message_index_data, _idx, _docsize, _config).
+-- bigrams, so that text without spaces is searchable); ranking counts how
+-- many messages hold a word there. `scoped` holds the same words again in
+-- the same order, each marked with the message's conversation: `g{gid}x`
+-- in front (`search::scoped_body`; "wifi密码" of conversation 5 is
+-- `g5xwifi g5x密码 g5x码`). A search asks for its conversations' marked
+-- words only, so it never reads the matches of other conversations, which
+-- may be most of a server's. FTS5 keeps the index in its own shadow tables
+-- (message_index_data, _idx, _docsize, _config).
 CREATE VIRTUAL TABLE message_index USING fts5(
     body,
-    scope,
+    scoped,
     content = '',
     contentless_delete = 1,
     tokenize = 'unicode61 remove_diacritics 2'

@@ -188,22 +188,61 @@ fn cjk_tokens(run: &str, mut push: impl FnMut(&str)) {
     }
 }
 
-/// What the index holds for a message's text: its tokens separated by
-/// spaces (CJK runs as bigrams). FTS5 folds case and accents itself.
-pub fn index_body(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 2);
-    let mut push = |t: &str| {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str(t);
-    };
+/// Pushes the index tokens of `text` in order: its words, and the bigrams
+/// of its CJK runs.
+fn tokens(text: &str, mut push: impl FnMut(&str)) {
+    if text.is_ascii() {
+        // No CJK and no marks: the tokens are the runs of letters and
+        // digits, as `spans` would find them, only faster.
+        text.split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|t| !t.is_empty())
+            .for_each(push);
+        return;
+    }
     for span in spans(text) {
         match span {
             Span::Word(s, e) => push(&text[s..e]),
             Span::Cjk(s, e) => cjk_tokens(&text[s..e], &mut push),
         }
     }
+}
+
+/// What the index holds for a message's text: its tokens separated by
+/// spaces (CJK runs as bigrams). FTS5 folds case and accents itself.
+pub fn index_body(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 2);
+    tokens(text, |t| {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(t);
+    });
+    out
+}
+
+/// Conversation `gid`'s mark on an index token: `g{gid}x`. The id is
+/// digits only, so the first `x` ends it and no id and word run together
+/// ambiguously (`g1x2x` is conversation 1's "2x").
+fn scope_prefix(gid: u64) -> String {
+    format!("g{gid}x")
+}
+
+/// What the index's `scoped` column holds for a message of conversation
+/// `gid`: each token of [`index_body`] with the conversation's mark in
+/// front, in the same order, so that a phrase of the message is a phrase
+/// of these tokens too. A search within some conversations asks for their
+/// tokens only (see [`Query::scoped`]), and FTS5 reads no other
+/// conversation's matches.
+pub fn scoped_body(gid: u64, text: &str) -> String {
+    let prefix = scope_prefix(gid);
+    let mut out = String::with_capacity(text.len() * 2);
+    tokens(text, |t| {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&prefix);
+        out.push_str(t);
+    });
     out
 }
 
@@ -267,6 +306,26 @@ impl Term {
     pub fn fts(&self) -> String {
         let mut s = String::from("body : \"");
         s.push_str(&self.raw.join(" "));
+        s.push('"');
+        if self.prefix {
+            s.push_str(" *");
+        }
+        s
+    }
+
+    /// The FTS5 expression of this term within conversation `gid`: its
+    /// tokens with the conversation's mark (see [`scoped_body`]), in the
+    /// `scoped` column.
+    fn scoped(&self, gid: u64) -> String {
+        let prefix = scope_prefix(gid);
+        let mut s = String::from("scoped : \"");
+        for (i, t) in self.raw.iter().enumerate() {
+            if i > 0 {
+                s.push(' ');
+            }
+            s.push_str(&prefix);
+            s.push_str(t);
+        }
         s.push('"');
         if self.prefix {
             s.push_str(" *");
@@ -372,6 +431,33 @@ impl Query {
             .map(Term::fts)
             .collect::<Vec<_>>()
             .join(" AND ")
+    }
+
+    /// The FTS5 expression matching messages of conversations `gids` that
+    /// contain every term: per conversation the terms with its mark, AND-ed,
+    /// and the conversations OR-ed. A message has one conversation's marks
+    /// only, so FTS5 reads the doclists of these conversations' tokens and
+    /// nothing of the others', whatever they hold.
+    pub fn scoped(&self, gids: &[u64]) -> String {
+        let mut s = String::new();
+        for (i, &gid) in gids.iter().enumerate() {
+            if i > 0 {
+                s.push_str(" OR ");
+            }
+            if self.terms.len() > 1 {
+                s.push('(');
+            }
+            for (k, term) in self.terms.iter().enumerate() {
+                if k > 0 {
+                    s.push_str(" AND ");
+                }
+                s.push_str(&term.scoped(gid));
+            }
+            if self.terms.len() > 1 {
+                s.push(')');
+            }
+        }
+        s
     }
 
     /// Scores `docs` (the searchable text of each candidate) with BM25.
@@ -562,9 +648,10 @@ mod tests {
         assert_eq!(index_body("비밀번호는 1234"), "비밀 밀번 번호 호는 는 1234");
     }
 
-    /// `store::search::body` indexes ASCII text as it is, relying on this:
-    /// for ASCII, `index_body` keeps exactly the runs of letters and digits,
-    /// which are FTS5's `unicode61` tokens.
+    /// `store::search` indexes ASCII text as it is, and `tokens` splits it
+    /// without `spans`, relying on this: for ASCII, the words of `spans`
+    /// are exactly the runs of letters and digits, which are FTS5's
+    /// `unicode61` tokens.
     #[test]
     fn ascii_index_bodies_are_the_alphanumeric_runs() {
         proptest::proptest!(|(text in "[ -~]{0,40}")| {
@@ -572,8 +659,61 @@ mod tests {
                 .split(|c: char| !c.is_ascii_alphanumeric())
                 .filter(|t| !t.is_empty())
                 .collect();
+            let words: Vec<&str> = spans(&text)
+                .into_iter()
+                .map(|s| match s {
+                    Span::Word(a, b) | Span::Cjk(a, b) => &text[a..b],
+                })
+                .collect();
+            proptest::prop_assert_eq!(&words, &runs);
             proptest::prop_assert_eq!(index_body(&text), runs.join(" "));
         });
+    }
+
+    #[test]
+    fn scoped_tokens_are_the_index_tokens_with_the_conversation_in_front() {
+        assert_eq!(
+            scoped_body(5, "wifi密码是1234"),
+            "g5xwifi g5x密码 g5x码是 g5x是 g5x1234"
+        );
+        assert_eq!(scoped_body(12, "Café, crème!"), "g12xCafé g12xcrème");
+        assert_eq!(scoped_body(7, "x2 at 10:30"), "g7xx2 g7xat g7x10 g7x30");
+        assert_eq!(scoped_body(1, "  ...  "), "");
+        // One compound token per index token, in the same order, whatever
+        // the text: phrases line up.
+        proptest::proptest!(|(text in ".{0,40}", gid in 0u64..1_000_000)| {
+            let body = index_body(&text);
+            let plain: Vec<&str> = body.split(' ').filter(|t| !t.is_empty()).collect();
+            let scoped = scoped_body(gid, &text);
+            let prefix = format!("g{gid}x");
+            let stripped: Vec<&str> = scoped
+                .split(' ')
+                .filter(|t| !t.is_empty())
+                .map(|t| t.strip_prefix(prefix.as_str()).expect("every token marked"))
+                .collect();
+            proptest::prop_assert_eq!(stripped, plain);
+        });
+    }
+
+    #[test]
+    fn scoped_queries_name_each_conversations_tokens() {
+        let q = Query::parse("wi-fi 密码").unwrap();
+        assert_eq!(
+            q.scoped(&[1, 20]),
+            r#"(scoped : "g1xwi g1xfi" AND scoped : "g1x密码") OR (scoped : "g20xwi g20xfi" AND scoped : "g20x密码")"#
+        );
+        let q = Query::parse("无线密码").unwrap();
+        assert_eq!(q.scoped(&[3]), r#"scoped : "g3x无线 g3x线密 g3x密码""#);
+        let q = Query::parse("密").unwrap();
+        assert_eq!(
+            q.scoped(&[3, 4]),
+            r#"scoped : "g3x密" * OR scoped : "g4x密" *"#
+        );
+        let q = Query::parse("OR NEAR").unwrap();
+        assert_eq!(
+            q.scoped(&[9]),
+            r#"(scoped : "g9xOR" AND scoped : "g9xNEAR")"#
+        );
     }
 
     #[test]

@@ -127,7 +127,13 @@ pub async fn run(ctx: &Ctx<'_>) -> anyhow::Result<Report> {
             rate(n as f64 / took),
             if analyzed { "analyzed" } else { "not analyzed" }
         ));
+        let t = Instant::now();
         server = Target::start(&ctx.opts.server_exe, &ctx.dir, &db_again, &spec).await?;
+        report.notes.push(format!(
+            "restart on the loaded file, indexing its {n} messages for search before it \
+             listens: {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
         Some(Layout {
             first_id,
             messages: n,

@@ -374,7 +374,12 @@ pub fn insert(c: &Connection, sends: &mut Sends, new: NewMessage, now: i64) -> R
         files::attach(c, id, file)?;
     }
     let name = new.file.as_ref().map(|f| f.name.as_str());
-    search::index(c, id, new.gid, &search::body(new.kind, &new.content, name))?;
+    search::index(
+        c,
+        id,
+        new.gid,
+        &search::searchable(new.kind, &new.content, name),
+    )?;
     sends.queued = true;
     sends.newest.insert(new.gid, id);
     sends.seen.insert((new.gid, new.uid), id);
@@ -538,7 +543,12 @@ pub fn change(c: &Connection, sends: &mut Sends, new: NewChange, now: i64) -> Re
             .execute(params![id_of, text, join_uids(&mentioned), now])?;
             // The old words leave the index; the new ones go in at COMMIT.
             search::unindex(c, id_of)?;
-            search::index(c, id_of, new.gid, &search::body(target.kind, &text, None))?;
+            search::index(
+                c,
+                id_of,
+                new.gid,
+                &search::searchable(target.kind, &text, None),
+            )?;
             sends.queued = true;
             (sends.next_id(c)?, ChangeOp::Edit, text)
         }

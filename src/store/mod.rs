@@ -1256,6 +1256,83 @@ mod tests {
         assert_eq!(dedup, 0);
     }
 
+    /// A file of schema version 10 (the index with one `scope` token per
+    /// message) migrates to the index of marked words, which starts empty:
+    /// its messages are indexed again before the database opens, and found,
+    /// phrases and Chinese included; a deleted message stays out, and a
+    /// message without words is not indexed twice.
+    #[tokio::test]
+    async fn a_version_10_file_is_indexed_again_and_its_messages_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(dir.path());
+        {
+            let c = Connection::open(&opts.path).unwrap();
+            for sql in &schema::MIGRATIONS[..10] {
+                c.execute_batch(sql).unwrap();
+            }
+            let now = crate::time::now_ms();
+            c.execute_batch(&format!(
+                "PRAGMA application_id = {};
+                 PRAGMA user_version = 10;
+                 INSERT INTO users (id, account, name, password_hash, created_at)
+                     VALUES (1, 'alice', 'Alice', 'x', {now}), (2, 'bob', 'Bob', 'x', {now});
+                 INSERT INTO groups (id, name, mode, creator_uid, created_at, last_msg_id)
+                     VALUES (1, 'club', 0, 1, {now}, 5), (2, 'other', 0, 1, {now}, 4);
+                 INSERT INTO members (gid, uid, role, joined_at)
+                     VALUES (1, 1, 2, {now}), (1, 2, 1, {now}), (2, 1, 2, {now});
+                 INSERT INTO messages (id, gid, uid, kind, content, client_msg_id, created_at, updated_at)
+                     VALUES (1, 1, 1, 0, 'wombat picnic on Sunday', 'old-1', {now}, {now}),
+                            (2, 1, 1, 0, 'wifi密码是1234', 'old-2', {now}, {now}),
+                            (3, 1, 1, 0, '', 'old-3', {now}, {now}),
+                            (4, 2, 1, 0, 'wombat picnic elsewhere', 'old-4', {now}, {now}),
+                            (5, 1, 1, 0, '!!!', 'old-5', {now}, {now});
+                 UPDATE messages SET deleted_at = {now} WHERE id = 3;
+                 INSERT INTO message_index (rowid, body, scope) VALUES
+                     (1, 'wombat picnic on Sunday', 'g1'), (2, 'wifi 密码 码是 是 1234', 'g1'),
+                     (4, 'wombat picnic elsewhere', 'g2'), (5, '!!!', 'g1');",
+                schema::APPLICATION_ID
+            ))
+            .unwrap();
+        }
+        let db = Db::open(&opts).unwrap();
+        assert_eq!(db.ping().await.unwrap(), schema::SCHEMA_VERSION);
+        let ids = |hits: Vec<search::Hit>| hits.iter().map(|h| h.message.id).collect::<Vec<_>>();
+        let find = |uid: u64, gid: Option<u64>, q: &str| {
+            let query = crate::search::Query::parse(q).unwrap();
+            db.search(uid, gid, query, 1, 10)
+        };
+        // Bob is in conversation 1 only; Alice in both.
+        assert_eq!(
+            ids(find(2, None, "\"wombat picnic\"").await.unwrap()),
+            vec![1]
+        );
+        assert_eq!(
+            ids(find(1, None, "wombat picnic").await.unwrap()),
+            vec![4, 1]
+        );
+        assert_eq!(ids(find(1, Some(2), "picnic").await.unwrap()), vec![4]);
+        assert_eq!(ids(find(2, None, "密码").await.unwrap()), vec![2]);
+        assert_eq!(ids(find(2, None, "密").await.unwrap()), vec![2]);
+        assert!(find(2, None, "elsewhere").await.unwrap().is_empty());
+        db.close().await;
+        // The newest message has no words but an index row all the same:
+        // the next start indexes nothing twice.
+        Db::open(&opts).unwrap().close().await;
+        let c = Connection::open(&opts.path).unwrap();
+        let marked: Vec<i64> = c
+            .prepare("SELECT rowid FROM message_index WHERE message_index MATCH 'scoped : g1xwombat OR scoped : g2xwombat' ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(marked, vec![1, 4]);
+        let rows: i64 = c
+            .query_row("SELECT count(*) FROM message_index", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 4, "messages 1, 2, 4 and 5, not the deleted one");
+    }
+
     #[tokio::test]
     async fn a_failing_job_rolls_back_only_its_own_changes() {
         let dir = tempfile::tempdir().unwrap();

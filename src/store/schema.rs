@@ -37,6 +37,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/008_message_actions.sql"),
     include_str!("../../migrations/009_push.sql"),
     include_str!("../../migrations/010_bots.sql"),
+    include_str!("../../migrations/011_scoped_index.sql"),
 ];
 
 /// The schema version this binary writes.

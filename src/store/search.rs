@@ -7,9 +7,9 @@
 //! A search reads the newest [`WINDOW`] matching messages of the caller's
 //! conversations, ranks them (BM25, ties newest first) and returns a page.
 //! The window bounds the work of a query whatever the database size; the
-//! `scope` column (one token per conversation) lets FTS5 itself keep to the
-//! caller's conversations, however many, instead of filtering a server's
-//! worth of matches afterwards.
+//! `scoped` column (every token again, marked with its conversation) lets
+//! FTS5 itself keep to the caller's conversations, however many, without
+//! reading any other conversation's matches of the words.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -25,9 +25,6 @@ use crate::search::{self, DF_CAP, Query};
 
 /// How many of the newest matching messages a search ranks.
 pub const WINDOW: usize = 1000;
-/// Someone in at most this many conversations has them named in the FTS5
-/// query straight away; beyond that, see [`candidates`].
-const SCOPE_LIST_MAX: usize = 64;
 
 /// One search result.
 #[derive(Debug, Clone)]
@@ -49,38 +46,31 @@ pub fn searchable<'a>(kind: Kind, content: &'a str, file_name: Option<&'a str>) 
     }
 }
 
-/// What the index holds for a message: its searchable text as index terms.
-pub fn body<'a>(kind: Kind, content: &'a str, file_name: Option<&'a str>) -> Cow<'a, str> {
-    let text = searchable(kind, content, file_name);
+/// What the index's `body` column holds for a message's searchable text.
+fn body(text: &str) -> Cow<'_, str> {
     if text.is_ascii() {
         // FTS5 splits ASCII text exactly as `index_body` would (runs of
         // letters and digits are the tokens), so it goes in as it is.
-        text
+        Cow::Borrowed(text)
     } else {
-        Cow::Owned(search::index_body(&text))
+        Cow::Owned(search::index_body(text))
     }
-}
-
-/// The `scope` of conversation `gid`'s messages (`flush_queue` writes the
-/// same in SQL).
-fn scope_token(gid: u64) -> String {
-    format!("g{gid}")
 }
 
 /// Creates the queue [`index`] writes to, on a connection that writes.
 pub fn create_queue(c: &Connection) -> rusqlite::Result<()> {
     c.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS index_queue (
-             id   INTEGER PRIMARY KEY,
-             body TEXT NOT NULL,
-             gid  INTEGER NOT NULL
+             id     INTEGER PRIMARY KEY,
+             body   TEXT NOT NULL,
+             scoped TEXT NOT NULL
          );",
     )
 }
 
-/// Queues one message for the index, `body` as [`body`] makes it; called in
-/// the transaction that stores it. [`flush_queue`] must run before that
-/// transaction commits.
+/// Queues one message of conversation `gid` for the index, `text` as
+/// [`searchable`] makes it; called in the transaction that stores it.
+/// [`flush_queue`] must run before that transaction commits.
 ///
 /// Why a queue: FTS5 keeps new index entries in memory until the
 /// transaction ends, but writes them out as a new index segment whenever a
@@ -91,9 +81,9 @@ pub fn create_queue(c: &Connection) -> rusqlite::Result<()> {
 /// table (the writer connection's memory, rolled back with its transaction);
 /// one INSERT ... SELECT moves a whole batch into FTS5, which then writes
 /// one segment at COMMIT.
-pub fn index(c: &Connection, msg_id: u64, gid: u64, body: &str) -> Result<()> {
-    c.prepare_cached("INSERT INTO temp.index_queue (id, body, gid) VALUES (?1, ?2, ?3)")?
-        .execute(params![msg_id, body, gid])?;
+pub fn index(c: &Connection, msg_id: u64, gid: u64, text: &str) -> Result<()> {
+    c.prepare_cached("INSERT INTO temp.index_queue (id, body, scoped) VALUES (?1, ?2, ?3)")?
+        .execute(params![msg_id, body(text), search::scoped_body(gid, text)])?;
     Ok(())
 }
 
@@ -116,9 +106,8 @@ pub fn flush_queue(c: &Connection) -> Result<()> {
     // (with its conversation), whose index row would otherwise outlive it.
     let queued = c
         .prepare_cached(
-            // 'g' || gid is `scope_token(gid)`.
-            "INSERT INTO message_index (rowid, body, scope)
-             SELECT q.id, q.body, 'g' || q.gid FROM temp.index_queue q
+            "INSERT INTO message_index (rowid, body, scoped)
+             SELECT q.id, q.body, q.scoped FROM temp.index_queue q
              WHERE EXISTS (SELECT 1 FROM messages m WHERE m.id = q.id)
              ORDER BY q.id",
         )?
@@ -142,8 +131,10 @@ fn merge_pages(indexed: usize) -> i64 {
 
 /// Indexes the messages newer than the newest indexed one: those of a
 /// database from before the index existed, or bulk-loaded into the file
-/// (as `rim-bench` does). Every message gets an index row (its `scope`
-/// token at least), so the newest row says how far indexing got. Commits
+/// (as `rim-bench` does), and every message after the migration that
+/// rebuilt the index (011). Every message gets an index row, even one
+/// without words (FTS5 lists the rows of a contentless table from its
+/// `_docsize` table), so the newest row says how far indexing got. Commits
 /// every 20,000 messages. Returns how many were indexed.
 pub fn catch_up(c: &Connection) -> Result<u64> {
     let newest: u64 = c
@@ -177,7 +168,7 @@ pub fn catch_up(c: &Connection) -> Result<u64> {
         after = last.0;
         let tx = c.unchecked_transaction()?;
         for (id, gid, kind, content, name) in &batch {
-            index(&tx, *id, *gid, &body(*kind, content, name.as_deref()))?;
+            index(&tx, *id, *gid, &searchable(*kind, content, name.as_deref()))?;
         }
         flush_queue(&tx)?;
         tx.commit()?;
@@ -221,24 +212,15 @@ pub fn search(
 
 /// The newest [`WINDOW`] messages matching `query` in the conversations
 /// `me` is a member of (only `gid` when given), with their file names.
-///
-/// Every FTS5 query is scoped to those conversations. One conversation, or
-/// up to [`SCOPE_LIST_MAX`], are named in the expression (`scope : g1 OR
-/// ...`). Someone in more first gets the newest [`PEEK`] matches anywhere
-/// filtered by membership: when their conversations hold most of the
-/// matches (someone in every conversation of a small server) that fills the
-/// window at the cost of an unscoped read, cheaper than a thousand-way OR.
-/// When it does not, the matches are mostly in other people's
-/// conversations, and reading on past them (a zero-hit search) would cost a
-/// scan of the whole server's matches: the query names all of their
-/// conversations instead, and FTS5 skips the others' matches in its index.
+/// The FTS5 query names each of those conversations' marked tokens
+/// ([`Query::scoped`]), so it reads their matches only, for one
+/// conversation or a thousand.
 fn candidates(
     tx: &Connection,
     me: u64,
     gid: Option<u64>,
     query: &Query,
 ) -> Result<Vec<(Message, Option<String>)>> {
-    let terms = query.fts();
     let mine: Vec<u64> = match gid {
         Some(gid) => vec![gid],
         None => tx
@@ -249,40 +231,12 @@ fn candidates(
     if mine.is_empty() {
         return Ok(Vec::new());
     }
-    if mine.len() > SCOPE_LIST_MAX {
-        let found = scan(tx, &terms, me, gid, Some(PEEK))?;
-        if found.len() >= WINDOW || !more_matches(tx, &terms)? {
-            return Ok(found);
-        }
-    }
-    let scopes: Vec<String> = mine
-        .iter()
-        .map(|g| format!("scope : {}", scope_token(*g)))
-        .collect();
-    let expr = format!("{terms} AND ({})", scopes.join(" OR "));
-    scan(tx, &expr, me, gid, None)
-}
-
-/// How many of the newest matches anywhere a search of someone in more
-/// than [`SCOPE_LIST_MAX`] conversations filters before it names them all.
-const PEEK: usize = 4 * WINDOW;
-
-/// The newest [`WINDOW`] messages matching `expr` in conversations `me` is
-/// a member of, among the newest `peek` matches of `expr` when given.
-fn scan(
-    tx: &Connection,
-    expr: &str,
-    me: u64,
-    gid: Option<u64>,
-    peek: Option<usize>,
-) -> Result<Vec<(Message, Option<String>)>> {
-    // FTS5 hands out matches newest first and the joins keep only the
-    // caller's conversations; the LIMIT stops the scan at the window.
-    let peek = peek.map_or(String::new(), |n| format!("LIMIT {n}"));
+    // FTS5 hands out matches newest first; the membership and conversation
+    // checks are a second guard; the LIMIT stops the scan at the window.
     let sql = format!(
         "SELECT {MESSAGE_COLS}, mf.name FROM
              (SELECT rowid AS id FROM message_index WHERE message_index MATCH ?1
-              ORDER BY rowid DESC {peek}) f
+              ORDER BY rowid DESC) f
          JOIN messages m ON m.id = f.id
          JOIN members mb ON mb.gid = m.gid AND mb.uid = ?2
          LEFT JOIN message_files mf ON mf.msg_id = m.id
@@ -291,24 +245,11 @@ fn scan(
     );
     let found = tx
         .prepare_cached(&sql)?
-        .query_map(params![expr, me, gid], |r| {
+        .query_map(params![query.scoped(&mine), me, gid], |r| {
             Ok((message_from_row(r, 0)?, r.get(MESSAGE_COL_COUNT)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(found)
-}
-
-/// Whether `expr` matches more than the [`PEEK`] messages a first scan
-/// read.
-fn more_matches(tx: &Connection, expr: &str) -> Result<bool> {
-    let n: usize = tx
-        .prepare_cached(&format!(
-            "SELECT count(*) FROM (SELECT 1 FROM message_index WHERE message_index MATCH ?1
-                 LIMIT {})",
-            PEEK + 1
-        ))?
-        .query_row([expr], |r| r.get(0))?;
-    Ok(n > PEEK)
 }
 
 /// The candidates' indexes, best match first (BM25; the newer first among
@@ -397,7 +338,7 @@ mod tests {
     fn small_index() -> Connection {
         let c = Connection::open_in_memory().unwrap();
         c.execute_batch(
-            "CREATE VIRTUAL TABLE message_index USING fts5(body, scope, content = '',
+            "CREATE VIRTUAL TABLE message_index USING fts5(body, scoped, content = '',
                  contentless_delete = 1, tokenize = 'unicode61 remove_diacritics 2');",
         )
         .unwrap();
@@ -413,7 +354,7 @@ mod tests {
         .iter()
         .enumerate()
         {
-            super::index(&c, i as u64 + 1, 1, &search::index_body(text)).unwrap();
+            super::index(&c, i as u64 + 1, 1, text).unwrap();
         }
         flush_queue(&c).unwrap();
         c
@@ -429,8 +370,16 @@ mod tests {
         let mut stmt = c.prepare(
             "SELECT rowid FROM message_index WHERE message_index MATCH ?1 ORDER BY rowid",
         )?;
-        let rows = stmt.query_map([format!("{} AND scope : g1", query.fts())], |r| r.get(0))?;
-        rows.collect()
+        let rows = stmt.query_map([query.scoped(&[1, 2])], |r| r.get(0))?;
+        let scoped: Vec<u64> = rows.collect::<rusqlite::Result<_>>()?;
+        let all: Vec<u64> = stmt
+            .query_map([query.fts()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        assert_eq!(
+            scoped, all,
+            "{q:?}: the body and the scoped tokens disagree"
+        );
+        Ok(scoped)
     }
 
     #[test]

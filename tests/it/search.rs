@@ -425,6 +425,82 @@ async fn a_member_of_many_conversations_finds_only_their_own() {
     assert_eq!(rows[0]["msg"]["content"], "carol secret 1");
 }
 
+/// Someone in more conversations than were once named in one FTS5 query
+/// (64): phrases, Chinese bigram phrases and single characters keep to
+/// their conversations, and an edit or deletion moves the message's words
+/// in the index, all over messages sent through the server.
+#[tokio::test]
+async fn a_member_of_many_conversations_keeps_phrases_cjk_and_edits_scoped() {
+    let srv = TestServer::start().await;
+    let ((_, ta), _, others) = direct_pair(&srv, "alice", "bob").await;
+    let (_, tc) = srv.user("carol").await;
+    let mut mine = Vec::new();
+    for i in 0..70 {
+        mine.push(create_group(&srv, &tc, &format!("carol {i}"), &[]).await);
+    }
+    let mut wa = srv.ws_login(&ta).await;
+    for (i, text) in [
+        "the Wi-Fi is down",
+        "wifi密码是1234",
+        "密钥 in the drawer",
+        "we hid the wombat",
+    ]
+    .iter()
+    .enumerate()
+    {
+        say(&mut wa, others, text, &format!("a{i}")).await;
+    }
+    let mut wc = srv.ws_login(&tc).await;
+    let cafe = say(&mut wc, mine[69], "meet at the Wi-Fi cafe", "c1").await;
+    say(&mut wc, mine[10], "wifi fi wi", "c2").await;
+    say(&mut wc, mine[3], "新的wifi密码是5678", "c3").await;
+    say(&mut wc, mine[4], "码密", "c4").await;
+    let gone = say(&mut wc, mine[40], "the wombat again", "c5").await;
+
+    // A phrase: only the message of hers where "wi" and "fi" are adjacent.
+    assert_eq!(
+        found(&srv, &tc, "wi-fi").await,
+        vec!["meet at the Wi-Fi cafe"]
+    );
+    assert_eq!(found(&srv, &ta, "wi-fi").await, vec!["the Wi-Fi is down"]);
+    // Two characters: the bigram, in her conversation, not in Alice's.
+    assert_eq!(found(&srv, &tc, "密码").await, vec!["新的wifi密码是5678"]);
+    assert_eq!(
+        found(&srv, &tc, "的wifi密码").await,
+        vec!["新的wifi密码是5678"]
+    );
+    // One character: every token starting with it, hers only.
+    let mut single = found(&srv, &tc, "密").await;
+    single.sort();
+    assert_eq!(single, vec!["新的wifi密码是5678", "码密"]);
+    // A word only Alice's conversation holds now.
+    assert!(found(&srv, &tc, "drawer").await.is_empty());
+    assert!(found(&srv, &tc, "down").await.is_empty());
+
+    // An edit takes the old words out and puts the new ones in, marked
+    // with the same conversation.
+    wc.send(json!({"event": "Edit", "body": {
+        "gid": mine[69], "msgId": cafe, "content": "meet at the library", "clientMsgId": "c6"}}))
+        .await;
+    assert_ack(&wc.next_answer().await, "c6").expect("edit");
+    assert!(found(&srv, &tc, "wi-fi").await.is_empty());
+    assert!(found(&srv, &tc, "cafe").await.is_empty());
+    let rows = search(&srv, &tc, "library", "").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["group"]["id"], mine[69]);
+    let rows = search(&srv, &tc, "library", &format!("&gid={}", mine[69])).await;
+    assert_eq!(rows.len(), 1);
+    assert!(found(&srv, &ta, "library").await.is_empty());
+    // A deletion takes them out.
+    assert_eq!(found(&srv, &tc, "wombat").await, vec!["the wombat again"]);
+    wc.send(json!({"event": "Delete", "body": {
+        "gid": mine[40], "msgId": gone, "clientMsgId": "c7"}}))
+        .await;
+    assert_ack(&wc.next_answer().await, "c7").expect("delete");
+    assert!(found(&srv, &tc, "wombat").await.is_empty());
+    assert_eq!(found(&srv, &ta, "wombat").await, vec!["we hid the wombat"]);
+}
+
 /// Search latency on a large database: `RIM_SEARCH_BENCH=1000000 cargo test
 /// --release --test it search_latency -- --ignored --nocapture`. Bulk-loads
 /// messages like `rim-bench`'s history scenario (plus everyday words),
