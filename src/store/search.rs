@@ -212,9 +212,16 @@ pub fn search(
 
 /// The newest [`WINDOW`] messages matching `query` in the conversations
 /// `me` is a member of (only `gid` when given), with their file names.
+///
 /// The FTS5 query names each of those conversations' marked tokens
-/// ([`Query::scoped`]), so it reads their matches only, for one
-/// conversation or a thousand.
+/// ([`Query::scoped`]), so it reads their matches only, however many the
+/// other conversations hold. Each conversation named costs FTS5 a lookup
+/// per index segment, about 30 ms for 1,000 on a million messages
+/// (`rim-bench`, history), so someone in more than half of the server's
+/// conversations first gets the newest [`PEEK`] matches anywhere filtered
+/// by membership: most matches are then theirs and that fills the window
+/// (or finds every match there is). When it does not, the named query
+/// follows.
 fn candidates(
     tx: &Connection,
     me: u64,
@@ -231,12 +238,44 @@ fn candidates(
     if mine.is_empty() {
         return Ok(Vec::new());
     }
-    // FTS5 hands out matches newest first; the membership and conversation
-    // checks are a second guard; the LIMIT stops the scan at the window.
+    if gid.is_none() && mine.len() > 1 {
+        // The newest conversation id: at least how many there are.
+        let conversations: usize = tx
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM groups")?
+            .query_row([], |r| r.get(0))?;
+        if mine.len() * 2 > conversations {
+            let terms = query.fts();
+            let found = scan(tx, &terms, me, gid, Some(PEEK))?;
+            if found.len() >= WINDOW || !more_matches(tx, &terms)? {
+                return Ok(found);
+            }
+        }
+    }
+    scan(tx, &query.scoped(&mine), me, gid, None)
+}
+
+/// How many of the newest matches anywhere a search of someone in most
+/// conversations filters before it names them all.
+const PEEK: usize = 4 * WINDOW;
+
+/// The newest [`WINDOW`] messages matching `expr` in conversations `me` is
+/// a member of (only `gid` when given), among the newest `peek` matches of
+/// `expr` when given.
+fn scan(
+    tx: &Connection,
+    expr: &str,
+    me: u64,
+    gid: Option<u64>,
+    peek: Option<usize>,
+) -> Result<Vec<(Message, Option<String>)>> {
+    // FTS5 hands out matches newest first and the joins keep only the
+    // caller's conversations (for a named query, a second guard); the LIMIT
+    // stops the scan at the window.
+    let peek = peek.map_or(String::new(), |n| format!("LIMIT {n}"));
     let sql = format!(
         "SELECT {MESSAGE_COLS}, mf.name FROM
              (SELECT rowid AS id FROM message_index WHERE message_index MATCH ?1
-              ORDER BY rowid DESC) f
+              ORDER BY rowid DESC {peek}) f
          JOIN messages m ON m.id = f.id
          JOIN members mb ON mb.gid = m.gid AND mb.uid = ?2
          LEFT JOIN message_files mf ON mf.msg_id = m.id
@@ -245,11 +284,24 @@ fn candidates(
     );
     let found = tx
         .prepare_cached(&sql)?
-        .query_map(params![query.scoped(&mine), me, gid], |r| {
+        .query_map(params![expr, me, gid], |r| {
             Ok((message_from_row(r, 0)?, r.get(MESSAGE_COL_COUNT)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(found)
+}
+
+/// Whether `expr` matches more than the [`PEEK`] messages a first scan
+/// read.
+fn more_matches(tx: &Connection, expr: &str) -> Result<bool> {
+    let n: usize = tx
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM message_index WHERE message_index MATCH ?1
+                 LIMIT {})",
+            PEEK + 1
+        ))?
+        .query_row([expr], |r| r.get(0))?;
+    Ok(n > PEEK)
 }
 
 /// The candidates' indexes, best match first (BM25; the newer first among
