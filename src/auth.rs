@@ -6,7 +6,7 @@
 //! takes its memory (7 MiB at the default cost) when it starts and gives it back
 //! to the system when it ends: a server that is not hashing holds none of it,
 //! and one that is holds at most threads x buffer however many logins arrive
-//! (see [`release_big_buffers`]). Under a memory limit (a cgroup) a second
+//! (see [`crate::malloc::release_big_buffers`]). Under a memory limit (a cgroup) a second
 //! hash starts only when the limit leaves room for it (see [`Gate`]). A hash
 //! made at another cost than the configured one is made again at the next
 //! successful login ([`Verified::stale`]). Tokens are 256 random bits shown to the
@@ -134,7 +134,7 @@ impl Hasher {
         queue: usize,
         limit: Option<MemoryLimit>,
     ) -> anyhow::Result<Hasher> {
-        release_big_buffers();
+        crate::malloc::release_big_buffers();
         let (jobs, rx) = mpsc::sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
@@ -231,23 +231,6 @@ fn lower_priority() {
     // with PRIO_PROCESS names the calling thread alone.
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-    }
-}
-
-/// Makes every allocation of 128 KiB or more a mapping of its own, returned
-/// to the system when freed. glibc does so by default, but raises that
-/// threshold to the size of each such block freed, up to 32 MiB: after the
-/// first hash, the next 19 MiB buffer would come from the heap and stay
-/// there (measured: 27.8 MB RSS after one registration, for good, and 19 MiB
-/// more for each hashing thread). Setting the threshold once turns the
-/// raising off. Process-wide, and harmless to the rest: SQLite's caches and
-/// the connections' buffers are far smaller.
-fn release_big_buffers() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; it is safe to call
-    // at any time, from any thread.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

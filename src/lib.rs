@@ -15,6 +15,7 @@ pub mod error;
 pub mod hub;
 pub mod limits;
 pub mod log;
+pub mod malloc;
 pub mod media;
 pub mod metrics;
 pub mod protocol;

@@ -30,6 +30,8 @@ fn main() -> std::process::ExitCode {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.db.config.as_deref(), &args.overrides())?;
     rim::log::set_level(config.log_level);
+    // Before any thread is started: see `malloc::limit_arenas`.
+    rim::malloc::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

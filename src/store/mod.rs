@@ -907,7 +907,7 @@ fn idle_clock(inner: Weak<Inner>, after: Duration) -> std::io::Result<()> {
                             let _ = conn.execute_batch("PRAGMA shrink_memory;");
                         }
                     }
-                    writer::give_back_memory();
+                    crate::malloc::give_back_memory();
                 }
                 seen = reads;
             }

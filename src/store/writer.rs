@@ -311,7 +311,7 @@ impl IdleCheckpoint {
             }
         }
         let _ = conn.execute_batch("PRAGMA shrink_memory;");
-        give_back_memory();
+        crate::malloc::give_back_memory();
     }
 }
 
@@ -324,21 +324,6 @@ struct Upkeep {
     /// The WAL the writer syncs itself after each COMMIT (see
     /// [`sync_after_commit`]); `None` when SQLite's COMMIT syncs it.
     sync_wal: Option<std::path::PathBuf>,
-}
-
-/// Returns the allocator's free memory to the system. SQLite's cache pages
-/// are small allocations, made on whichever thread ran the query (each of
-/// tokio's blocking threads has an arena of its own), so freeing them leaves
-/// them in the arenas; measured on a 1M-message database: 58.5 MB RSS after
-/// a burst of history and search, for good. glibc's `malloc_trim` gives the
-/// free pages of every arena back.
-pub(super) fn give_back_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it may
-    // be called from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Committed batches that may wait for the publisher. When it falls this far

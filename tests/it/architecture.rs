@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("push", 4),
     ("config", 5),
     ("cgroup", 5),
+    ("malloc", 5),
     ("error", 5),
     ("log", 5),
     ("time", 5),
@@ -42,7 +43,9 @@ const LAYERS: &[(&str, u8)] = &[
 ];
 
 /// Modules that may import nothing of the crate (but the log macros).
-const LEAVES: &[&str] = &["metrics", "hub", "error", "time", "proxy", "cgroup"];
+const LEAVES: &[&str] = &[
+    "metrics", "hub", "error", "time", "proxy", "cgroup", "malloc",
+];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
