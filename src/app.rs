@@ -247,12 +247,12 @@ impl App {
             .as_deref()
             .is_some_and(|s| !auth::made_at(s, self.config.hash_cost))
             .then(|| (password.clone(), stored.clone()));
-        let verified = self.hasher.verify(password, stored).await?;
-        let uid = match (verified.ok, uid) {
+        let ok = self.hasher.verify(password, stored).await?;
+        let uid = match (ok, uid) {
             (true, Some(uid)) => uid,
             _ => return Err(Error::Unauthorized("wrong account or password".into())),
         };
-        if let (true, Some((password, Some(old)))) = (verified.stale, again) {
+        if let Some((password, Some(old))) = again {
             self.rehash(uid, password, old);
         }
         self.limits.known_logins.insert(known);
@@ -307,7 +307,7 @@ impl App {
             .check(&user.account.to_ascii_lowercase())
             .map_err(|wait| limits::too_many("password attempts for this account", wait))?;
         let stored = self.db.password_hash(me).await?;
-        let ok = old.len() <= 1024 && self.hasher.verify(old, stored.clone()).await?.ok;
+        let ok = old.len() <= 1024 && self.hasher.verify(old, stored.clone()).await?;
         let Some(old_hash) = stored.filter(|_| ok) else {
             return Err(Error::forbidden("the old password is wrong"));
         };

@@ -9,7 +9,7 @@
 //! (see [`crate::malloc::release_big_buffers`]). Under a memory limit (a cgroup) a second
 //! hash starts only when the limit leaves room for it (see [`Gate`]). A hash
 //! made at another cost than the configured one is made again at the next
-//! successful login ([`Verified::stale`]). Tokens are 256 random bits shown to the
+//! successful login ([`made_at`], `App::login`). Tokens are 256 random bits shown to the
 //! client once; the database keeps only their SHA-256, and lookups go by that
 //! hash, so comparing tokens never happens byte by byte in our code.
 
@@ -42,16 +42,6 @@ pub struct Hasher {
     cost: HashCost,
     jobs: mpsc::SyncSender<Job>,
     gate: Arc<Gate>,
-}
-
-/// What a login's password check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verified {
-    pub ok: bool,
-    /// The password is right and its stored hash was made at another cost
-    /// (or with another algorithm) than the configured one: it should be
-    /// hashed again, now that the password is at hand.
-    pub stale: bool,
 }
 
 /// Lets a hash take its buffer only when the memory limit leaves room for
@@ -199,23 +189,14 @@ impl Hasher {
     /// same, and the answer is false: "no such account" takes as long as
     /// "wrong password", without a decoy hash made (and its memory taken) at
     /// startup.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<Verified> {
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool> {
         let cost = self.cost;
         let gate = self.gate.clone();
         self.run(move || match stored {
-            Some(stored) => {
-                let ok = verify_with(&password, &stored, Some(&gate));
-                Verified {
-                    ok,
-                    stale: ok && !made_at(&stored, cost),
-                }
-            }
+            Some(stored) => verify_with(&password, &stored, Some(&gate)),
             None => {
                 let _ = hash_with(cost, &password, Some(&gate));
-                Verified {
-                    ok: false,
-                    stale: false,
-                }
+                false
             }
         })
         .await
@@ -483,23 +464,18 @@ mod tests {
         let stored = h.hash("correct horse".into()).await.unwrap();
         assert!(stored.starts_with("$argon2id$"));
         assert!(!stored.contains("correct horse"));
-        let right = h
-            .verify("correct horse".into(), Some(stored.clone()))
-            .await
-            .unwrap();
-        assert_eq!(
-            right,
-            Verified {
-                ok: true,
-                stale: false
-            }
+        assert!(
+            h.verify("correct horse".into(), Some(stored.clone()))
+                .await
+                .unwrap()
         );
-        assert!(!h.verify("wrong".into(), Some(stored)).await.unwrap().ok);
-        assert!(!h.verify("anything".into(), None).await.unwrap().ok);
+        assert!(!h.verify("wrong".into(), Some(stored)).await.unwrap());
+        assert!(!h.verify("anything".into(), None).await.unwrap());
     }
 
+    /// A hash at another cost still verifies, and is known as made at it.
     #[tokio::test]
-    async fn a_hash_made_at_another_cost_is_stale_once_the_password_is_right() {
+    async fn a_hash_tells_the_cost_it_was_made_at() {
         let old = HashCost {
             memory_kib: 64,
             iterations: 1,
@@ -510,28 +486,16 @@ mod tests {
             ..old
         };
         let stored = hash_with(old, "correct horse", None).unwrap();
+        assert!(made_at(&stored, old) && !made_at(&stored, new));
         let h = Hasher::new(new, 1).unwrap();
-        let right = h
-            .verify("correct horse".into(), Some(stored.clone()))
-            .await
-            .unwrap();
-        assert_eq!(
-            right,
-            Verified {
-                ok: true,
-                stale: true
-            }
-        );
-        let wrong = h.verify("wrong".into(), Some(stored)).await.unwrap();
-        assert_eq!(
-            wrong,
-            Verified {
-                ok: false,
-                stale: false
-            }
+        assert!(
+            h.verify("correct horse".into(), Some(stored.clone()))
+                .await
+                .unwrap()
         );
         let fresh = h.hash("correct horse".into()).await.unwrap();
         assert!(made_at(&fresh, new) && !made_at(&fresh, old));
+        assert!(!made_at("not a phc string", new));
     }
 
     /// Under a limit with room for one buffer only, a second hash waits for
