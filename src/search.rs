@@ -438,6 +438,15 @@ impl Query {
     /// and the conversations OR-ed. A message has one conversation's marks
     /// only, so FTS5 reads the doclists of these conversations' tokens and
     /// nothing of the others', whatever they hold.
+    ///
+    /// A single CJK character is a prefix term, and its marked form needs
+    /// a guard: when FTS5 does not count the character as a letter (a Kangxi
+    /// radical, a character newer than its Unicode 6.1 tables), the phrase
+    /// `"g5x⽆" *` loses it and becomes `"g5x" *`, every message of the
+    /// conversation, while the unmarked `"⽆" *` is empty and matches
+    /// nothing. So such a term is also required unmarked in `body`, which
+    /// keeps the answer that of the unmarked query (at the cost of reading
+    /// that character's doclist; only single-character searches pay it).
     pub fn scoped(&self, gids: &[u64]) -> String {
         let mut s = String::new();
         for (i, &gid) in gids.iter().enumerate() {
@@ -456,6 +465,9 @@ impl Query {
             if self.terms.len() > 1 {
                 s.push(')');
             }
+        }
+        for term in self.terms.iter().filter(|t| t.prefix) {
+            s = format!("({s}) AND {}", term.fts());
         }
         s
     }
@@ -707,7 +719,7 @@ mod tests {
         let q = Query::parse("密").unwrap();
         assert_eq!(
             q.scoped(&[3, 4]),
-            r#"scoped : "g3x密" * OR scoped : "g4x密" *"#
+            r#"(scoped : "g3x密" * OR scoped : "g4x密" *) AND body : "密" *"#
         );
         let q = Query::parse("OR NEAR").unwrap();
         assert_eq!(

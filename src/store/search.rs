@@ -441,6 +441,13 @@ mod tests {
         assert_eq!(matches(&c, "\"quoted\" (x)").unwrap(), vec![1]);
         assert_eq!(matches(&c, "密码").unwrap(), vec![2]);
         assert_eq!(matches(&c, "NEAR AND").unwrap(), vec![3]);
+        // A Kangxi radical is no letter to FTS5: alone, it finds nothing,
+        // marked or not (marked, it once found every message).
+        assert_eq!(matches(&c, "\u{2F86}").unwrap(), Vec::<u64>::new());
+        assert_eq!(
+            matches(&c, ".\u{202e}\r\u{2F86}=\u{f17fb}/\u{bbabe}").unwrap(),
+            Vec::<u64>::new()
+        );
         let mut runner = TestRunner::new(PropConfig {
             cases: 2000,
             failure_persistence: None,
