@@ -19,7 +19,7 @@ import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 
 import { translator } from '../../web/js/i18n.js';
-import { Server, repo } from './rim.js';
+import { Server, logIn, online, repo, token } from './rim.js';
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const LANG = process.env.RIM_LANG || 'en';
 const WAIT = 10_000;
@@ -116,16 +116,7 @@ async function device(account, name) {
   return d;
 }
 
-async function online(d) {
-  await d.page.locator('#conn[data-state="online"]').waitFor();
-}
 
-async function logIn(d) {
-  await d.page.getByRole('textbox', { name: ui('login.account') }).fill(d.account);
-  await d.page.getByLabel(ui('login.password'), { exact: true }).fill(d.password);
-  await d.page.getByRole('button', { name: ui('login.logIn'), exact: true }).click();
-  await online(d);
-}
 
 async function register(d) {
   const r = await rest('POST', '/api/user/create', null, { account: d.account, password: d.password, name: d.name });
@@ -133,9 +124,6 @@ async function register(d) {
   return r.data;
 }
 
-async function token(d) {
-  return d.page.evaluate(() => localStorage.getItem('rim.token'));
-}
 
 async function openProfile(d) {
   await d.page.getByRole('button', { name: ui('shell.profile') }).click();
@@ -184,8 +172,8 @@ describe('rim web client: profile, devices and group roles', { concurrency: 1 },
     people.bob = bob;
     laptop.uid = await register(laptop);
     bob.uid = await register(bob);
-    await logIn(laptop);
-    await logIn(bob);
+    await logIn(laptop, ui);
+    await logIn(bob, ui);
 
     const dialog = await openProfile(laptop);
     assert.equal(await dialog.getByRole('heading', { level: 2 }).textContent(), STORY.title);
@@ -225,7 +213,7 @@ describe('rim web client: profile, devices and group roles', { concurrency: 1 },
     const { laptop } = people;
     const phone = await device('alice', STORY.renamed);
     people.phone = phone;
-    await logIn(phone);
+    await logIn(phone, ui);
     const dialog = await openProfile(laptop);
     const rows = devices(dialog);
     await rows.nth(1).waitFor();
@@ -251,7 +239,7 @@ describe('rim web client: profile, devices and group roles', { concurrency: 1 },
 
   test('a password change keeps this device and logs out the others', async () => {
     const { laptop, phone } = people;
-    await logIn(phone);
+    await logIn(phone, ui);
     const dialog = await openProfile(laptop);
     await dialog.getByLabel(ui('profile.oldPassword')).fill('not my password');
     await dialog.getByLabel(ui('profile.newPassword')).fill('a brand new password');
@@ -271,7 +259,7 @@ describe('rim web client: profile, devices and group roles', { concurrency: 1 },
     assert.equal(old.code, 401);
     laptop.password = 'a brand new password';
     phone.password = laptop.password;
-    await logIn(phone);
+    await logIn(phone, ui);
   });
 
   test('an admin makes another member admin, and leaving hands the group on', async () => {

@@ -30,7 +30,7 @@ import http from 'node:http';
 import { chromium } from 'playwright-core';
 
 import { translator } from '../../web/js/i18n.js';
-import { Server } from './rim.js';
+import { Server, logIn, online, token } from './rim.js';
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const LANG = process.env.RIM_LANG || 'en';
 const WAIT = 10_000;
@@ -247,20 +247,8 @@ async function device(account, name, keys) {
   return d;
 }
 
-async function online(d) {
-  await d.page.locator('#conn[data-state="online"]').waitFor();
-}
 
-async function logIn(d) {
-  await d.page.getByRole('textbox', { name: ui('login.account') }).fill(d.account);
-  await d.page.getByLabel(ui('login.password'), { exact: true }).fill(d.password);
-  await d.page.getByRole('button', { name: ui('login.logIn'), exact: true }).click();
-  await online(d);
-}
 
-async function token(d) {
-  return d.page.evaluate(() => localStorage.getItem('rim.token'));
-}
 
 async function stubRecord(d) {
   return d.page.evaluate(() => JSON.parse(localStorage.getItem('test.push') || '{"asks":0,"subscribes":0,"held":false}'));
@@ -392,8 +380,8 @@ describe('rim web client: Web Push', { concurrency: 1 }, () => {
       assert.equal(r.ok, true, JSON.stringify(r));
       d.uid = r.data;
     }
-    await logIn(alice);
-    await logIn(bob);
+    await logIn(alice, ui);
+    await logIn(bob, ui);
     const asked = await rest('POST', '/api/friend/add', await token(bob), { fid: alice.uid });
     assert.equal(asked.ok, true, JSON.stringify(asked));
     const agreed = await rest('POST', '/api/friend/status/modify', await token(alice), { fid: bob.uid, status: 1 });
@@ -625,7 +613,7 @@ describe('rim web client: Web Push', { concurrency: 1 }, () => {
     const ended = await rest('POST', '/api/user/logout', await token(alice), {});
     assert.equal(ended.ok, true, JSON.stringify(ended));
     await alice.page.getByText(ui('app.sessionEnded')).waitFor();
-    await logIn(alice);
+    await logIn(alice, ui);
     await bellState(alice, 'on');
     await setVisible(alice, false);
     await bobSays(anew);
@@ -636,7 +624,7 @@ describe('rim web client: Web Push', { concurrency: 1 }, () => {
     await alice.page.getByRole('button', { name: ui('shell.logOut') }).click();
     await alice.page.locator('#login-view').waitFor();
     assert.equal((await stubRecord(alice)).held, false, 'the browser subscription is ended');
-    await logIn(alice);
+    await logIn(alice, ui);
     await bellState(alice, 'off');
     const gone = await rest('POST', '/api/push/unsubscribe', await token(alice), { endpoint: alice.endpoint });
     assert.equal(gone.data, false, 'the server holds no subscription at that endpoint');

@@ -1,7 +1,8 @@
 // The rim server of the browser tests: `rim serve` from RIM_BIN (default
 // target/debug/rim; nothing here builds it) on a loopback port the OS picks,
 // with a fresh database and an explicit config in a temporary directory, so
-// that a rim.toml in the working directory cannot change what is tested.
+// that a rim.toml in the working directory cannot change what is tested;
+// and the few steps every story takes with a person's page.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -99,4 +100,24 @@ export class Server {
     }
     if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+// ---- a person's page: `d.page`, and `d.account` and `d.password` to log in ----
+
+/** Waits until the page's WebSocket is logged in. */
+export async function online(d) {
+  await d.page.locator('#conn[data-state="online"]').waitFor();
+}
+
+/** The login token the page keeps. */
+export async function token(d) {
+  return d.page.evaluate(() => localStorage.getItem('rim.token'));
+}
+
+/** Logs in with the login form, its labels in the language of `ui`. */
+export async function logIn(d, ui) {
+  await d.page.getByRole('textbox', { name: ui('login.account') }).fill(d.account);
+  await d.page.getByLabel(ui('login.password'), { exact: true }).fill(d.password);
+  await d.page.getByRole('button', { name: ui('login.logIn'), exact: true }).click();
+  await online(d);
 }

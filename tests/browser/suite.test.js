@@ -30,7 +30,7 @@ import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 
 import { translator } from '../../web/js/i18n.js';
-import { Server, repo } from './rim.js';
+import { Server, online, repo, token } from './rim.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const LANG = process.env.RIM_LANG || 'en';
@@ -241,13 +241,7 @@ async function register(p) {
   await online(p);
 }
 
-async function online(p) {
-  await p.page.locator('#conn[data-state="online"]').waitFor();
-}
 
-async function token(p) {
-  return p.page.evaluate(() => localStorage.getItem('rim.token'));
-}
 
 async function shot(p, name) {
   await mkdir(SHOTS, { recursive: true });
