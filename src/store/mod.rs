@@ -919,6 +919,21 @@ fn idle_clock(inner: Weak<Inner>, after: Duration) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// Writes a rim database of schema `version` at `path`: the migrations
+    /// up to it, its identity, then `rows`.
+    fn old_file(path: &Path, version: usize, rows: &str) {
+        let c = Connection::open(path).unwrap();
+        for sql in &schema::MIGRATIONS[..version] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute_batch(&format!(
+            "PRAGMA application_id = {}; PRAGMA user_version = {version};",
+            schema::APPLICATION_ID
+        ))
+        .unwrap();
+        c.execute_batch(rows).unwrap();
+    }
+
     fn options(dir: &Path) -> Options {
         Options {
             path: dir.join("t.db"),
@@ -1204,16 +1219,12 @@ mod tests {
     async fn a_version_3_file_migrates_and_keeps_its_resends_and_index() {
         let dir = tempfile::tempdir().unwrap();
         let opts = options(dir.path());
-        {
-            let c = Connection::open(&opts.path).unwrap();
-            for sql in &schema::MIGRATIONS[..3] {
-                c.execute_batch(sql).unwrap();
-            }
-            let now = crate::time::now_ms();
-            c.execute_batch(&format!(
-                "PRAGMA application_id = {};
-                 PRAGMA user_version = 3;
-                 INSERT INTO users (id, account, name, password_hash, created_at)
+        let now = crate::time::now_ms();
+        old_file(
+            &opts.path,
+            3,
+            &format!(
+                "INSERT INTO users (id, account, name, password_hash, created_at)
                      VALUES (1, 'alice', 'Alice', 'x', {now}), (2, 'bob', 'Bob', 'x', {now});
                  INSERT INTO groups (id, name, mode, creator_uid, created_at, last_msg_id)
                      VALUES (1, 'club', 0, 1, {now}, 1);
@@ -1221,10 +1232,8 @@ mod tests {
                  INSERT INTO messages (id, gid, uid, kind, content, client_msg_id, created_at, updated_at)
                      VALUES (1, 1, 1, 0, 'wombat picnic', 'old-1', {now}, {now});
                  INSERT INTO message_index (rowid, body, scope) VALUES (1, 'wombat picnic', 'g1');",
-                schema::APPLICATION_ID
-            ))
-            .unwrap();
-        }
+            ),
+        );
         let db = Db::open(&opts).unwrap();
         assert_eq!(db.ping().await.unwrap(), schema::SCHEMA_VERSION);
         let resend = db
@@ -1265,16 +1274,12 @@ mod tests {
     async fn a_version_10_file_is_indexed_again_and_its_messages_found() {
         let dir = tempfile::tempdir().unwrap();
         let opts = options(dir.path());
-        {
-            let c = Connection::open(&opts.path).unwrap();
-            for sql in &schema::MIGRATIONS[..10] {
-                c.execute_batch(sql).unwrap();
-            }
-            let now = crate::time::now_ms();
-            c.execute_batch(&format!(
-                "PRAGMA application_id = {};
-                 PRAGMA user_version = 10;
-                 INSERT INTO users (id, account, name, password_hash, created_at)
+        let now = crate::time::now_ms();
+        old_file(
+            &opts.path,
+            10,
+            &format!(
+                "INSERT INTO users (id, account, name, password_hash, created_at)
                      VALUES (1, 'alice', 'Alice', 'x', {now}), (2, 'bob', 'Bob', 'x', {now});
                  INSERT INTO groups (id, name, mode, creator_uid, created_at, last_msg_id)
                      VALUES (1, 'club', 0, 1, {now}, 5), (2, 'other', 0, 1, {now}, 4);
@@ -1290,10 +1295,8 @@ mod tests {
                  INSERT INTO message_index (rowid, body, scope) VALUES
                      (1, 'wombat picnic on Sunday', 'g1'), (2, 'wifi 密码 码是 是 1234', 'g1'),
                      (4, 'wombat picnic elsewhere', 'g2'), (5, '!!!', 'g1');",
-                schema::APPLICATION_ID
-            ))
-            .unwrap();
-        }
+            ),
+        );
         let db = Db::open(&opts).unwrap();
         assert_eq!(db.ping().await.unwrap(), schema::SCHEMA_VERSION);
         let ids = |hits: Vec<search::Hit>| hits.iter().map(|h| h.message.id).collect::<Vec<_>>();

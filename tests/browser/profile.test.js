@@ -19,7 +19,7 @@ import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 
 import { translator } from '../../web/js/i18n.js';
-import { Server, logIn, online, repo, token } from './rim.js';
+import { Server, logIn, online, repo, token, uiPattern } from './rim.js';
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const LANG = process.env.RIM_LANG || 'en';
 const WAIT = 10_000;
@@ -28,11 +28,6 @@ const SHOTS = path.resolve(repo, process.env.RIM_SCREENSHOTS || 'docs/screenshot
 
 const ui = translator(LANG);
 
-/** A RegExp for the app's text of `key`, anything standing for its parameters. */
-function uiPattern(key) {
-  const text = ui(key, {}).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`^${text.replace(/\\\{\w+\\\}/g, '.+')}$`);
-}
 
 /** Per language: the browser's locale, the people's names, and literal
  * texts the app must show (independent of its dictionaries). */
@@ -202,7 +197,7 @@ describe('rim web client: profile, devices and group roles', { concurrency: 1 },
 
     // Not a picture: refused, said so, the picture kept.
     await dialog.locator('#profile-picture').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('hello') });
-    await dialog.getByText(uiPattern('profile.pictureFailed')).waitFor();
+    await dialog.getByText(uiPattern(ui, 'profile.pictureFailed')).waitFor();
     const still = await rest('GET', `/api/user/get?uid=${laptop.uid}`, await token(bob));
     assert.equal(still.data.avatar, seen.data.avatar);
     await dialog.getByRole('button', { name: ui('groups.close') }).click();
@@ -227,7 +222,7 @@ describe('rim web client: profile, devices and group roles', { concurrency: 1 },
     const other = rows.filter({ hasNotText: STORY.thisDevice });
     // The phone has its socket open.
     await other.getByText(new RegExp(ui('profile.onlineNow'))).waitFor();
-    await other.getByRole('button', { name: uiPattern('profile.logOutDevice') }).click();
+    await other.getByRole('button', { name: uiPattern(ui, 'profile.logOutDevice') }).click();
     // The phone is back at the login screen, told its session ended.
     await phone.page.locator('#login-view').waitFor();
     await phone.page.getByText(ui('app.sessionEnded')).waitFor();

@@ -38,12 +38,6 @@ const CONTACT = 'mailto:admin@example.org';
 
 const ui = translator(LANG);
 
-/** A RegExp for the app's text of `key`, `params` filled in, any other
- * parameter standing for anything. */
-function uiPattern(key, params = {}) {
-  const text = ui(key, params).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`^${text.replace(/\\\{\w+\\\}/g, '.+')}$`);
-}
 
 /** Per language: the browser's locale, the people's names, what they write. */
 const STORY = {

@@ -102,6 +102,15 @@ export class Server {
   }
 }
 
+// ---- the app's texts ----
+
+/** A RegExp for the app's text of `key` in the language of `ui`, `params`
+ * filled in, any value standing for the parameters not given. */
+export function uiPattern(ui, key, params = {}) {
+  const text = ui(key, params).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^${text.replace(/\\\{\w+\\\}/g, '.+')}$`);
+}
+
 // ---- a person's page: `d.page`, and `d.account` and `d.password` to log in ----
 
 /** Waits until the page's WebSocket is logged in. */

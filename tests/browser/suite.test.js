@@ -30,7 +30,7 @@ import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
 
 import { translator } from '../../web/js/i18n.js';
-import { Server, online, repo, token } from './rim.js';
+import { Server, online, repo, token, uiPattern } from './rim.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const LANG = process.env.RIM_LANG || 'en';
@@ -124,12 +124,6 @@ const STORY = {
   },
 }[LANG];
 
-/** A RegExp for the app's text of `key`, any value standing for the
- * parameters not given. */
-function uiPattern(key, params = {}) {
-  const text = ui(key, params).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`^${text.replace(/\\\{\w+\\\}/g, '.+')}$`);
-}
 
 const S = STORY;
 
@@ -709,7 +703,7 @@ describe('rim web client', { concurrency: 1 }, () => {
     // Anything else is a download, with its name and its bytes intact.
     const list = 'towels\nsunscreen\n<script>alert(1)</script>\n';
     await alice.page.locator('#composer-file').setInputFiles({ name: S.list, mimeType: 'text/html', buffer: Buffer.from(list) });
-    const link = bob.page.getByRole('button', { name: uiPattern('conversation.downloadFile', { name: S.list }) });
+    const link = bob.page.getByRole('button', { name: uiPattern(ui, 'conversation.downloadFile', { name: S.list }) });
     await link.waitFor();
     const [download] = await Promise.all([bob.page.waitForEvent('download'), link.click()]);
     assert.equal(download.suggestedFilename(), S.list);
