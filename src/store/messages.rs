@@ -103,8 +103,9 @@ pub struct Replay {
 /// was not acknowledged when they reconnect, seconds to hours later, and a
 /// day covers a phone that was offline overnight.
 pub const RESEND_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
-/// At most this many of the newest messages are remembered, which bounds the
-/// writer's memory (about 8 MB) on a busy server.
+/// At most the messages among this many of the newest ids are remembered,
+/// which bounds the writer's memory on a busy server (about 2.2 MB, see
+/// [`ResendWindow`]).
 pub const RESEND_WINDOW_MESSAGES: usize = 100_000;
 
 /// The `(sender, clientMsgId)` of the messages stored within the resend
@@ -122,13 +123,51 @@ pub const RESEND_WINDOW_MESSAGES: usize = 100_000;
 /// batch that was rolled back (its id may be reused by another message), or
 /// one of a deleted conversation, or two ids with the same hash, can never
 /// make a new message look like a resend.
+///
+/// The window is the ids from [`ResendWindow::floor`] on: those within
+/// [`RESEND_WINDOW_MESSAGES`] of the newest id, but for blocks of
+/// [`RESEND_BLOCK`] messages that are all older than [`RESEND_WINDOW_MS`].
+/// So every message of the last day among the newest ids (what
+/// [`ResendWindow::load`] selects) is recognised, and by age up to a block
+/// more. Entries below the floor are ignored, and dropped from the map every
+/// [`RESEND_RETAIN_EVERY`] messages rather than one by one: no mark per
+/// message is needed to find them.
+///
+/// Memory when full: the map's 131,072 buckets of 16 bytes and a control
+/// byte, 2,228,240 bytes, and 2 to 3 KB of time marks (allocations counted
+/// over 10 million messages: 2.23 MB throughout). The map holds at most
+/// 100,000 + 4,096 entries, live and stale, and keeps that size (see
+/// [`ResendWindow::drop_stale`]). Before, a mark of 24 bytes per message (a
+/// deque of 131,072) came on top: 5.4 MB when full, and 7.6 MB once the
+/// map had doubled.
 #[derive(Default)]
 pub struct ResendWindow {
-    /// [`ResendWindow::key`] -> message id.
+    /// [`ResendWindow::key`] -> message id; entries below the floor are
+    /// stale.
     by_sender: HashMap<u64, u64, BuildHasherDefault<Prehashed>>,
-    /// `(message id, created_at, key)`, oldest first.
-    order: VecDeque<(u64, i64, u64)>,
+    /// `(first message id, newest created_at)` of each block of
+    /// [`RESEND_BLOCK`] remembered messages, oldest first. The newest time of
+    /// the block, not its first: clocks may step back, and no message younger
+    /// than the window may be forgotten.
+    blocks: VecDeque<(u64, i64)>,
+    /// The newest id remembered.
+    newest: u64,
+    /// How many messages were remembered, ever.
+    remembered: u64,
 }
+
+/// The messages of the [`ResendWindow`] are forgotten by age a block at a
+/// time: a block whose newest message is older than [`RESEND_WINDOW_MS`].
+const RESEND_BLOCK: u64 = 1024;
+
+/// How often (in messages remembered) the [`ResendWindow`]'s map drops the
+/// entries below the floor. It then never holds more than
+/// [`RESEND_WINDOW_MESSAGES`] + this, which fits the buckets 100,000 need
+/// (131,072, for up to 114,688 entries) with room left for the tombstones
+/// of removals. The pass over those buckets, and building the map anew
+/// every 30,000 messages or more (1.4 ms), cost the writer about 90 ns a
+/// message (measured with the window full).
+const RESEND_RETAIN_EVERY: u64 = 4096;
 
 /// The hasher of keys that are hashes already.
 #[derive(Default)]
@@ -183,30 +222,83 @@ impl ResendWindow {
         hash
     }
 
+    /// The oldest id still in the window: none below it is newer than
+    /// [`RESEND_WINDOW_MESSAGES`] ids from the newest, and none below it is
+    /// younger than [`RESEND_WINDOW_MS`].
+    fn floor(&self) -> u64 {
+        let by_count = (self.newest + 1).saturating_sub(RESEND_WINDOW_MESSAGES as u64);
+        let by_age = self.blocks.front().map_or(0, |&(first, _)| first);
+        by_count.max(by_age)
+    }
+
     /// The id of the message `uid` may be resending.
     fn candidate(&self, uid: u64, client_msg_id: &str) -> Option<u64> {
-        self.by_sender.get(&Self::key(uid, client_msg_id)).copied()
+        let id = *self.by_sender.get(&Self::key(uid, client_msg_id))?;
+        (id >= self.floor()).then_some(id)
     }
 
     fn remember(&mut self, id: u64, uid: u64, client_msg_id: &str, created_at: i64) {
-        let key = Self::key(uid, client_msg_id);
-        self.by_sender.insert(key, id);
-        self.order.push_back((id, created_at, key));
-        while let Some(&(old, at, key)) = self.order.front() {
-            if self.order.len() <= RESEND_WINDOW_MESSAGES && at >= created_at - RESEND_WINDOW_MS {
-                break;
+        self.by_sender.insert(Self::key(uid, client_msg_id), id);
+        self.newest = self.newest.max(id);
+        match self.blocks.back_mut() {
+            Some((_, newest_at)) if !self.remembered.is_multiple_of(RESEND_BLOCK) => {
+                *newest_at = (*newest_at).max(created_at);
             }
-            self.order.pop_front();
-            if self.by_sender.get(&key) == Some(&old) {
-                self.by_sender.remove(&key);
-            }
+            _ => self.blocks.push_back((id, created_at)),
         }
+        self.remembered += 1;
+        // The block just remembered into is never forgotten here.
+        let by_count = (self.newest + 1).saturating_sub(RESEND_WINDOW_MESSAGES as u64);
+        while self.blocks.len() > 1
+            && (self.blocks[0].1 < created_at.saturating_sub(RESEND_WINDOW_MS)
+                || self.blocks[1].0 <= by_count)
+        {
+            self.blocks.pop_front();
+        }
+        if self.remembered.is_multiple_of(RESEND_RETAIN_EVERY) {
+            self.drop_stale();
+        }
+    }
+
+    /// Drops the entries below the floor. A removal may leave a tombstone in
+    /// std's map, which only a rehash clears, and the map rehashes in place
+    /// only when at most half full: more than half full, it doubles instead
+    /// (the window full for a while took 262,144 buckets, 4.5 MB). So when
+    /// the room left (what `capacity` counts beyond `len`) might not take the
+    /// entries until the next call, the map is built anew, with room for
+    /// twice as many.
+    fn drop_stale(&mut self) {
+        let floor = self.floor();
+        self.by_sender.retain(|_, id| *id >= floor);
+        let period = RESEND_RETAIN_EVERY as usize;
+        if self.by_sender.capacity() - self.by_sender.len() < period {
+            let live = std::mem::take(&mut self.by_sender);
+            self.by_sender =
+                HashMap::with_capacity_and_hasher(live.len() + 2 * period, Default::default());
+            self.by_sender.extend(live);
+        }
+    }
+
+    /// Forgets the messages after `newest`, the newest id in the file: they
+    /// belonged to batches that were rolled back. Their ids are handed out
+    /// again, so without this a writer whose batches keep failing would keep
+    /// remembering new entries above a floor that never moves.
+    fn forget_after(&mut self, newest: u64) {
+        if self.newest <= newest {
+            return;
+        }
+        self.by_sender.retain(|_, id| *id <= newest);
+        while self.blocks.back().is_some_and(|&(first, _)| first > newest) {
+            self.blocks.pop_back();
+        }
+        self.newest = newest;
     }
 
     /// How many messages the window holds.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.by_sender.len()
+        let floor = self.floor();
+        self.by_sender.values().filter(|&&id| id >= floor).count()
     }
 }
 
@@ -284,6 +376,7 @@ impl Sends {
                                     coalesce((SELECT max(id) FROM changes), 0))",
                     )?
                     .query_row([], |r| r.get(0))?;
+                self.resends.forget_after(newest);
                 newest + 1
             }
         };
@@ -906,10 +999,103 @@ mod tests {
         assert_eq!(w.candidate(7, "10"), None);
         assert_eq!(w.candidate(7, "11"), Some(11));
         assert_eq!(w.candidate(8, "11"), None, "another sender's id");
-        // A day later, only the newest message is left.
+        // A day later, only the newest message's block is left: it is
+        // forgotten a block at a time.
         w.remember(n + 1, 7, "late", RESEND_WINDOW_MS + 1);
-        assert_eq!(w.len(), 1);
         assert_eq!(w.candidate(7, "late"), Some(n + 1));
+        assert_eq!(w.candidate(7, &n.to_string()), Some(n));
+        assert!(w.len() <= RESEND_BLOCK as usize, "{}", w.len());
+        let a_block_back = (n + 1 - RESEND_BLOCK).to_string();
+        assert_eq!(w.candidate(7, &a_block_back), None);
+    }
+
+    /// Ids with gaps (the sequence is shared with changes), the window full
+    /// for long: the map keeps the capacity 100,000 entries need, and every
+    /// message among the newest ids is recognised.
+    #[test]
+    fn a_full_resend_window_stays_within_its_capacity() {
+        let mut w = ResendWindow::default();
+        // What the map is built anew with (114,688 entries, 131,072 buckets).
+        let bound = HashMap::<u64, u64>::with_capacity(
+            RESEND_WINDOW_MESSAGES + 2 * RESEND_RETAIN_EVERY as usize,
+        )
+        .capacity();
+        assert_eq!(
+            bound,
+            HashMap::<u64, u64>::with_capacity(RESEND_WINDOW_MESSAGES).capacity()
+        );
+        let mut id = 0;
+        for i in 0..300_000u64 {
+            id += 1 + u64::from(i % 7 == 0);
+            w.remember(id, i % 50, &i.to_string(), 0);
+            assert!(
+                w.by_sender.capacity() <= bound,
+                "{} after {i}",
+                w.by_sender.capacity()
+            );
+        }
+        assert!(w.blocks.len() <= RESEND_WINDOW_MESSAGES / RESEND_BLOCK as usize + 2);
+        let mut id = 0;
+        let mut inside = 0;
+        for i in 0..300_000u64 {
+            id += 1 + u64::from(i % 7 == 0);
+            let found = w.candidate(i % 50, &i.to_string());
+            if id > w.newest - RESEND_WINDOW_MESSAGES as u64 {
+                assert_eq!(found, Some(id));
+                inside += 1;
+            } else {
+                assert_eq!(found, None);
+            }
+        }
+        assert_eq!(w.len(), inside);
+    }
+
+    /// Clocks may step back: no message younger than the window is forgotten,
+    /// whatever the times of the messages after it.
+    #[test]
+    fn the_resend_window_never_forgets_a_message_younger_than_a_day() {
+        let mut w = ResendWindow::default();
+        let block = RESEND_BLOCK;
+        for id in 1..=block {
+            w.remember(id, 7, &id.to_string(), 1000);
+        }
+        // The clock stepped back by a second.
+        for id in block + 1..=2 * block {
+            w.remember(id, 7, &id.to_string(), 0);
+        }
+        // A day after the second block, less than one after the first.
+        w.remember(2 * block + 1, 7, "now", RESEND_WINDOW_MS + 1);
+        for id in 1..=2 * block {
+            assert_eq!(w.candidate(7, &id.to_string()), Some(id));
+        }
+        // A day after both.
+        w.remember(2 * block + 2, 7, "later", RESEND_WINDOW_MS + 1001);
+        for id in 1..=2 * block {
+            assert_eq!(w.candidate(7, &id.to_string()), None);
+        }
+        assert_eq!(w.candidate(7, "now"), Some(2 * block + 1));
+        assert_eq!(w.len(), 2);
+    }
+
+    #[test]
+    fn the_resend_window_forgets_what_was_rolled_back() {
+        let mut w = ResendWindow::default();
+        for id in 1..=3000 {
+            w.remember(id, 7, &id.to_string(), 0);
+        }
+        // Ids 2001 to 3000 were rolled back and are handed out again, to
+        // other messages, again and again.
+        for round in 0..100 {
+            w.forget_after(2000);
+            for id in 2001..=3000 {
+                w.remember(id, 7, &format!("{round}-{id}"), 0);
+            }
+        }
+        assert_eq!(w.len(), 3000);
+        assert_eq!(w.candidate(7, "2000"), Some(2000));
+        assert_eq!(w.candidate(7, "2001"), None);
+        assert_eq!(w.candidate(7, "99-2001"), Some(2001));
+        assert!(w.blocks.len() <= 4, "{}", w.blocks.len());
     }
 
     /// Two users in one conversation, on a fresh file.
