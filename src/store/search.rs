@@ -213,15 +213,19 @@ pub fn search(
 /// The newest [`WINDOW`] messages matching `query` in the conversations
 /// `me` is a member of (only `gid` when given), with their file names.
 ///
-/// The FTS5 query names each of those conversations' marked tokens
-/// ([`Query::scoped`]), so it reads their matches only, however many the
-/// other conversations hold. Each conversation named costs FTS5 a lookup
-/// per index segment, about 30 ms for 1,000 on a million messages
-/// (`rim-bench`, history), so someone in more than half of the server's
-/// conversations first gets the newest [`PEEK`] matches anywhere filtered
-/// by membership: most matches are then theirs and that fills the window
-/// (or finds every match there is). When it does not, the named query
-/// follows.
+/// The FTS5 query that names each of the caller's conversations' marked
+/// tokens ([`Query::scoped`]) reads their matches only, however many the
+/// other conversations hold, but each conversation named costs FTS5 a
+/// lookup per term and index segment: 3-4 ms for 200 conversations on a
+/// million messages (`rim-bench`, history). So, cheapest first:
+/// - When some term matches at most [`FEW`] messages anywhere, every match
+///   is among those: for a single term they are the answer, kept to the
+///   caller's conversations; otherwise only the conversations they are in
+///   are named.
+/// - Someone in more than half of the server's conversations gets the
+///   newest [`PEEK`] matches anywhere, kept to theirs: most matches are then
+///   theirs, and that fills the window (or finds every match there is).
+/// - Otherwise every conversation of the caller is named.
 fn candidates(
     tx: &Connection,
     me: u64,
@@ -238,70 +242,127 @@ fn candidates(
     if mine.is_empty() {
         return Ok(Vec::new());
     }
-    if gid.is_none() && mine.len() > 1 {
-        // The newest conversation id: at least how many there are.
-        let conversations: usize = tx
-            .prepare_cached("SELECT coalesce(max(id), 0) FROM groups")?
-            .query_row([], |r| r.get(0))?;
-        if mine.len() * 2 > conversations {
-            let terms = query.fts();
-            let found = scan(tx, &terms, me, gid, Some(PEEK))?;
-            if found.len() >= WINDOW || !more_matches(tx, &terms)? {
-                return Ok(found);
+    let mut named = mine.clone();
+    if mine.len() > 1 {
+        if let Some(ids) = rarest(tx, query)? {
+            if query.terms.len() == 1 {
+                return fetch(tx, &ids, &mine);
+            }
+            named = conversations_of(tx, &ids, &mine)?;
+            if named.is_empty() {
+                return Ok(Vec::new());
+            }
+        } else {
+            // The newest conversation id: at least how many there are.
+            let conversations: usize = tx
+                .prepare_cached("SELECT coalesce(max(id), 0) FROM groups")?
+                .query_row([], |r| r.get(0))?;
+            if mine.len() * 2 > conversations {
+                let newest = matching(tx, &query.fts(), Some(PEEK + 1))?;
+                let found = fetch(tx, &newest[..newest.len().min(PEEK)], &mine)?;
+                if found.len() >= WINDOW || newest.len() <= PEEK {
+                    return Ok(found);
+                }
             }
         }
     }
-    scan(tx, &query.scoped(&mine), me, gid, None)
+    fetch(
+        tx,
+        &matching(tx, &query.scoped(&named), Some(WINDOW))?,
+        &mine,
+    )
 }
+
+/// A term matching at most this many messages anywhere narrows a search to
+/// them (see [`candidates`]).
+const FEW: usize = 2 * WINDOW;
 
 /// How many of the newest matches anywhere a search of someone in most
-/// conversations filters before it names them all.
+/// conversations reads before it names them all.
 const PEEK: usize = 4 * WINDOW;
 
-/// The newest [`WINDOW`] messages matching `expr` in conversations `me` is
-/// a member of (only `gid` when given), among the newest `peek` matches of
-/// `expr` when given.
-fn scan(
-    tx: &Connection,
-    expr: &str,
-    me: u64,
-    gid: Option<u64>,
-    peek: Option<usize>,
-) -> Result<Vec<(Message, Option<String>)>> {
-    // FTS5 hands out matches newest first and the joins keep only the
-    // caller's conversations (for a named query, a second guard); the LIMIT
-    // stops the scan at the window.
-    let peek = peek.map_or(String::new(), |n| format!("LIMIT {n}"));
-    let sql = format!(
-        "SELECT {MESSAGE_COLS}, mf.name FROM
-             (SELECT rowid AS id FROM message_index WHERE message_index MATCH ?1
-              ORDER BY rowid DESC {peek}) f
-         JOIN messages m ON m.id = f.id
-         JOIN members mb ON mb.gid = m.gid AND mb.uid = ?2
-         LEFT JOIN message_files mf ON mf.msg_id = m.id
-         WHERE ?3 IS NULL OR m.gid = ?3
-         ORDER BY f.id DESC LIMIT {WINDOW}"
-    );
-    let found = tx
-        .prepare_cached(&sql)?
-        .query_map(params![expr, me, gid], |r| {
-            Ok((message_from_row(r, 0)?, r.get(MESSAGE_COL_COUNT)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(found)
+/// The messages matching the query's rarest term, newest first, when it
+/// matches at most [`FEW`] anywhere. Each term's count stops at `FEW + 1`,
+/// so a common word costs little more than a rare one (a fifth of a
+/// millisecond on a million messages).
+fn rarest(tx: &Connection, query: &Query) -> Result<Option<Vec<u64>>> {
+    let mut best: Option<Vec<u64>> = None;
+    for term in &query.terms {
+        let ids = matching(tx, &term.fts(), None)?;
+        if ids.len() <= FEW && best.as_ref().is_none_or(|b| ids.len() < b.len()) {
+            best = Some(ids);
+        }
+    }
+    Ok(best)
 }
 
-/// Whether `expr` matches more than the [`PEEK`] messages a first scan
-/// read.
-fn more_matches(tx: &Connection, expr: &str) -> Result<bool> {
-    let n: usize = tx
-        .prepare_cached(&format!(
-            "SELECT count(*) FROM (SELECT 1 FROM message_index WHERE message_index MATCH ?1
-                 LIMIT {})",
-            PEEK + 1
-        ))?
-        .query_row([expr], |r| r.get(0))?;
-    Ok(n > PEEK)
+/// The conversations of `mine` (sorted) that messages `ids` are in, sorted.
+fn conversations_of(tx: &Connection, ids: &[u64], mine: &[u64]) -> Result<Vec<u64>> {
+    let mut stmt = tx.prepare_cached("SELECT gid FROM messages WHERE id = ?1")?;
+    let mut gids = Vec::new();
+    for &id in ids {
+        if let Some(gid) = stmt.query_row([id], |r| r.get(0)).optional()?
+            && mine.binary_search(&gid).is_ok()
+        {
+            gids.push(gid);
+        }
+    }
+    gids.sort_unstable();
+    gids.dedup();
+    Ok(gids)
+}
+
+/// The ids of the messages matching `expr`, newest first: the newest
+/// `limit`, or (without a limit) at most [`FEW`] + 1 of them in any order
+/// before they are sorted, which spares FTS5 reading long word lists
+/// backwards.
+fn matching(tx: &Connection, expr: &str, limit: Option<usize>) -> Result<Vec<u64>> {
+    let sql = match limit {
+        Some(n) => format!(
+            "SELECT rowid FROM message_index WHERE message_index MATCH ?1
+             ORDER BY rowid DESC LIMIT {n}"
+        ),
+        None => format!(
+            "SELECT rowid FROM message_index WHERE message_index MATCH ?1 LIMIT {}",
+            FEW + 1
+        ),
+    };
+    let mut ids: Vec<u64> = tx
+        .prepare_cached(&sql)?
+        .query_map([expr], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if limit.is_none() {
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+    }
+    Ok(ids)
+}
+
+/// The messages `ids` (newest first) of conversations `mine` (sorted), with
+/// their file names, at most [`WINDOW`]. The conversation check is also
+/// the guard of a named query: a message carries its own conversation's
+/// marks only.
+fn fetch(tx: &Connection, ids: &[u64], mine: &[u64]) -> Result<Vec<(Message, Option<String>)>> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLS}, mf.name FROM messages m
+         LEFT JOIN message_files mf ON mf.msg_id = m.id WHERE m.id = ?1"
+    ))?;
+    let mut found = Vec::new();
+    for &id in ids {
+        let row = stmt
+            .query_row([id], |r| {
+                Ok((message_from_row(r, 0)?, r.get(MESSAGE_COL_COUNT)?))
+            })
+            .optional()?;
+        if let Some((message, name)) = row
+            && mine.binary_search(&message.gid).is_ok()
+        {
+            found.push((message, name));
+            if found.len() == WINDOW {
+                break;
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The candidates' indexes, best match first (BM25; the newer first among

@@ -316,6 +316,29 @@ async fn query_text_is_text_never_search_syntax() {
         .assert_error(400);
 }
 
+/// Stores messages `(gid, uid, text)` straight into the running server's
+/// file, in one transaction, as a bulk load (or a database from before the
+/// index) would: the server indexes them when it next starts.
+fn write_behind_the_servers_back(srv: &TestServer, rows: impl Iterator<Item = (u64, u64, String)>) {
+    let conn = rusqlite::Connection::open(&srv.db_path).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    conn.execute_batch("PRAGMA synchronous = OFF;").unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    {
+        let mut stmt = tx
+            .prepare(
+                "INSERT INTO messages (gid, uid, kind, content, client_msg_id, created_at, updated_at)
+                 VALUES (?1, ?2, 0, ?3, '', 0, 0)",
+            )
+            .unwrap();
+        for (gid, uid, text) in rows {
+            stmt.execute(rusqlite::params![gid, uid, text]).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
 #[tokio::test]
 async fn messages_written_behind_the_servers_back_are_indexed_at_start() {
     let srv = TestServer::start().await;
@@ -325,19 +348,8 @@ async fn messages_written_behind_the_servers_back_are_indexed_at_start() {
     drop(ws);
     // A bulk load straight into the file (as `rim-bench` does) bypasses
     // the index...
-    {
-        let conn = rusqlite::Connection::open(&srv.db_path).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .unwrap();
-        for (i, text) in ["bulk loaded 北京", "another bulk row"].iter().enumerate() {
-            conn.execute(
-                "INSERT INTO messages (gid, uid, kind, content, client_msg_id, created_at, updated_at)
-                 VALUES (?1, ?2, 0, ?3, ?4, 0, 0)",
-                rusqlite::params![gid, ua, text, format!("bulk{i}")],
-            )
-            .unwrap();
-        }
-    }
+    let rows = ["bulk loaded 北京", "another bulk row"].map(|t| (gid, ua, t.to_owned()));
+    write_behind_the_servers_back(&srv, rows.into_iter());
     assert!(found(&srv, &tb, "bulk").await.is_empty());
     // ...until the server starts on it again.
     let srv = srv.restart().await;
@@ -504,6 +516,62 @@ async fn a_member_of_many_conversations_keeps_phrases_cjk_and_edits_scoped() {
     assert_eq!(found(&srv, &ta, "wombat").await, vec!["we hid the wombat"]);
 }
 
+/// Words that thousands of other people's messages hold: the search names
+/// each of the caller's conversations (a rarer word narrows it to the
+/// conversations that word is in), and nothing of the others' comes back.
+/// The others' messages are written straight into the file and indexed at
+/// the restart, as a database from before the index would be.
+#[tokio::test]
+async fn common_words_are_searched_within_the_callers_conversations() {
+    let srv = TestServer::start().await;
+    let (uc, tc) = srv.user("carol").await;
+    let (ud, td) = srv.user("dave").await;
+    let mut mine = Vec::new();
+    let mut theirs = Vec::new();
+    for i in 0..40 {
+        mine.push(create_group(&srv, &tc, &format!("carol {i}"), &[]).await);
+        theirs.push(create_group(&srv, &td, &format!("dave {i}"), &[]).await);
+    }
+    // Far more than a search reads of any one word before it names the
+    // conversations.
+    let others = (0..2500).map(|k| {
+        let text = format!("the wombat's wi-fi 密码 is history, note {k}");
+        (theirs[k % 40], ud, text)
+    });
+    let hers = (0..30).map(|k| {
+        (
+            mine[k % 40],
+            uc,
+            format!("our wi-fi 密码 is history, note {k}"),
+        )
+    });
+    write_behind_the_servers_back(&srv, others.chain(hers));
+    let srv = srv.restart().await;
+    let (tc, td) = (srv.login("carol").await, srv.login("dave").await);
+    let ours = |rows: &[Value]| {
+        rows.iter()
+            .all(|r| r["msg"]["content"].as_str().unwrap().starts_with("our "))
+    };
+    for q in ["history", "wi-fi", "密码", "history 密码", "wi-fi is"] {
+        let rows = search(&srv, &tc, q, "&size=100").await;
+        assert_eq!(rows.len(), 30, "{q}: every one of hers");
+        assert!(ours(&rows), "{q}: only hers");
+    }
+    // A rare word with common ones: the conversations it is in.
+    let rows = search(&srv, &tc, "history note 7", "&size=100").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0]["msg"]["content"],
+        "our wi-fi 密码 is history, note 7"
+    );
+    assert!(found(&srv, &tc, "wombat").await.is_empty());
+    assert!(found(&srv, &tc, "history wombat").await.is_empty());
+    // Dave's own: the window of his newest matches.
+    let rows = search(&srv, &td, "wombat", "&size=100").await;
+    assert_eq!(rows.len(), 100);
+    assert!(rows.iter().all(|r| r["user"]["id"] == ud));
+}
+
 /// Search latency on a large database: `RIM_SEARCH_BENCH=1000000 cargo test
 /// --release --test it search_latency -- --ignored --nocapture`. Bulk-loads
 /// messages like `rim-bench`'s history scenario (plus everyday words),
@@ -532,34 +600,20 @@ async fn search_latency_on_a_large_database() {
         "birthday", "cake", "party", "gift", "beach", "café", "晚饭", "密码", "周末", "学校",
     ];
     let t = Instant::now();
-    {
-        let conn = rusqlite::Connection::open(&srv.db_path).unwrap();
-        conn.busy_timeout(Duration::from_secs(30)).unwrap();
-        conn.execute_batch("PRAGMA synchronous = OFF;").unwrap();
-        let tx = conn.unchecked_transaction().unwrap();
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO messages (gid, uid, kind, content, client_msg_id, created_at, updated_at)
-                     VALUES (?1, ?2, 0, ?3, '', 0, 0)",
-                )
-                .unwrap();
-            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-            for k in 0..n {
-                let j = (k % groups) as usize;
-                let mut text = format!("history message {k} in conversation {j}:");
-                for _ in 0..5 {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    text.push(' ');
-                    text.push_str(words[(x % words.len() as u64) as usize]);
-                }
-                stmt.execute(rusqlite::params![gids[j], ua, text]).unwrap();
-            }
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let rows = (0..n).map(|k| {
+        let j = (k % groups) as usize;
+        let mut text = format!("history message {k} in conversation {j}:");
+        for _ in 0..5 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            text.push(' ');
+            text.push_str(words[(x % words.len() as u64) as usize]);
         }
-        tx.commit().unwrap();
-    }
+        (gids[j], ua, text)
+    });
+    write_behind_the_servers_back(&srv, rows);
     eprintln!(
         "bulk load: {n} messages in {:.1} s",
         t.elapsed().as_secs_f64()
