@@ -298,18 +298,36 @@ fn rarest(tx: &Connection, query: &Query) -> Result<Option<Vec<u64>>> {
 
 /// The conversations of `mine` (sorted) that messages `ids` are in, sorted.
 fn conversations_of(tx: &Connection, ids: &[u64], mine: &[u64]) -> Result<Vec<u64>> {
-    let mut stmt = tx.prepare_cached("SELECT gid FROM messages WHERE id = ?1")?;
-    let mut gids = Vec::new();
-    for &id in ids {
-        if let Some(gid) = stmt.query_row([id], |r| r.get(0)).optional()?
-            && mine.binary_search(&gid).is_ok()
-        {
-            gids.push(gid);
+    let gids: Vec<u64> = tx
+        .prepare_cached(
+            "SELECT DISTINCT gid FROM messages WHERE id IN (SELECT value FROM json_each(?1))
+             ORDER BY gid",
+        )?
+        .query_map([json_list(ids)], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(gids
+        .into_iter()
+        .filter(|g| mine.binary_search(g).is_ok())
+        .collect())
+}
+
+/// `ids` as a JSON array, for `json_each`: one statement reads them all.
+/// Run once per id instead, fetching the 1,000 candidates of a common word
+/// took a millisecond more (9.1 against 8.0 ms at p50 for the candidates of
+/// `history` by the member of 200 conversations of `rim-bench`'s history
+/// database).
+fn json_list(ids: &[u64]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(ids.len() * 8 + 2);
+    s.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
         }
+        let _ = write!(s, "{id}");
     }
-    gids.sort_unstable();
-    gids.dedup();
-    Ok(gids)
+    s.push(']');
+    s
 }
 
 /// The ids of the messages matching `expr`, newest first: the newest
@@ -344,19 +362,15 @@ fn matching(tx: &Connection, expr: &str, limit: Option<usize>) -> Result<Vec<u64
 fn fetch(tx: &Connection, ids: &[u64], mine: &[u64]) -> Result<Vec<(Message, Option<String>)>> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {MESSAGE_COLS}, mf.name FROM messages m
-         LEFT JOIN message_files mf ON mf.msg_id = m.id WHERE m.id = ?1"
+         LEFT JOIN message_files mf ON mf.msg_id = m.id
+         WHERE m.id IN (SELECT value FROM json_each(?1)) ORDER BY m.id DESC"
     ))?;
+    let mut rows = stmt.query([json_list(ids)])?;
     let mut found = Vec::new();
-    for &id in ids {
-        let row = stmt
-            .query_row([id], |r| {
-                Ok((message_from_row(r, 0)?, r.get(MESSAGE_COL_COUNT)?))
-            })
-            .optional()?;
-        if let Some((message, name)) = row
-            && mine.binary_search(&message.gid).is_ok()
-        {
-            found.push((message, name));
+    while let Some(r) = rows.next()? {
+        let gid: u64 = r.get(1)?;
+        if mine.binary_search(&gid).is_ok() {
+            found.push((message_from_row(r, 0)?, r.get(MESSAGE_COL_COUNT)?));
             if found.len() == WINDOW {
                 break;
             }
