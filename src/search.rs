@@ -246,13 +246,26 @@ pub fn scoped_body(gid: u64, text: &str) -> String {
     out
 }
 
-/// The folded index tokens of `text`, as [`index_body`] makes them.
-fn doc_tokens(text: &str) -> Vec<String> {
+/// The folded index tokens of `text`, as [`index_body`] makes them. A word
+/// already folded (lower-case ASCII letters and digits, most words) is
+/// borrowed: ranking tokenizes every candidate of a search, up to 1,000
+/// messages, and a string per word was most of that time.
+fn doc_tokens(text: &str) -> Vec<Cow<'_, str>> {
     let mut out = Vec::new();
     for span in spans(text) {
         match span {
-            Span::Word(s, e) => out.push(fold(&text[s..e])),
-            Span::Cjk(s, e) => cjk_tokens(&text[s..e], |t| out.push(fold(t))),
+            Span::Word(s, e) => {
+                let word = &text[s..e];
+                if word
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                {
+                    out.push(Cow::Borrowed(word));
+                } else {
+                    out.push(Cow::Owned(fold(word)));
+                }
+            }
+            Span::Cjk(s, e) => cjk_tokens(&text[s..e], |t| out.push(Cow::Owned(fold(t)))),
         }
     }
     out
@@ -334,7 +347,7 @@ impl Term {
     }
 
     /// How often this term occurs in a document's folded tokens.
-    fn count_in(&self, tokens: &[String]) -> usize {
+    fn count_in(&self, tokens: &[Cow<'_, str>]) -> usize {
         if self.prefix {
             let Some(c) = self.cjk.as_deref().and_then(|s| s.chars().next()) else {
                 return 0;
@@ -345,7 +358,10 @@ impl Term {
         if n == 0 || tokens.len() < n {
             return 0;
         }
-        tokens.windows(n).filter(|w| *w == self.folded).count()
+        tokens
+            .windows(n)
+            .filter(|w| w.iter().zip(&self.folded).all(|(t, f)| *t == **f))
+            .count()
     }
 }
 
@@ -477,7 +493,7 @@ impl Query {
     /// many messages there are; with `df` empty every term weighs the same.
     /// Higher is better.
     pub fn rank(&self, docs: &[&str], df: &[u64], n: u64) -> Vec<f64> {
-        let tokens: Vec<Vec<String>> = docs.iter().map(|d| doc_tokens(d)).collect();
+        let tokens: Vec<Vec<Cow<'_, str>>> = docs.iter().map(|d| doc_tokens(d)).collect();
         if tokens.is_empty() {
             return Vec::new();
         }
