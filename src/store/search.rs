@@ -258,7 +258,7 @@ fn candidates(
                 .prepare_cached("SELECT coalesce(max(id), 0) FROM groups")?
                 .query_row([], |r| r.get(0))?;
             if mine.len() * 2 > conversations {
-                let newest = matching(tx, &query.fts(), Some(PEEK + 1))?;
+                let newest = newest_matching(tx, &query.fts(), PEEK + 1)?;
                 let found = fetch(tx, &newest[..newest.len().min(PEEK)], &mine)?;
                 if found.len() >= WINDOW || newest.len() <= PEEK {
                     return Ok(found);
@@ -268,7 +268,7 @@ fn candidates(
     }
     fetch(
         tx,
-        &matching(tx, &query.scoped(&named), Some(WINDOW))?,
+        &newest_matching(tx, &query.scoped(&named), WINDOW)?,
         &mine,
     )
 }
@@ -288,7 +288,7 @@ const PEEK: usize = 4 * WINDOW;
 fn rarest(tx: &Connection, query: &Query) -> Result<Option<Vec<u64>>> {
     let mut best: Option<Vec<u64>> = None;
     for term in &query.terms {
-        let ids = matching(tx, &term.fts(), None)?;
+        let ids = some_matching(tx, &term.fts())?;
         if ids.len() <= FEW && best.as_ref().is_none_or(|b| ids.len() < b.len()) {
             best = Some(ids);
         }
@@ -330,28 +330,37 @@ fn json_list(ids: &[u64]) -> String {
     s
 }
 
-/// The ids of the messages matching `expr`, newest first: the newest
-/// `limit`, or (without a limit) at most [`FEW`] + 1 of them in any order
-/// before they are sorted, which spares FTS5 reading long word lists
-/// backwards.
-fn matching(tx: &Connection, expr: &str, limit: Option<usize>) -> Result<Vec<u64>> {
-    let sql = match limit {
-        Some(n) => format!(
+/// The ids of the newest `limit` messages matching `expr`, newest first.
+fn newest_matching(tx: &Connection, expr: &str, limit: usize) -> Result<Vec<u64>> {
+    ids(
+        tx,
+        &format!(
             "SELECT rowid FROM message_index WHERE message_index MATCH ?1
-             ORDER BY rowid DESC LIMIT {n}"
+             ORDER BY rowid DESC LIMIT {limit}"
         ),
-        None => format!(
-            "SELECT rowid FROM message_index WHERE message_index MATCH ?1 LIMIT {}",
-            FEW + 1
-        ),
-    };
-    let mut ids: Vec<u64> = tx
-        .prepare_cached(&sql)?
+        expr,
+    )
+}
+
+/// The ids of up to [`FEW`] + 1 messages matching `expr`, newest first:
+/// read in FTS5's own order and sorted here, which spares FTS5 reading long
+/// word lists backwards.
+fn some_matching(tx: &Connection, expr: &str) -> Result<Vec<u64>> {
+    let sql = format!(
+        "SELECT rowid FROM message_index WHERE message_index MATCH ?1 LIMIT {}",
+        FEW + 1
+    );
+    let mut found = ids(tx, &sql, expr)?;
+    found.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(found)
+}
+
+/// The rowids `sql`, a query on the index, returns for the MATCH text `expr`.
+fn ids(tx: &Connection, sql: &str, expr: &str) -> Result<Vec<u64>> {
+    let ids = tx
+        .prepare_cached(sql)?
         .query_map([expr], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    if limit.is_none() {
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-    }
     Ok(ids)
 }
 
