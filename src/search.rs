@@ -249,7 +249,7 @@ pub fn scoped_body(gid: u64, text: &str) -> String {
 /// The folded index tokens of `text`, as [`index_body`] makes them. A word
 /// already folded (lower-case ASCII letters and digits, most words) is
 /// borrowed: ranking tokenizes every candidate of a search, up to 1,000
-/// messages, and a string per word was most of that time.
+/// messages, and made a string of each of their words.
 fn doc_tokens(text: &str) -> Vec<Cow<'_, str>> {
     let mut out = Vec::new();
     for span in spans(text) {

@@ -908,9 +908,12 @@ fn idle_clock(inner: Weak<Inner>, after: Duration) -> std::io::Result<()> {
                 let reads = inner.reads.load(Ordering::Relaxed);
                 if reads == seen && reads != shrunk {
                     shrunk = reads;
-                    if let Ok(mut pool) = inner.readers.lock() {
-                        pool.clear();
-                    }
+                    // Closed outside the pool's lock, which a read waits for.
+                    let idle = inner
+                        .readers
+                        .lock()
+                        .map(|mut pool| std::mem::take(&mut *pool));
+                    drop(idle);
                     crate::malloc::give_back_memory();
                 }
                 seen = reads;
