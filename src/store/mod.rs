@@ -55,8 +55,8 @@ pub struct Options {
     pub writer_queue: usize,
     pub max_group_members: usize,
     pub max_db_mb: u64,
-    /// Quiet time after which the WAL is truncated and caches are freed
-    /// (None = never; see `writer::IdleCheckpoint`).
+    /// Quiet time after which the WAL is truncated and the idle readers
+    /// closed (None = never; see `writer::IdleCheckpoint`, `idle_clock`).
     pub checkpoint_idle: Option<std::time::Duration>,
 }
 
