@@ -26,6 +26,9 @@ use crate::search::{self, DF_CAP, Query};
 /// How many of the newest matching messages a search ranks.
 pub const WINDOW: usize = 1000;
 
+/// A message that may be a search result, with its file name.
+type Candidate = (Message, Option<String>);
+
 /// One search result.
 #[derive(Debug, Clone)]
 pub struct Hit {
@@ -216,22 +219,18 @@ pub fn search(
 /// The FTS5 query that names each of the caller's conversations' marked
 /// tokens ([`Query::scoped`]) reads their matches only, however many the
 /// other conversations hold, but each conversation named costs FTS5 a
-/// lookup per term and index segment: 3-4 ms for 200 conversations on a
+/// lookup per term and index segment: 3-8 ms for 200 conversations on a
 /// million messages (`rim-bench`, history). So, cheapest first:
 /// - When some term matches at most [`FEW`] messages anywhere, every match
 ///   is among those: for a single term they are the answer, kept to the
 ///   caller's conversations; otherwise only the conversations they are in
 ///   are named.
-/// - Someone in more than half of the server's conversations gets the
-///   newest [`PEEK`] matches anywhere, kept to theirs: most matches are then
-///   theirs, and that fills the window (or finds every match there is).
+/// - Someone in [`PEEK_FROM`] conversations or more first reads the newest
+///   matches anywhere, kept to theirs ([`peek`]): when most of a word's
+///   newest matches are theirs, that fills the window for less than the
+///   lookups of naming them all.
 /// - Otherwise every conversation of the caller is named.
-fn candidates(
-    tx: &Connection,
-    me: u64,
-    gid: Option<u64>,
-    query: &Query,
-) -> Result<Vec<(Message, Option<String>)>> {
+fn candidates(tx: &Connection, me: u64, gid: Option<u64>, query: &Query) -> Result<Vec<Candidate>> {
     let mine: Vec<u64> = match gid {
         Some(gid) => vec![gid],
         None => tx
@@ -246,40 +245,68 @@ fn candidates(
     if mine.len() > 1 {
         if let Some(ids) = rarest(tx, query)? {
             if query.terms.len() == 1 {
-                return fetch(tx, &ids, &mine);
+                return fetch(tx, &ids, &mine, WINDOW);
             }
             named = conversations_of(tx, &ids, &mine)?;
             if named.is_empty() {
                 return Ok(Vec::new());
             }
-        } else {
-            // The newest conversation id: at least how many there are.
-            let conversations: usize = tx
-                .prepare_cached("SELECT coalesce(max(id), 0) FROM groups")?
-                .query_row([], |r| r.get(0))?;
-            if mine.len() * 2 > conversations {
-                let newest = newest_matching(tx, &query.fts(), PEEK + 1)?;
-                let found = fetch(tx, &newest[..newest.len().min(PEEK)], &mine)?;
-                if found.len() >= WINDOW || newest.len() <= PEEK {
-                    return Ok(found);
-                }
-            }
+        } else if mine.len() >= PEEK_FROM
+            && let Some(found) = peek(tx, query, &mine)?
+        {
+            return Ok(found);
         }
     }
-    fetch(
-        tx,
-        &newest_matching(tx, &query.scoped(&named), WINDOW)?,
-        &mine,
-    )
+    let ids = newest_matching(tx, &query.scoped(&named), WINDOW, None)?;
+    fetch(tx, &ids, &mine, WINDOW)
 }
 
 /// A term matching at most this many messages anywhere narrows a search to
 /// them (see [`candidates`]).
 const FEW: usize = 2 * WINDOW;
 
-/// How many of the newest matches anywhere a search of someone in most
-/// conversations reads before it names them all.
-const PEEK: usize = 4 * WINDOW;
+/// How many conversations a caller is in before a search [`peek`]s at the
+/// newest matches anywhere; fewer are named at no great cost.
+const PEEK_FROM: usize = 64;
+
+/// The most matches anywhere a [`peek`] reads before it gives up.
+const PEEK: usize = 8 * WINDOW;
+
+/// How many matches anywhere a [`peek`] reads first, and at least at each
+/// step after.
+const SAMPLE: usize = WINDOW / 4;
+
+/// The newest [`WINDOW`] matches of `query` in conversations `mine`
+/// (sorted) read from the newest matches anywhere, when at most [`PEEK`]
+/// of those hold them (or hold every match there is); `None` when more
+/// would be needed. It reads a [`SAMPLE`] first, then as many more as the
+/// share of the caller's among those read says the window still needs
+/// (and a quarter more), so a word whose newest matches are mostly the
+/// caller's costs one or two short reads, and one that is mostly other
+/// people's is given up after the first.
+fn peek(tx: &Connection, query: &Query, mine: &[u64]) -> Result<Option<Vec<Candidate>>> {
+    let expr = query.fts();
+    let mut found = Vec::new();
+    let mut seen = 0usize;
+    let mut before = None;
+    let mut want = SAMPLE;
+    loop {
+        let ids = newest_matching(tx, &expr, want, before)?;
+        seen += ids.len();
+        found.extend(fetch(tx, &ids, mine, WINDOW - found.len())?);
+        if found.len() >= WINDOW || ids.len() < want {
+            // The window is full, or these were every match there is.
+            return Ok(Some(found));
+        }
+        before = ids.last().copied();
+        let share = found.len().max(1) as f64 / seen as f64;
+        let needed = ((WINDOW - found.len()) as f64 / share * 1.25).ceil() as usize;
+        if seen + needed > PEEK {
+            return Ok(None);
+        }
+        want = needed.max(SAMPLE);
+    }
+}
 
 /// The messages matching the query's rarest term, newest first, when it
 /// matches at most [`FEW`] anywhere. Each term's count stops at `FEW + 1`,
@@ -330,16 +357,32 @@ fn json_list(ids: &[u64]) -> String {
     s
 }
 
-/// The ids of the newest `limit` messages matching `expr`, newest first.
-fn newest_matching(tx: &Connection, expr: &str, limit: usize) -> Result<Vec<u64>> {
-    ids(
-        tx,
-        &format!(
+/// The ids of the newest `limit` messages matching `expr`, newest first,
+/// older than message `before` when given.
+fn newest_matching(
+    tx: &Connection,
+    expr: &str,
+    limit: usize,
+    before: Option<u64>,
+) -> Result<Vec<u64>> {
+    let mut stmt = match before {
+        None => tx.prepare_cached(
             "SELECT rowid FROM message_index WHERE message_index MATCH ?1
-             ORDER BY rowid DESC LIMIT {limit}"
-        ),
-        expr,
-    )
+             ORDER BY rowid DESC LIMIT ?2",
+        )?,
+        Some(_) => tx.prepare_cached(
+            "SELECT rowid FROM message_index WHERE message_index MATCH ?1 AND rowid < ?3
+             ORDER BY rowid DESC LIMIT ?2",
+        )?,
+    };
+    let limit = limit as i64;
+    let id = |r: &rusqlite::Row<'_>| r.get::<_, u64>(0);
+    let ids = match before {
+        None => stmt.query_map(params![expr, limit], id)?,
+        Some(b) => stmt.query_map(params![expr, limit, b], id)?,
+    }
+    .collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
 }
 
 /// The ids of up to [`FEW`] + 1 messages matching `expr`, newest first:
@@ -365,10 +408,14 @@ fn ids(tx: &Connection, sql: &str, expr: &str) -> Result<Vec<u64>> {
 }
 
 /// The messages `ids` (newest first) of conversations `mine` (sorted), with
-/// their file names, at most [`WINDOW`]. The conversation check is also
-/// the guard of a named query: a message carries its own conversation's
-/// marks only.
-fn fetch(tx: &Connection, ids: &[u64], mine: &[u64]) -> Result<Vec<(Message, Option<String>)>> {
+/// their file names, at most `limit`. The conversation check is also the
+/// guard of a named query: a message carries its own conversation's marks
+/// only. (Checked here rather than in SQL: a `gid IN json_each(...)` term
+/// made the statement slower.)
+fn fetch(tx: &Connection, ids: &[u64], mine: &[u64], limit: usize) -> Result<Vec<Candidate>> {
+    if ids.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {MESSAGE_COLS}, mf.name FROM messages m
          LEFT JOIN message_files mf ON mf.msg_id = m.id
@@ -380,7 +427,7 @@ fn fetch(tx: &Connection, ids: &[u64], mine: &[u64]) -> Result<Vec<(Message, Opt
         let gid: u64 = r.get(1)?;
         if mine.binary_search(&gid).is_ok() {
             found.push((message_from_row(r, 0)?, r.get(MESSAGE_COL_COUNT)?));
-            if found.len() == WINDOW {
+            if found.len() == limit {
                 break;
             }
         }
@@ -393,7 +440,7 @@ fn fetch(tx: &Connection, ids: &[u64], mine: &[u64]) -> Result<Vec<(Message, Opt
 fn ranked(
     tx: &Connection,
     query: &Query,
-    candidates: &[(Message, Option<String>)],
+    candidates: &[Candidate],
     docs: &[Cow<'_, str>],
 ) -> Result<Vec<usize>> {
     let doc_refs: Vec<&str> = docs.iter().map(|d| d.as_ref()).collect();
@@ -430,7 +477,7 @@ fn ranked(
 fn hits(
     tx: &Connection,
     query: &Query,
-    candidates: &[(Message, Option<String>)],
+    candidates: &[Candidate],
     docs: &[Cow<'_, str>],
     page: impl Iterator<Item = usize>,
 ) -> Result<Vec<Hit>> {

@@ -572,6 +572,85 @@ async fn common_words_are_searched_within_the_callers_conversations() {
     assert!(rows.iter().all(|r| r["user"]["id"] == ud));
 }
 
+/// Someone in many conversations searching words that are common
+/// everywhere but whose newest matches are largely theirs (a third of
+/// them here): the newest matches anywhere are read in steps and kept to
+/// theirs. Every page is their newest in order, the window ends where it
+/// should, a word with fewer matches than the window gives every one of
+/// theirs, and the others' matches never show.
+#[tokio::test]
+async fn common_words_mostly_in_the_callers_conversations_are_read_newest_first() {
+    let srv = TestServer::start().await;
+    let (uc, tc) = srv.user("carol").await;
+    let (ud, td) = srv.user("dave").await;
+    let mut mine = Vec::new();
+    let mut theirs = Vec::new();
+    for i in 0..70 {
+        mine.push(create_group(&srv, &tc, &format!("carol {i}"), &[]).await);
+        theirs.push(create_group(&srv, &td, &format!("dave {i}"), &[]).await);
+    }
+    // Every third message is Carol's: 2,000 of the 6,000 "busy" ones and
+    // 700 of the 2,100 "steady" ones, all more than a rare word's count.
+    let author = |k: usize| {
+        if k.is_multiple_of(3) {
+            (mine[k % 70], uc)
+        } else {
+            (theirs[k % 70], ud)
+        }
+    };
+    let busy = (0..6_000).map(|k| (author(k), format!("busy {k}")));
+    let steady = (0..2_100).map(|k| (author(k), format!("steady {k}")));
+    let rows = busy
+        .chain(steady)
+        .map(|((gid, uid), text)| (gid, uid, text));
+    write_behind_the_servers_back(&srv, rows);
+    let srv = srv.restart().await;
+    let (tc, td) = (srv.login("carol").await, srv.login("dave").await);
+    let contents = |rows: &[Value]| -> Vec<String> {
+        rows.iter()
+            .map(|r| r["msg"]["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Her "busy" messages, newest first: the 1st to 100th, and the 901st
+    // to 1,000th, the last page of the window.
+    let hers: Vec<String> = (0..6_000)
+        .rev()
+        .filter(|k: &usize| k.is_multiple_of(3))
+        .map(|k| format!("busy {k}"))
+        .collect();
+    let first = search(&srv, &tc, "busy", "&page=1&size=100").await;
+    assert_eq!(contents(&first), hers[..100]);
+    let tenth = search(&srv, &tc, "busy", "&page=10&size=100").await;
+    assert_eq!(contents(&tenth), hers[900..1_000]);
+    assert!(
+        search(&srv, &tc, "busy", "&page=11&size=100")
+            .await
+            .is_empty()
+    );
+    // "steady": fewer of hers than the window; every one, once, in order.
+    let mut got = Vec::new();
+    for page in 1..=8 {
+        let rows = search(&srv, &tc, "steady", &format!("&page={page}&size=100")).await;
+        assert!(rows.iter().all(|r| r["user"]["id"] == uc));
+        got.extend(contents(&rows));
+    }
+    let expect: Vec<String> = (0..2_100)
+        .rev()
+        .filter(|k: &usize| k.is_multiple_of(3))
+        .map(|k| format!("steady {k}"))
+        .collect();
+    assert_eq!(got, expect);
+    // Dave's newest are his own.
+    let rows = search(&srv, &td, "busy", "&size=100").await;
+    let his: Vec<String> = (0..6_000)
+        .rev()
+        .filter(|k: &usize| !k.is_multiple_of(3))
+        .take(100)
+        .map(|k| format!("busy {k}"))
+        .collect();
+    assert_eq!(contents(&rows), his);
+}
+
 /// Search latency on a large database: `RIM_SEARCH_BENCH=1000000 cargo test
 /// --release --test it search_latency -- --ignored --nocapture`. Bulk-loads
 /// messages like `rim-bench`'s history scenario (plus everyday words),
