@@ -281,9 +281,9 @@ const SAMPLE: usize = WINDOW / 4;
 /// of those hold them (or hold every match there is); `None` when more
 /// would be needed. It reads a [`SAMPLE`] first, then as many more as the
 /// share of the caller's among those read says the window still needs
-/// (and a quarter more), so a word whose newest matches are mostly the
-/// caller's costs one or two short reads, and one that is mostly other
-/// people's is given up after the first.
+/// (and a quarter more), so a word whose newest matches are largely the
+/// caller's costs a few reads of ids and the caller's rows among them, and
+/// one that is mostly other people's is given up after the first.
 fn peek(tx: &Connection, query: &Query, mine: &[u64]) -> Result<Option<Vec<Candidate>>> {
     let expr = query.fts();
     let mut found = Vec::new();
