@@ -359,6 +359,27 @@ async fn messages_written_behind_the_servers_back_are_indexed_at_start() {
     assert_eq!(found(&srv, &tb, "server").await.len(), 1, "nothing twice");
 }
 
+/// A user and the conversations they made, alone in each.
+struct Owner {
+    uid: u64,
+    token: String,
+    gids: Vec<u64>,
+}
+
+/// Carol and Dave, each with `n` conversations of their own, made in turn
+/// (so that neither's ids are one block).
+async fn carol_and_dave(srv: &TestServer, n: usize) -> (Owner, Owner) {
+    let (uc, tc) = srv.user("carol").await;
+    let (ud, td) = srv.user("dave").await;
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        mine.push(create_group(srv, &tc, &format!("carol {i}"), &[]).await);
+        theirs.push(create_group(srv, &td, &format!("dave {i}"), &[]).await);
+    }
+    let owner = |uid, token, gids| Owner { uid, token, gids };
+    (owner(uc, tc, mine), owner(ud, td, theirs))
+}
+
 /// Someone in more conversations than are named in one FTS5 query: every
 /// search still keeps to theirs, newest first among equals, whether their
 /// conversations hold few of a word's matches, most of them, or none.
@@ -446,13 +467,8 @@ async fn a_member_of_many_conversations_finds_only_their_own() {
 async fn a_member_of_many_conversations_keeps_phrases_cjk_and_edits_scoped() {
     let srv = TestServer::start().await;
     let ((_, ta), _, others) = direct_pair(&srv, "alice", "bob").await;
-    let (_, tc) = srv.user("carol").await;
-    let (_, td) = srv.user("dave").await;
-    let mut mine = Vec::new();
-    for i in 0..70 {
-        mine.push(create_group(&srv, &tc, &format!("carol {i}"), &[]).await);
-        create_group(&srv, &td, &format!("dave {i}"), &[]).await;
-    }
+    let (carol, _) = carol_and_dave(&srv, 70).await;
+    let (tc, mine) = (carol.token, carol.gids);
     let mut wa = srv.ws_login(&ta).await;
     for (i, text) in [
         "the Wi-Fi is down",
@@ -524,14 +540,8 @@ async fn a_member_of_many_conversations_keeps_phrases_cjk_and_edits_scoped() {
 #[tokio::test]
 async fn common_words_are_searched_within_the_callers_conversations() {
     let srv = TestServer::start().await;
-    let (uc, tc) = srv.user("carol").await;
-    let (ud, td) = srv.user("dave").await;
-    let mut mine = Vec::new();
-    let mut theirs = Vec::new();
-    for i in 0..40 {
-        mine.push(create_group(&srv, &tc, &format!("carol {i}"), &[]).await);
-        theirs.push(create_group(&srv, &td, &format!("dave {i}"), &[]).await);
-    }
+    let (carol, dave) = carol_and_dave(&srv, 40).await;
+    let (uc, mine, ud, theirs) = (carol.uid, carol.gids, dave.uid, dave.gids);
     // Far more than a search reads of any one word before it names the
     // conversations.
     let others = (0..2500).map(|k| {
@@ -581,14 +591,8 @@ async fn common_words_are_searched_within_the_callers_conversations() {
 #[tokio::test]
 async fn common_words_mostly_in_the_callers_conversations_are_read_newest_first() {
     let srv = TestServer::start().await;
-    let (uc, tc) = srv.user("carol").await;
-    let (ud, td) = srv.user("dave").await;
-    let mut mine = Vec::new();
-    let mut theirs = Vec::new();
-    for i in 0..70 {
-        mine.push(create_group(&srv, &tc, &format!("carol {i}"), &[]).await);
-        theirs.push(create_group(&srv, &td, &format!("dave {i}"), &[]).await);
-    }
+    let (carol, dave) = carol_and_dave(&srv, 70).await;
+    let (uc, mine, ud, theirs) = (carol.uid, carol.gids, dave.uid, dave.gids);
     // Every third message is Carol's: 2,000 of the 6,000 "busy" ones and
     // 700 of the 2,100 "steady" ones, all more than a rare word's count.
     let author = |k: usize| {
